@@ -1,0 +1,130 @@
+//! What executing a block produces: receipts and the block's state changes.
+
+use std::collections::BTreeMap;
+
+use alloy_consensus::{Eip658Value, Receipt, ReceiptEnvelope, ReceiptWithBloom, TxType};
+use alloy_primitives::{Address, B256, Bloom, Bytes, Log, U256};
+use revm::primitives::KECCAK_EMPTY;
+
+/// The receipt of one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxReceipt {
+    /// The transaction's type (legacy, 2930, 1559, 4844, 7702).
+    pub tx_type: TxType,
+    /// Whether execution succeeded (EIP-658 status; before Byzantium a receipt carries an
+    /// intermediate state root instead, which parevm does not compute).
+    pub success: bool,
+    /// Gas used by this transaction.
+    pub gas_used: u64,
+    /// Gas used by this and all earlier transactions of the block.
+    pub cumulative_gas_used: u64,
+    /// Logs emitted.
+    pub logs: Vec<Log>,
+}
+
+impl TxReceipt {
+    /// The consensus receipt (EIP-658 status form) with its bloom.
+    pub fn to_envelope(&self) -> ReceiptEnvelope {
+        let receipt = Receipt {
+            status: Eip658Value::Eip658(self.success),
+            cumulative_gas_used: self.cumulative_gas_used,
+            logs: self.logs.clone(),
+        };
+        let with_bloom = ReceiptWithBloom::from(receipt);
+        match self.tx_type {
+            TxType::Legacy => ReceiptEnvelope::Legacy(with_bloom),
+            TxType::Eip2930 => ReceiptEnvelope::Eip2930(with_bloom),
+            TxType::Eip1559 => ReceiptEnvelope::Eip1559(with_bloom),
+            TxType::Eip4844 => ReceiptEnvelope::Eip4844(with_bloom),
+            TxType::Eip7702 => ReceiptEnvelope::Eip7702(with_bloom),
+        }
+    }
+}
+
+/// An account's state after the block, for every account the block changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountChange {
+    /// The account after the block; `None` when it does not exist (self-destructed, or deleted
+    /// as empty under EIP-161).
+    pub info: Option<AccountState>,
+    /// Whether the account's storage from before the block was wiped (self-destruct, deletion
+    /// or contract creation): only the slots in `storage` remain.
+    pub storage_reset: bool,
+    /// Slots written by the block, with their values after it.
+    pub storage: BTreeMap<U256, U256>,
+}
+
+/// Balance, nonce and code of an existing account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountState {
+    /// Balance in wei.
+    pub balance: U256,
+    /// Nonce.
+    pub nonce: u64,
+    /// Keccak-256 of the code ([`KECCAK_EMPTY`] without code).
+    pub code_hash: B256,
+    /// The code, when the block deployed it (otherwise look it up by hash in the pre-state).
+    pub code: Option<Bytes>,
+}
+
+impl AccountState {
+    /// An account with no balance, nonce or code.
+    pub fn empty() -> Self {
+        Self {
+            balance: U256::ZERO,
+            nonce: 0,
+            code_hash: KECCAK_EMPTY,
+            code: None,
+        }
+    }
+}
+
+/// The state changes of a block, by address (ordered, so that outputs compare and print
+/// deterministically).
+pub type StateChanges = BTreeMap<Address, AccountChange>;
+
+/// Folds `later` changes on top of `earlier` ones.
+pub(crate) fn merge_changes(earlier: &mut StateChanges, later: StateChanges) {
+    for (address, change) in later {
+        match earlier.get_mut(&address) {
+            Some(existing) if !change.storage_reset => {
+                existing.info = change.info;
+                existing.storage.extend(change.storage);
+            }
+            _ => {
+                earlier.insert(address, change);
+            }
+        }
+    }
+}
+
+/// The result of executing a block: the same for the parallel and the sequential executor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockOutput {
+    /// One receipt per transaction, in block order.
+    pub receipts: Vec<TxReceipt>,
+    /// Total gas used by the block's transactions.
+    pub gas_used: u64,
+    /// Every account changed by the block (transactions, system calls, rewards, withdrawals).
+    pub state_changes: StateChanges,
+}
+
+impl BlockOutput {
+    /// The receipts trie root, receipts in EIP-658 form (valid from Byzantium on).
+    pub fn receipts_root(&self) -> B256 {
+        let envelopes: Vec<ReceiptEnvelope> =
+            self.receipts.iter().map(TxReceipt::to_envelope).collect();
+        alloy_consensus::proofs::calculate_receipt_root(&envelopes)
+    }
+
+    /// The block's logs bloom: the union of every receipt's bloom.
+    pub fn logs_bloom(&self) -> Bloom {
+        let mut bloom = Bloom::ZERO;
+        for receipt in &self.receipts {
+            for log in &receipt.logs {
+                bloom.accrue_log(log);
+            }
+        }
+        bloom
+    }
+}

@@ -1,0 +1,347 @@
+//! The sequential reference executor: plain revm, one transaction after another, over a cache of
+//! the pre-block state. It is the oracle the parallel engine is checked against.
+
+use std::collections::{BTreeMap, HashMap};
+
+use alloy_consensus::{Block, Transaction, TxEnvelope, transaction::Recovered};
+use alloy_eips::Typed2718;
+use alloy_primitives::{Address, B256, U256};
+use revm::{
+    Database, ExecuteEvm,
+    bytecode::Bytecode,
+    context::result::{EVMError, ExecutionResult},
+    database_interface::DBErrorMarker,
+    primitives::{KECCAK_EMPTY, hardfork::SpecId},
+    state::{AccountInfo, EvmState},
+};
+
+use crate::{
+    ExecutionError, TxIdx,
+    account_diff::{AccountDiff, diff_account},
+    chain::{self, ChainSpec},
+    output::{AccountChange, AccountState, BlockOutput, StateChanges, TxReceipt, merge_changes},
+    storage::{OverlayStorage, Storage, StorageError},
+    types::Lifecycle,
+};
+
+impl DBErrorMarker for StorageError {}
+
+/// One account as the sequential executor sees it.
+#[derive(Debug, Default)]
+struct CachedAccount {
+    /// `None` when the account does not exist.
+    info: Option<AccountInfo>,
+    /// Slots read or written.
+    storage: HashMap<U256, U256>,
+    /// Whether pre-block storage is gone (reads of unknown slots give zero).
+    storage_reset: bool,
+    /// Whether the block wrote anything to this account.
+    changed: bool,
+    /// Whether the block wrote code.
+    code_written: bool,
+    /// Slots written by the block since the last storage reset.
+    written: BTreeMap<U256, U256>,
+}
+
+/// A revm [`Database`] over a [`Storage`] that applies each transaction's writes: the state of
+/// the sequential executor, also used for block-level steps of both executors.
+pub(crate) struct SequentialState<'a, S: ?Sized> {
+    storage: &'a S,
+    accounts: HashMap<Address, CachedAccount>,
+    code: HashMap<B256, Bytecode>,
+}
+
+impl<'a, S: Storage + ?Sized> SequentialState<'a, S> {
+    pub(crate) fn new(storage: &'a S) -> Self {
+        Self {
+            storage,
+            accounts: HashMap::new(),
+            code: HashMap::new(),
+        }
+    }
+
+    fn account(&mut self, address: Address) -> Result<&mut CachedAccount, StorageError> {
+        match self.accounts.entry(address) {
+            std::collections::hash_map::Entry::Occupied(entry) => Ok(entry.into_mut()),
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                let info = self.storage.basic(&address)?.map(|basic| AccountInfo {
+                    balance: basic.balance,
+                    nonce: basic.nonce,
+                    code_hash: basic.code_hash,
+                    ..Default::default()
+                });
+                Ok(entry.insert(CachedAccount {
+                    info,
+                    ..Default::default()
+                }))
+            }
+        }
+    }
+
+    /// Applies the writes of one transaction (or system call).
+    pub(crate) fn commit(&mut self, spec: SpecId, state: &EvmState) {
+        for (address, account) in state {
+            if let Some(diff) = diff_account(spec, account) {
+                self.apply_diff(*address, diff);
+            }
+        }
+    }
+
+    fn apply_diff(&mut self, address: Address, diff: AccountDiff) {
+        let cached = self.accounts.entry(address).or_default();
+        cached.changed = true;
+        match diff.lifecycle {
+            Some(Lifecycle::Destroyed) => {
+                *cached = CachedAccount {
+                    storage_reset: true,
+                    changed: true,
+                    ..Default::default()
+                };
+                return;
+            }
+            Some(Lifecycle::Created) => {
+                cached.storage.clear();
+                cached.written.clear();
+                cached.storage_reset = true;
+                cached.info.get_or_insert_with(empty_info);
+            }
+            Some(Lifecycle::Existing) => {
+                cached.info.get_or_insert_with(empty_info);
+            }
+            None => {}
+        }
+        let info = cached.info.get_or_insert_with(empty_info);
+        if let Some(balance) = diff.balance {
+            info.balance = balance;
+        }
+        if let Some(nonce) = diff.nonce {
+            info.nonce = nonce;
+        }
+        if let Some(code) = diff.code {
+            info.code_hash = code.hash;
+            info.code = code.code.clone();
+            cached.code_written = true;
+            if let Some(code) = code.code {
+                self.code.insert(info.code_hash, code);
+            }
+        }
+        for (slot, value) in diff.storage {
+            cached.storage.insert(slot, value);
+            cached.written.insert(slot, value);
+        }
+    }
+
+    /// Adds `amount` to a balance, as a block-level step (reward, withdrawal, DAO refund).
+    pub(crate) fn increment_balance(
+        &mut self,
+        address: Address,
+        amount: U256,
+    ) -> Result<(), StorageError> {
+        if amount.is_zero() {
+            return Ok(());
+        }
+        let cached = self.account(address)?;
+        let existed = cached.info.is_some();
+        let balance = cached
+            .info
+            .as_ref()
+            .map(|info| info.balance)
+            .unwrap_or_default();
+        self.apply_diff(
+            address,
+            AccountDiff {
+                lifecycle: (!existed).then_some(Lifecycle::Existing),
+                balance: Some(balance + amount),
+                ..Default::default()
+            },
+        );
+        Ok(())
+    }
+
+    /// Sets a balance to zero and returns what it was (the DAO fork drain).
+    pub(crate) fn drain_balance(&mut self, address: Address) -> Result<U256, StorageError> {
+        let cached = self.account(address)?;
+        let balance = cached
+            .info
+            .as_ref()
+            .map(|info| info.balance)
+            .unwrap_or_default();
+        if !balance.is_zero() {
+            self.apply_diff(
+                address,
+                AccountDiff {
+                    balance: Some(U256::ZERO),
+                    ..Default::default()
+                },
+            );
+        }
+        Ok(balance)
+    }
+
+    /// The accounts the block changed, with their final state.
+    pub(crate) fn into_changes(self) -> StateChanges {
+        self.accounts
+            .into_iter()
+            .filter(|(_, account)| account.changed)
+            .map(|(address, account)| {
+                let info = account.info.map(|info| AccountState {
+                    balance: info.balance,
+                    nonce: info.nonce,
+                    code_hash: info.code_hash,
+                    code: if account.code_written {
+                        info.code
+                            .map(|code| code.original_bytes())
+                            .filter(|code| !code.is_empty())
+                    } else {
+                        None
+                    },
+                });
+                let change = AccountChange {
+                    info,
+                    storage_reset: account.storage_reset,
+                    storage: account.written,
+                };
+                (address, change)
+            })
+            .collect()
+    }
+}
+
+fn empty_info() -> AccountInfo {
+    AccountInfo {
+        code_hash: KECCAK_EMPTY,
+        ..Default::default()
+    }
+}
+
+impl<S: Storage + ?Sized> Database for SequentialState<'_, S> {
+    type Error = StorageError;
+
+    fn basic(&mut self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
+        Ok(self.account(address)?.info.clone())
+    }
+
+    fn code_by_hash(&mut self, code_hash: B256) -> Result<Bytecode, Self::Error> {
+        if code_hash == KECCAK_EMPTY {
+            return Ok(Bytecode::default());
+        }
+        if let Some(code) = self.code.get(&code_hash) {
+            return Ok(code.clone());
+        }
+        let code = self.storage.code_by_hash(&code_hash)?;
+        self.code.insert(code_hash, code.clone());
+        Ok(code)
+    }
+
+    fn storage(&mut self, address: Address, index: U256) -> Result<U256, Self::Error> {
+        let storage = self.storage;
+        let cached = self.account(address)?;
+        if let Some(value) = cached.storage.get(&index) {
+            return Ok(*value);
+        }
+        let value = if cached.storage_reset || cached.info.is_none() {
+            U256::ZERO
+        } else {
+            storage.storage(&address, &index)?
+        };
+        cached.storage.insert(index, value);
+        Ok(value)
+    }
+
+    fn block_hash(&mut self, number: u64) -> Result<B256, Self::Error> {
+        self.storage.block_hash(number)
+    }
+}
+
+/// Maps a revm error of transaction `index` to the public error.
+pub(crate) fn map_evm_error(index: TxIdx, error: EVMError<StorageError>) -> ExecutionError {
+    match error {
+        EVMError::Transaction(source) => ExecutionError::InvalidTransaction { index, source },
+        EVMError::Header(header) => ExecutionError::InvalidHeader(header.to_string()),
+        EVMError::Database(source) => ExecutionError::Storage {
+            index: Some(index),
+            source,
+        },
+        other => ExecutionError::Internal(format!("transaction {index}: {other}")),
+    }
+}
+
+/// The receipt fields of one executed transaction.
+pub(crate) fn receipt_of(
+    tx: &Recovered<TxEnvelope>,
+    result: ExecutionResult,
+    cumulative_gas_used: u64,
+) -> TxReceipt {
+    let tx_type = alloy_consensus::TxType::try_from(tx.inner().ty()).unwrap_or_default();
+    TxReceipt {
+        tx_type,
+        success: result.is_success(),
+        gas_used: result.tx_gas_used(),
+        cumulative_gas_used,
+        logs: result.into_logs(),
+    }
+}
+
+/// Checks that transaction `index` fits in what is left of the block gas limit.
+pub(crate) fn check_block_gas(
+    index: TxIdx,
+    tx: &Recovered<TxEnvelope>,
+    gas_used_before: u64,
+    block_gas_limit: u64,
+) -> Result<(), ExecutionError> {
+    let remaining = block_gas_limit.saturating_sub(gas_used_before);
+    if tx.inner().gas_limit() > remaining {
+        return Err(ExecutionError::TxGasLimitAboveRemaining {
+            index,
+            gas_limit: tx.inner().gas_limit(),
+            remaining,
+        });
+    }
+    Ok(())
+}
+
+/// Executes a block one transaction after another with plain revm: the reference result.
+pub fn execute_sequential<S: Storage + ?Sized>(
+    chain: &ChainSpec,
+    block: &Block<Recovered<TxEnvelope>>,
+    storage: &S,
+) -> Result<BlockOutput, ExecutionError> {
+    let header = &block.header;
+    let spec = chain.spec_id(header.number, header.timestamp);
+    let block_env = chain::block_env(header, spec)?;
+    let cfg = chain::cfg_env(chain, spec);
+    let mut changes = chain::pre_block_changes(chain, spec, block, storage)?;
+
+    let overlay = OverlayStorage {
+        base: storage,
+        changes: &changes,
+    };
+    let mut state = SequentialState::new(&overlay);
+    let mut receipts = Vec::with_capacity(block.body.transactions.len());
+    let mut gas_used = 0u64;
+    {
+        let mut evm = chain::build_evm(&mut state, block_env, cfg);
+        for (index, tx) in block.body.transactions.iter().enumerate() {
+            check_block_gas(index, tx, gas_used, header.gas_limit)?;
+            let tx_env = chain::tx_env(index, tx)?;
+            let outcome = evm
+                .transact(tx_env)
+                .map_err(|error| map_evm_error(index, error))?;
+            evm.ctx
+                .journaled_state
+                .database
+                .commit(spec, &outcome.state);
+            gas_used += outcome.result.tx_gas_used();
+            receipts.push(receipt_of(tx, outcome.result, gas_used));
+        }
+    }
+    let tx_changes = state.into_changes();
+    merge_changes(&mut changes, tx_changes);
+    let post = chain::post_block_changes(chain, spec, block, storage, &changes)?;
+    merge_changes(&mut changes, post);
+    Ok(BlockOutput {
+        receipts,
+        gas_used,
+        state_changes: changes,
+    })
+}

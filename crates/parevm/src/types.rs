@@ -1,0 +1,120 @@
+//! Block-STM vocabulary: transaction indices, incarnations, versions, memory locations and values,
+//! read and write sets.
+
+use alloy_primitives::{Address, B256, U256};
+use revm::bytecode::Bytecode;
+
+/// Index of a transaction in its block.
+pub type TxIdx = usize;
+
+/// How many times a transaction has been (re-)executed before: 0 for the first execution.
+pub type Incarnation = usize;
+
+/// One execution of one transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TxVersion {
+    /// The transaction.
+    pub tx_idx: TxIdx,
+    /// Its incarnation.
+    pub incarnation: Incarnation,
+}
+
+/// A unit of state that transactions read and write. Locations are compared by value (address and
+/// slot), never by a hash alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MemoryLocation {
+    /// Whether the account exists, and whether its storage was reset (created or destroyed).
+    Lifecycle(Address),
+    /// The account's balance.
+    Balance(Address),
+    /// The account's nonce.
+    Nonce(Address),
+    /// The account's code.
+    Code(Address),
+    /// One storage slot.
+    Storage(Address, U256),
+}
+
+impl MemoryLocation {
+    /// The account the location belongs to.
+    pub fn address(&self) -> Address {
+        match self {
+            Self::Lifecycle(address)
+            | Self::Balance(address)
+            | Self::Nonce(address)
+            | Self::Code(address)
+            | Self::Storage(address, _) => *address,
+        }
+    }
+}
+
+/// An account lifecycle event written by a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lifecycle {
+    /// The account came into existence without a storage reset (funded or touched).
+    Existing,
+    /// A contract was created at the address: it exists and its old storage is gone.
+    Created,
+    /// The account was destroyed (self-destruct, or deleted as empty): storage is gone.
+    Destroyed,
+}
+
+impl Lifecycle {
+    /// Whether the account exists after this event.
+    pub fn exists(self) -> bool {
+        !matches!(self, Self::Destroyed)
+    }
+
+    /// Whether this event wipes the account's storage.
+    pub fn resets_storage(self) -> bool {
+        !matches!(self, Self::Existing)
+    }
+}
+
+/// Code written to an account: its hash and bytecode (`None` for no code).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeValue {
+    /// Keccak-256 of the code.
+    pub hash: B256,
+    /// The code, `None` when the account has none.
+    pub code: Option<Bytecode>,
+}
+
+/// A value written to a [`MemoryLocation`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemoryValue {
+    /// A lifecycle event.
+    Lifecycle(Lifecycle),
+    /// An exact balance.
+    Balance(U256),
+    /// A lazy balance increment, folded in block order when read (beneficiary fees, transfers).
+    BalanceDelta(U256),
+    /// A nonce.
+    Nonce(u64),
+    /// Code.
+    Code(CodeValue),
+    /// A storage value.
+    Storage(U256),
+}
+
+/// The value a read observed, kept to validate the read later (value-based validation: a read is
+/// still valid when re-reading gives the same value).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadValue {
+    /// Whether the account existed.
+    Exists(bool),
+    /// A balance, deltas folded.
+    Balance(U256),
+    /// A nonce.
+    Nonce(u64),
+    /// A code hash.
+    CodeHash(B256),
+    /// A storage value (zero after a storage reset).
+    Storage(U256),
+}
+
+/// Everything one incarnation read, in read order.
+pub type ReadSet = Vec<(MemoryLocation, ReadValue)>;
+
+/// Everything one incarnation wrote.
+pub type WriteSet = Vec<(MemoryLocation, MemoryValue)>;
