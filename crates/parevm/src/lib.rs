@@ -6,6 +6,7 @@
 mod account_diff;
 pub mod chain;
 mod error;
+mod executor;
 mod output;
 mod sequential;
 pub mod storage;
@@ -13,6 +14,7 @@ mod types;
 
 pub use chain::ChainSpec;
 pub use error::ExecutionError;
+pub use executor::{ExecutionStats, ExecutorConfig, ParallelExecutor};
 pub use output::{AccountChange, AccountState, BlockOutput, StateChanges, TxReceipt};
 pub use sequential::execute_sequential;
 pub use storage::{AccountBasic, InMemoryAccount, InMemoryStorage, Storage, StorageError};
