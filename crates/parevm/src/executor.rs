@@ -1,10 +1,26 @@
-//! Public entry point of the parallel engine.
+//! Public entry point of the parallel engine: runs Block-STM workers over a block and assembles
+//! the same [`BlockOutput`] the sequential executor produces.
 
-use std::num::NonZeroUsize;
+use std::{
+    num::NonZeroUsize,
+    panic::AssertUnwindSafe,
+    sync::atomic::{AtomicUsize, Ordering},
+};
 
 use alloy_consensus::{Block, TxEnvelope, transaction::Recovered};
+use parking_lot::Mutex;
 
-use crate::{BlockOutput, ChainSpec, ExecutionError, storage::Storage};
+use crate::{
+    BlockOutput, ChainSpec, ExecutionError, TxIdx, chain,
+    mv_memory::MvMemory,
+    output::{AccountChange, AccountState, StateChanges, merge_changes},
+    pre_state::PreState,
+    scheduler::{Scheduler, Task},
+    sequential::{check_block_gas, receipt_of},
+    storage::{OverlayStorage, Storage},
+    types::{MemoryLocation, TxVersion},
+    vm::{BlockVm, ReadError, TxFailure, TxResult, VersionedState},
+};
 
 /// How the parallel executor runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,12 +48,14 @@ pub struct ExecutionStats {
     pub txs: usize,
     /// Worker threads used (1 when the block ran sequentially).
     pub threads: usize,
-    /// Incarnations executed (≥ txs).
+    /// Incarnations executed (≥ txs when Block-STM ran).
     pub executions: usize,
     /// Validations performed.
     pub validations: usize,
-    /// Incarnations aborted by a failed validation or a dependency.
+    /// Incarnations aborted by a failed validation.
     pub aborts: usize,
+    /// Executions suspended on an ESTIMATE (dependency discovered at run time).
+    pub dependency_waits: usize,
     /// Why the block ran sequentially instead, if it did.
     pub sequential_reason: Option<String>,
 }
@@ -46,6 +64,14 @@ pub struct ExecutionStats {
 #[derive(Debug)]
 pub struct ParallelExecutor {
     config: ExecutorConfig,
+}
+
+#[derive(Default)]
+struct Counters {
+    executions: AtomicUsize,
+    validations: AtomicUsize,
+    aborts: AtomicUsize,
+    dependency_waits: AtomicUsize,
 }
 
 impl ParallelExecutor {
@@ -76,13 +102,303 @@ impl ParallelExecutor {
         block: &Block<Recovered<TxEnvelope>>,
         storage: &S,
     ) -> (Result<BlockOutput, ExecutionError>, ExecutionStats) {
-        let stats = ExecutionStats {
-            txs: block.body.transactions.len(),
-            threads: 1,
-            executions: block.body.transactions.len(),
-            sequential_reason: Some("parallel engine not wired yet".into()),
+        let txs = block.body.transactions.len();
+        let threads = self.config.concurrency.get().min(txs.max(1));
+        let mut stats = ExecutionStats {
+            txs,
+            threads,
             ..Default::default()
         };
-        (crate::execute_sequential(chain, block, storage), stats)
+        if !self.config.force_parallel && (threads < 2 || txs < 2) {
+            stats.threads = 1;
+            stats.executions = txs;
+            stats.sequential_reason = Some(if txs < 2 {
+                "fewer than two transactions".to_string()
+            } else {
+                "one thread".to_string()
+            });
+            return (crate::execute_sequential(chain, block, storage), stats);
+        }
+        let counters = Counters::default();
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            execute_block_stm(chain, block, storage, threads, &counters)
+        }));
+        stats.executions = counters.executions.load(Ordering::Relaxed);
+        stats.validations = counters.validations.load(Ordering::Relaxed);
+        stats.aborts = counters.aborts.load(Ordering::Relaxed);
+        stats.dependency_waits = counters.dependency_waits.load(Ordering::Relaxed);
+        match result {
+            Ok(Ok(output)) => (output, stats),
+            Ok(Err(breach)) | Err(breach) => {
+                let reason = panic_message(breach);
+                stats.sequential_reason = Some(format!(
+                    "internal error, re-executed sequentially: {reason}"
+                ));
+                let sequential = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    crate::execute_sequential(chain, block, storage)
+                }))
+                .unwrap_or_else(|panic| Err(ExecutionError::Internal(panic_message(panic))));
+                (sequential, stats)
+            }
+        }
     }
+}
+
+type Breach = Box<dyn std::any::Any + Send>;
+
+fn panic_message(panic: Breach) -> String {
+    if let Some(message) = panic.downcast_ref::<&str>() {
+        message.to_string()
+    } else if let Some(message) = panic.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        "unknown panic".to_string()
+    }
+}
+
+/// Block-STM over `block`. The outer error is an internal invariant breach (the caller falls back
+/// to sequential execution); the inner result is the block's.
+fn execute_block_stm<S: Storage + ?Sized>(
+    chain: &ChainSpec,
+    block: &Block<Recovered<TxEnvelope>>,
+    storage: &S,
+    threads: usize,
+    counters: &Counters,
+) -> Result<Result<BlockOutput, ExecutionError>, Breach> {
+    let header = &block.header;
+    let spec = chain.spec_id(header.number, header.timestamp);
+    let prepared = (|| {
+        let block_env = chain::block_env(header, spec)?;
+        let cfg = chain::cfg_env(chain, spec);
+        let txs = block
+            .body
+            .transactions
+            .iter()
+            .enumerate()
+            .map(|(index, tx)| chain::tx_env(index, tx))
+            .collect::<Result<Vec<_>, _>>()?;
+        let pre_block = chain::pre_block_changes(chain, spec, block, storage)?;
+        Ok::<_, ExecutionError>((block_env, cfg, txs, pre_block))
+    })();
+    let (block_env, cfg, txs, mut changes) = match prepared {
+        Ok(prepared) => prepared,
+        Err(error) => return Ok(Err(error)),
+    };
+
+    let overlay = OverlayStorage {
+        base: storage,
+        changes: &changes,
+    };
+    let pre = PreState::new(&overlay);
+    let tx_count = txs.len();
+    let mv = MvMemory::new(tx_count);
+    let vm = BlockVm {
+        spec,
+        block_env,
+        cfg,
+        txs,
+        state: VersionedState { mv: &mv, pre: &pre },
+    };
+    let scheduler = Scheduler::new(tx_count);
+    let results: Vec<Mutex<Option<TxResult>>> = (0..tx_count).map(|_| Mutex::new(None)).collect();
+    let breach: Mutex<Option<Breach>> = Mutex::new(None);
+
+    std::thread::scope(|scope| {
+        let work = || {
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                run_worker(&vm, &scheduler, &results, counters)
+            }));
+            if let Err(panic) = outcome {
+                scheduler.halt();
+                breach.lock().get_or_insert(panic);
+            }
+        };
+        for _ in 1..threads {
+            scope.spawn(work);
+        }
+        work();
+    });
+    if let Some(panic) = breach.into_inner() {
+        return Err(panic);
+    }
+
+    let mut receipts = Vec::with_capacity(tx_count);
+    let mut gas_used = 0u64;
+    for (index, (tx, result)) in block.body.transactions.iter().zip(results).enumerate() {
+        if let Err(error) = check_block_gas(index, tx, gas_used, header.gas_limit) {
+            return Ok(Err(error));
+        }
+        let result = result
+            .into_inner()
+            .ok_or_else(|| breach_of(format!("tx {index} has no result")))?;
+        let result = match result {
+            Ok(result) => result,
+            Err(failure) => return Ok(Err(failure_error(index, failure))),
+        };
+        gas_used += result.tx_gas_used();
+        receipts.push(receipt_of(tx, result, gas_used));
+    }
+    let tx_changes = match collect_changes(&vm.state, tx_count) {
+        Ok(tx_changes) => tx_changes,
+        Err(ReadError::Storage(source)) => {
+            return Ok(Err(ExecutionError::Storage {
+                index: None,
+                source,
+            }));
+        }
+        Err(ReadError::Blocked(tx)) => return Err(breach_of(format!("ESTIMATE of tx {tx} left"))),
+    };
+    drop(vm);
+    merge_changes(&mut changes, tx_changes);
+    let post = match chain::post_block_changes(chain, spec, block, storage, &changes) {
+        Ok(post) => post,
+        Err(error) => return Ok(Err(error)),
+    };
+    merge_changes(&mut changes, post);
+    Ok(Ok(BlockOutput {
+        receipts,
+        gas_used,
+        state_changes: changes,
+    }))
+}
+
+fn breach_of(message: String) -> Breach {
+    Box::new(message)
+}
+
+fn failure_error(index: TxIdx, failure: TxFailure) -> ExecutionError {
+    match failure {
+        TxFailure::Invalid(source) => ExecutionError::InvalidTransaction { index, source },
+        TxFailure::Storage(source) => ExecutionError::Storage {
+            index: Some(index),
+            source,
+        },
+        TxFailure::Internal(message) => {
+            ExecutionError::Internal(format!("transaction {index}: {message}"))
+        }
+    }
+}
+
+/// One worker: takes tasks until the block is done.
+fn run_worker<S: Storage + ?Sized>(
+    vm: &BlockVm<'_, S>,
+    scheduler: &Scheduler,
+    results: &[Mutex<Option<TxResult>>],
+    counters: &Counters,
+) {
+    let mut task: Option<Task> = None;
+    let mut idle_rounds = 0u32;
+    while !scheduler.done() {
+        task = match task {
+            Some(Task::Execute(version)) => try_execute(vm, scheduler, results, counters, version),
+            Some(Task::Validate(version)) => try_validate(vm, scheduler, counters, version),
+            None => {
+                let next = scheduler.next_task();
+                if next.is_none() {
+                    idle_rounds += 1;
+                    if idle_rounds < 64 {
+                        std::hint::spin_loop();
+                    } else {
+                        std::thread::yield_now();
+                    }
+                } else {
+                    idle_rounds = 0;
+                }
+                next
+            }
+        };
+    }
+}
+
+fn try_execute<S: Storage + ?Sized>(
+    vm: &BlockVm<'_, S>,
+    scheduler: &Scheduler,
+    results: &[Mutex<Option<TxResult>>],
+    counters: &Counters,
+    version: TxVersion,
+) -> Option<Task> {
+    let tx = version.tx_idx;
+    loop {
+        counters.executions.fetch_add(1, Ordering::Relaxed);
+        match vm.execute(tx) {
+            Err(blocked) => {
+                counters.dependency_waits.fetch_add(1, Ordering::Relaxed);
+                if scheduler.add_dependency(tx, blocked.0) {
+                    return None;
+                }
+            }
+            Ok(incarnation) => {
+                *results[tx].lock() = Some(incarnation.result);
+                let wrote_new_location =
+                    vm.state
+                        .mv
+                        .record(version, incarnation.read_set, incarnation.write_set);
+                return scheduler.finish_execution(version, wrote_new_location);
+            }
+        }
+    }
+}
+
+fn try_validate<S: Storage + ?Sized>(
+    vm: &BlockVm<'_, S>,
+    scheduler: &Scheduler,
+    counters: &Counters,
+    version: TxVersion,
+) -> Option<Task> {
+    counters.validations.fetch_add(1, Ordering::Relaxed);
+    let tx = version.tx_idx;
+    let valid = vm
+        .state
+        .mv
+        .with_read_set(tx, |read_set| vm.state.validate(read_set, tx));
+    let aborted = !valid && scheduler.try_validation_abort(version);
+    if aborted {
+        counters.aborts.fetch_add(1, Ordering::Relaxed);
+        vm.state.mv.convert_writes_to_estimates(tx);
+    }
+    scheduler.finish_validation(tx, aborted)
+}
+
+/// The block's state changes from the final multi-version memory.
+fn collect_changes<S: Storage + ?Sized>(
+    state: &VersionedState<'_, S>,
+    txs: usize,
+) -> Result<StateChanges, ReadError> {
+    let mut changes = StateChanges::new();
+    for (address, locations) in state.mv.written_accounts() {
+        let reset = state.mv.last_storage_reset(address, txs);
+        let info = if state.exists(address, txs)? {
+            let code = state.code(address, txs)?;
+            let code_written = locations.contains(&MemoryLocation::Code(address));
+            Some(AccountState {
+                balance: state.balance(address, txs)?,
+                nonce: state.nonce(address, txs)?,
+                code_hash: code.hash,
+                code: code
+                    .code
+                    .filter(|code| code_written && !code.is_empty())
+                    .map(|code| code.original_bytes()),
+            })
+        } else {
+            None
+        };
+        let mut storage = std::collections::BTreeMap::new();
+        for location in &locations {
+            if let MemoryLocation::Storage(_, slot) = location {
+                let writer = state.mv.last_writer(location, txs);
+                if writer.is_some_and(|writer| reset.is_none_or(|reset| writer >= reset)) {
+                    storage.insert(*slot, state.storage(address, *slot, txs)?);
+                }
+            }
+        }
+        changes.insert(
+            address,
+            AccountChange {
+                info,
+                storage_reset: reset.is_some(),
+                storage,
+            },
+        );
+    }
+    Ok(changes)
 }

@@ -7,10 +7,14 @@ mod account_diff;
 pub mod chain;
 mod error;
 mod executor;
+mod mv_memory;
 mod output;
+mod pre_state;
+mod scheduler;
 mod sequential;
 pub mod storage;
 mod types;
+mod vm;
 
 pub use chain::ChainSpec;
 pub use error::ExecutionError;

@@ -1,0 +1,452 @@
+//! Runs one incarnation of one transaction with revm against the multi-version memory, recording
+//! what it read and deriving what it wrote.
+//!
+//! Two EVM-specific rules keep unrelated transactions from conflicting:
+//! - the beneficiary's fee is not paid inside revm but written as a lazy [`MemoryValue::BalanceDelta`]
+//!   (unless the fee is zero, when revm's exact touch semantics are needed);
+//! - the recipient of a plain value transfer to an account without code is given a balance of
+//!   zero and its increment is written as a delta: no code runs, so nothing observes its balance.
+
+use std::cell::Cell;
+
+use alloy_primitives::{Address, B256, U256};
+use revm::{
+    Database, ExecuteEvm,
+    bytecode::Bytecode,
+    context::{
+        BlockEnv, Cfg, CfgEnv, ContextTr, TxEnv,
+        result::{EVMError, ExecutionResult, HaltReason, InvalidTransaction},
+    },
+    context_interface::{Block, Transaction},
+    database_interface::DBErrorMarker,
+    handler::{EvmTr, FrameResult, Handler, post_execution},
+    interpreter::interpreter_action::FrameInit,
+    primitives::{KECCAK_EMPTY, TxKind, hardfork::SpecId},
+    state::AccountInfo,
+};
+
+use crate::{
+    account_diff::diff_account,
+    chain,
+    mv_memory::{Blocked, MvMemory},
+    pre_state::PreState,
+    storage::{Storage, StorageError},
+    types::{
+        CodeValue, Lifecycle, MemoryLocation, MemoryValue, ReadSet, ReadValue, TxIdx, WriteSet,
+    },
+};
+
+/// Why a read could not produce a value.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum ReadError {
+    /// A lower transaction's write is an ESTIMATE: wait for it.
+    #[error("blocked on transaction {0}")]
+    Blocked(TxIdx),
+    /// The pre-block state failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl DBErrorMarker for ReadError {}
+
+impl From<Blocked> for ReadError {
+    fn from(Blocked(tx): Blocked) -> Self {
+        Self::Blocked(tx)
+    }
+}
+
+/// The state as seen by transaction `tx`: the multi-version memory over the pre-block state.
+pub(crate) struct VersionedState<'a, S: ?Sized> {
+    pub(crate) mv: &'a MvMemory,
+    pub(crate) pre: &'a PreState<'a, S>,
+}
+
+impl<S: Storage + ?Sized> VersionedState<'_, S> {
+    pub(crate) fn exists(&self, address: Address, tx: TxIdx) -> Result<bool, ReadError> {
+        Ok(match self.mv.lifecycle(address, tx)? {
+            Some(lifecycle) => lifecycle.exists(),
+            None => self.pre.basic(&address)?.is_some(),
+        })
+    }
+
+    pub(crate) fn balance(&self, address: Address, tx: TxIdx) -> Result<U256, ReadError> {
+        let view = self.mv.balance(address, tx)?;
+        let base = match view.base {
+            Some(base) => base,
+            None => self
+                .pre
+                .basic(&address)?
+                .map(|basic| basic.balance)
+                .unwrap_or_default(),
+        };
+        Ok(base.wrapping_add(view.delta))
+    }
+
+    pub(crate) fn nonce(&self, address: Address, tx: TxIdx) -> Result<u64, ReadError> {
+        Ok(match self.mv.nonce(address, tx)? {
+            Some(nonce) => nonce,
+            None => self
+                .pre
+                .basic(&address)?
+                .map(|basic| basic.nonce)
+                .unwrap_or_default(),
+        })
+    }
+
+    /// The code; for pre-block code only the hash (revm loads the bytes by hash when needed).
+    pub(crate) fn code(&self, address: Address, tx: TxIdx) -> Result<CodeValue, ReadError> {
+        Ok(match self.mv.code(address, tx)? {
+            Some(code) => code,
+            None => CodeValue {
+                hash: self
+                    .pre
+                    .basic(&address)?
+                    .map_or(KECCAK_EMPTY, |basic| basic.code_hash),
+                code: None,
+            },
+        })
+    }
+
+    pub(crate) fn storage(
+        &self,
+        address: Address,
+        slot: U256,
+        tx: TxIdx,
+    ) -> Result<U256, ReadError> {
+        Ok(match self.mv.storage(address, slot, tx)? {
+            Some(value) => value,
+            None => self.pre.storage(&address, &slot)?,
+        })
+    }
+
+    /// The value a read of `location` by `tx` observes now.
+    pub(crate) fn resolve(
+        &self,
+        location: &MemoryLocation,
+        tx: TxIdx,
+    ) -> Result<ReadValue, ReadError> {
+        Ok(match *location {
+            MemoryLocation::Lifecycle(address) => ReadValue::Exists(self.exists(address, tx)?),
+            MemoryLocation::Balance(address) => ReadValue::Balance(self.balance(address, tx)?),
+            MemoryLocation::Nonce(address) => ReadValue::Nonce(self.nonce(address, tx)?),
+            MemoryLocation::Code(address) => ReadValue::CodeHash(self.code(address, tx)?.hash),
+            MemoryLocation::Storage(address, slot) => {
+                ReadValue::Storage(self.storage(address, slot, tx)?)
+            }
+        })
+    }
+
+    /// Whether every read of `read_set` still observes the same value at `tx`.
+    pub(crate) fn validate(&self, read_set: &ReadSet, tx: TxIdx) -> bool {
+        read_set.iter().all(|(location, value)| {
+            matches!(self.resolve(location, tx), Ok(current) if current == *value)
+        })
+    }
+}
+
+/// The revm database of one incarnation: versioned reads, recorded.
+struct VmDb<'a, S: ?Sized> {
+    tx: TxIdx,
+    state: &'a VersionedState<'a, S>,
+    read_set: ReadSet,
+    /// The recipient eligible for a lazy balance, and whether it got one.
+    lazy_recipient: Option<Address>,
+    lazy_recipient_applied: bool,
+}
+
+impl<S: Storage + ?Sized> VmDb<'_, S> {
+    fn record(&mut self, location: MemoryLocation, value: ReadValue) {
+        self.read_set.push((location, value));
+    }
+
+    fn read_code(&mut self, address: Address) -> Result<CodeValue, ReadError> {
+        let code = self.state.code(address, self.tx)?;
+        self.record(
+            MemoryLocation::Code(address),
+            ReadValue::CodeHash(code.hash),
+        );
+        Ok(code)
+    }
+}
+
+impl<S: Storage + ?Sized> Database for VmDb<'_, S> {
+    type Error = ReadError;
+
+    fn basic(&mut self, address: Address) -> Result<Option<AccountInfo>, ReadError> {
+        if self.lazy_recipient == Some(address) {
+            let code = self.read_code(address)?;
+            if code.hash == KECCAK_EMPTY {
+                self.lazy_recipient_applied = true;
+                return Ok(Some(AccountInfo {
+                    code_hash: KECCAK_EMPTY,
+                    code: Some(Bytecode::default()),
+                    ..Default::default()
+                }));
+            }
+            return self.exact_basic(address, Some(code));
+        }
+        self.exact_basic(address, None)
+    }
+
+    fn code_by_hash(&mut self, code_hash: B256) -> Result<Bytecode, ReadError> {
+        Ok(self.state.pre.code_by_hash(&code_hash)?)
+    }
+
+    fn storage(&mut self, address: Address, index: U256) -> Result<U256, ReadError> {
+        let value = self.state.storage(address, index, self.tx)?;
+        self.record(
+            MemoryLocation::Storage(address, index),
+            ReadValue::Storage(value),
+        );
+        Ok(value)
+    }
+
+    fn block_hash(&mut self, number: u64) -> Result<B256, ReadError> {
+        Ok(self.state.pre.block_hash(number)?)
+    }
+}
+
+impl<S: Storage + ?Sized> VmDb<'_, S> {
+    fn exact_basic(
+        &mut self,
+        address: Address,
+        code: Option<CodeValue>,
+    ) -> Result<Option<AccountInfo>, ReadError> {
+        let exists = self.state.exists(address, self.tx)?;
+        self.record(
+            MemoryLocation::Lifecycle(address),
+            ReadValue::Exists(exists),
+        );
+        if !exists {
+            return Ok(None);
+        }
+        let balance = self.state.balance(address, self.tx)?;
+        self.record(
+            MemoryLocation::Balance(address),
+            ReadValue::Balance(balance),
+        );
+        let nonce = self.state.nonce(address, self.tx)?;
+        self.record(MemoryLocation::Nonce(address), ReadValue::Nonce(nonce));
+        let code = match code {
+            Some(code) => code,
+            None => self.read_code(address)?,
+        };
+        Ok(Some(AccountInfo {
+            balance,
+            nonce,
+            code_hash: code.hash,
+            code: code.code,
+            ..Default::default()
+        }))
+    }
+}
+
+/// revm's mainnet handler, except that a non-zero beneficiary fee is computed and left to the
+/// caller (as a lazy delta) instead of being paid inside the EVM.
+struct LazyFeeHandler<EVM> {
+    fee: Cell<U256>,
+    _evm: std::marker::PhantomData<EVM>,
+}
+
+impl<EVM> Handler for LazyFeeHandler<EVM>
+where
+    EVM: EvmTr<
+            Context: ContextTr<Journal: revm::context::JournalTr<State = revm::state::EvmState>>,
+            Frame: revm::handler::evm::FrameTr<FrameResult = FrameResult, FrameInit = FrameInit>,
+        >,
+    EVM::Context: ContextTr<Db: Database<Error = ReadError>>,
+{
+    type Evm = EVM;
+    type Error = EVMError<ReadError, InvalidTransaction>;
+    type HaltReason = HaltReason;
+
+    fn reward_beneficiary(
+        &self,
+        evm: &mut Self::Evm,
+        exec_result: &mut FrameResult,
+    ) -> Result<(), Self::Error> {
+        let ctx = evm.ctx();
+        let basefee = ctx.block().basefee() as u128;
+        let effective_gas_price = ctx.tx().effective_gas_price(basefee);
+        let coinbase_gas_price = if ctx.cfg().spec().into().is_enabled_in(SpecId::LONDON) {
+            effective_gas_price.saturating_sub(basefee)
+        } else {
+            effective_gas_price
+        };
+        let gas = exec_result.gas();
+        let used = gas.used().saturating_sub(gas.reservoir());
+        let fee = U256::from(coinbase_gas_price) * U256::from(used);
+        if fee.is_zero() {
+            // A zero fee still touches the beneficiary (EIP-161 deletes it if empty): let revm do it.
+            return post_execution::reward_beneficiary(evm.ctx(), exec_result.gas())
+                .map_err(From::from);
+        }
+        self.fee.set(fee);
+        Ok(())
+    }
+}
+
+/// What a transaction's final incarnation produced.
+pub(crate) type TxResult = Result<ExecutionResult, TxFailure>;
+
+/// A transaction that could not be executed (its incarnation writes nothing).
+#[derive(Debug, Clone)]
+pub(crate) enum TxFailure {
+    Invalid(InvalidTransaction),
+    Storage(StorageError),
+    Internal(String),
+}
+
+/// One incarnation's reads, writes and result.
+pub(crate) struct Incarnation {
+    pub(crate) read_set: ReadSet,
+    pub(crate) write_set: WriteSet,
+    pub(crate) result: TxResult,
+}
+
+/// What every incarnation of a block shares.
+pub(crate) struct BlockVm<'a, S: ?Sized> {
+    pub(crate) spec: SpecId,
+    pub(crate) block_env: BlockEnv,
+    pub(crate) cfg: CfgEnv,
+    pub(crate) txs: Vec<TxEnv>,
+    pub(crate) state: VersionedState<'a, S>,
+}
+
+impl<S: Storage + ?Sized> BlockVm<'_, S> {
+    /// Executes transaction `tx` against the current multi-version memory.
+    pub(crate) fn execute(&self, tx: TxIdx) -> Result<Incarnation, Blocked> {
+        let tx_env = &self.txs[tx];
+        let lazy_recipient = match tx_env.kind {
+            TxKind::Call(to)
+                if !tx_env.value.is_zero()
+                    && to != tx_env.caller
+                    && tx_env.tx_type != alloy_consensus::TxType::Eip7702 as u8 =>
+            {
+                Some(to)
+            }
+            _ => None,
+        };
+        let mut db = VmDb {
+            tx,
+            state: &self.state,
+            read_set: Vec::new(),
+            lazy_recipient,
+            lazy_recipient_applied: false,
+        };
+        let (result, evm_state) = {
+            let mut evm = chain::build_evm(&mut db, self.block_env.clone(), self.cfg.clone());
+            evm.ctx.tx = tx_env.clone();
+            let mut handler = LazyFeeHandler {
+                fee: Cell::new(U256::ZERO),
+                _evm: std::marker::PhantomData,
+            };
+            let result = handler.run(&mut evm);
+            let state = evm.finalize();
+            (result.map(|r| (r, handler.fee.get())), state)
+        };
+        let (result, fee) = match result {
+            Ok(ok) => ok,
+            Err(EVMError::Database(ReadError::Blocked(blocking))) => return Err(Blocked(blocking)),
+            Err(error) => {
+                let failure = match error {
+                    EVMError::Database(ReadError::Storage(source)) => TxFailure::Storage(source),
+                    EVMError::Transaction(invalid) => TxFailure::Invalid(invalid),
+                    other => TxFailure::Internal(other.to_string()),
+                };
+                return Ok(Incarnation {
+                    read_set: db.read_set,
+                    write_set: Vec::new(),
+                    result: Err(failure),
+                });
+            }
+        };
+
+        let lazy_recipient = lazy_recipient.filter(|_| db.lazy_recipient_applied);
+        let beneficiary = self.block_env.beneficiary;
+        let mut write_set = WriteSet::new();
+        let mut beneficiary_destroyed = false;
+        for (address, account) in &evm_state {
+            let Some(diff) = diff_account(self.spec, account) else {
+                continue;
+            };
+            let lazy = lazy_recipient == Some(*address);
+            if *address == beneficiary && diff.lifecycle == Some(Lifecycle::Destroyed) {
+                beneficiary_destroyed = true;
+            }
+            match (lazy, diff.lifecycle) {
+                (true, _) => write_set.push((
+                    MemoryLocation::Lifecycle(*address),
+                    MemoryValue::Lifecycle(Lifecycle::Existing),
+                )),
+                (false, Some(lifecycle)) => write_set.push((
+                    MemoryLocation::Lifecycle(*address),
+                    MemoryValue::Lifecycle(lifecycle),
+                )),
+                (false, None) => {}
+            }
+            if let Some(balance) = diff.balance {
+                let value = if lazy {
+                    MemoryValue::BalanceDelta(balance)
+                } else {
+                    MemoryValue::Balance(balance)
+                };
+                write_set.push((MemoryLocation::Balance(*address), value));
+            }
+            if let Some(nonce) = diff.nonce {
+                write_set.push((MemoryLocation::Nonce(*address), MemoryValue::Nonce(nonce)));
+            }
+            if let Some(code) = diff.code {
+                write_set.push((MemoryLocation::Code(*address), MemoryValue::Code(code)));
+            }
+            for (slot, value) in diff.storage {
+                write_set.push((
+                    MemoryLocation::Storage(*address, slot),
+                    MemoryValue::Storage(value),
+                ));
+            }
+        }
+        if !fee.is_zero() && !beneficiary_destroyed {
+            add_fee(&mut write_set, beneficiary, fee);
+        }
+        Ok(Incarnation {
+            read_set: db.read_set,
+            write_set,
+            result: Ok(result),
+        })
+    }
+}
+
+/// Adds the beneficiary's fee to the write set: into its balance write if the transaction wrote
+/// one, as a lazy delta otherwise.
+fn add_fee(write_set: &mut WriteSet, beneficiary: Address, fee: U256) {
+    let mut has_lifecycle = false;
+    let mut credited = false;
+    for (location, value) in write_set.iter_mut() {
+        match (location, value) {
+            (MemoryLocation::Balance(address), MemoryValue::Balance(balance))
+            | (MemoryLocation::Balance(address), MemoryValue::BalanceDelta(balance))
+                if *address == beneficiary =>
+            {
+                *balance = balance.wrapping_add(fee);
+                credited = true;
+            }
+            (MemoryLocation::Lifecycle(address), _) if *address == beneficiary => {
+                has_lifecycle = true;
+            }
+            _ => {}
+        }
+    }
+    if !credited {
+        write_set.push((
+            MemoryLocation::Balance(beneficiary),
+            MemoryValue::BalanceDelta(fee),
+        ));
+    }
+    if !has_lifecycle {
+        write_set.push((
+            MemoryLocation::Lifecycle(beneficiary),
+            MemoryValue::Lifecycle(Lifecycle::Existing),
+        ));
+    }
+}
