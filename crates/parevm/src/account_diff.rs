@@ -74,11 +74,18 @@ pub(crate) fn diff_account(spec: SpecId, account: &Account) -> Option<AccountDif
             storage,
         });
     }
-    Some(AccountDiff {
+    let diff = AccountDiff {
         lifecycle: (!existed).then_some(Lifecycle::Existing),
         balance: (after.balance != before.balance).then_some(after.balance),
         nonce: (after.nonce != before.nonce).then_some(after.nonce),
         code: (after.code_hash != before.code_hash).then(code_value),
         storage,
-    })
+    };
+    // Touched but unchanged (e.g. value passed through): no write.
+    let unchanged = diff.lifecycle.is_none()
+        && diff.balance.is_none()
+        && diff.nonce.is_none()
+        && diff.code.is_none()
+        && diff.storage.is_empty();
+    (!unchanged).then_some(diff)
 }

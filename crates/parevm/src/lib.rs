@@ -28,4 +28,4 @@ pub use types::{
 };
 
 /// Re-exported dependencies whose types appear in the API.
-pub use {alloy_consensus, alloy_primitives, revm};
+pub use {alloy_consensus, alloy_eips, alloy_primitives, revm};

@@ -68,7 +68,9 @@ impl<'a, S: Storage + ?Sized> SequentialState<'a, S> {
                     balance: basic.balance,
                     nonce: basic.nonce,
                     code_hash: basic.code_hash,
-                    ..Default::default()
+                    // Loaded by hash when needed.
+                    code: None,
+                    account_id: None,
                 });
                 Ok(entry.insert(CachedAccount {
                     info,

@@ -1,0 +1,318 @@
+//! Test support: block building, hand-assembled contracts and a seeded random generator.
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::{collections::HashMap, num::NonZeroUsize};
+
+use parevm::{
+    BlockOutput, ChainSpec, ExecutionError, ExecutorConfig, InMemoryStorage, ParallelExecutor,
+    alloy_consensus::{
+        Block, BlockBody, Header, Signed, TxEip7702, TxEnvelope, TxLegacy, transaction::Recovered,
+    },
+    alloy_primitives::{Address, B256, Bytes, Signature, TxKind, U256, keccak256},
+    revm::primitives::hardfork::SpecId,
+};
+
+pub const BENEFICIARY: Address = Address::new([0xbe; 20]);
+pub const GWEI: u128 = 1_000_000_000;
+pub const ETH: u128 = 1_000_000_000_000_000_000;
+
+/// A tiny deterministic generator (SplitMix64): tests print the seed on failure.
+pub struct SeededRng(u64);
+
+impl SeededRng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+    pub fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// A header for `spec` with the fields that fork requires.
+pub fn header(spec: SpecId) -> Header {
+    let london = spec.is_enabled_in(SpecId::LONDON);
+    let cancun = spec.is_enabled_in(SpecId::CANCUN);
+    Header {
+        number: 1_000,
+        timestamp: 1_000_000,
+        gas_limit: 1_000_000_000,
+        beneficiary: BENEFICIARY,
+        difficulty: U256::from(1u64),
+        base_fee_per_gas: london.then_some(7),
+        excess_blob_gas: cancun.then_some(0),
+        blob_gas_used: cancun.then_some(0),
+        parent_beacon_block_root: cancun.then_some(B256::repeat_byte(0x42)),
+        mix_hash: B256::repeat_byte(0x11),
+        ..Default::default()
+    }
+}
+
+pub fn legacy_tx(
+    sender: Address,
+    nonce: u64,
+    to: TxKind,
+    value: U256,
+    input: Bytes,
+    gas_limit: u64,
+) -> Recovered<TxEnvelope> {
+    // Pre-EIP-155 form (no chain id): valid on every fork.
+    let tx = TxLegacy {
+        chain_id: None,
+        nonce,
+        gas_price: 10 * GWEI,
+        gas_limit,
+        to,
+        value,
+        input,
+    };
+    let signed = Signed::new_unchecked(tx, Signature::test_signature(), B256::ZERO);
+    Recovered::new_unchecked(TxEnvelope::Legacy(signed), sender)
+}
+
+pub fn eip7702_tx(
+    sender: Address,
+    nonce: u64,
+    to: Address,
+    input: Bytes,
+    authorization_list: Vec<parevm::alloy_eips::eip7702::SignedAuthorization>,
+) -> Recovered<TxEnvelope> {
+    let tx = TxEip7702 {
+        chain_id: 1,
+        nonce,
+        gas_limit: 500_000,
+        max_fee_per_gas: 10 * GWEI,
+        max_priority_fee_per_gas: GWEI,
+        to,
+        value: U256::ZERO,
+        access_list: Default::default(),
+        authorization_list,
+        input,
+    };
+    let signed = Signed::new_unchecked(tx, Signature::test_signature(), B256::ZERO);
+    Recovered::new_unchecked(TxEnvelope::Eip7702(signed), sender)
+}
+
+pub fn block(
+    spec: SpecId,
+    transactions: Vec<Recovered<TxEnvelope>>,
+) -> Block<Recovered<TxEnvelope>> {
+    let shanghai = spec.is_enabled_in(SpecId::SHANGHAI);
+    Block {
+        header: header(spec),
+        body: BlockBody {
+            transactions,
+            ommers: Vec::new(),
+            withdrawals: shanghai.then(Default::default),
+        },
+    }
+}
+
+/// Pre-state with the system contracts a fork's block-level calls need (trivial code).
+pub fn base_storage(spec: SpecId) -> InMemoryStorage {
+    let mut storage = InMemoryStorage::new();
+    if spec.is_enabled_in(SpecId::PRAGUE) {
+        for address in [
+            alloy_eips_addresses::WITHDRAWAL_REQUESTS,
+            alloy_eips_addresses::CONSOLIDATION_REQUESTS,
+        ] {
+            storage.insert_account_with_code(
+                address,
+                U256::ZERO,
+                1,
+                Bytes::from_static(&[0x00]),
+                HashMap::new(),
+            );
+        }
+    }
+    storage
+}
+
+mod alloy_eips_addresses {
+    use parevm::alloy_primitives::{Address, address};
+    pub const WITHDRAWAL_REQUESTS: Address = address!("0x00000961Ef480Eb55e80D19ad83579A64c007002");
+    pub const CONSOLIDATION_REQUESTS: Address =
+        address!("0x0000BBdDc7CE488642fb579F8B00f3a590007251");
+}
+
+pub fn fund(storage: &mut InMemoryStorage, address: Address, wei: u128) {
+    storage.insert_account_with_code(address, U256::from(wei), 0, Bytes::new(), HashMap::new());
+}
+
+pub fn deploy(storage: &mut InMemoryStorage, address: Address, code: &[u8]) {
+    storage.insert_account_with_code(
+        address,
+        U256::ZERO,
+        1,
+        Bytes::copy_from_slice(code),
+        HashMap::new(),
+    );
+}
+
+/// Contracts, hand-assembled.
+pub mod code {
+    /// `slot = calldata[0..32]; storage[slot] += calldata[32..64]`.
+    pub const ADDER: &[u8] = &[
+        0x60, 0x00, 0x35, // PUSH1 0 CALLDATALOAD            [slot]
+        0x80, 0x54, // DUP1 SLOAD                            [slot, value]
+        0x60, 0x20, 0x35, // PUSH1 32 CALLDATALOAD          [slot, value, add]
+        0x01, // ADD                                         [slot, value+add]
+        0x90, 0x55, // SWAP1 SSTORE
+        0x00, // STOP
+    ];
+    /// Writes slot 0, then reverts.
+    pub const REVERTER: &[u8] = &[0x60, 0x01, 0x60, 0x00, 0x55, 0x60, 0x00, 0x60, 0x00, 0xfd];
+    /// Loops until out of gas.
+    pub const BURNER: &[u8] = &[0x5b, 0x60, 0x00, 0x56];
+    /// `storage[0] = balance(coinbase)`.
+    pub const COINBASE_BALANCE: &[u8] = &[0x41, 0x31, 0x60, 0x00, 0x55, 0x00];
+    /// `selfdestruct(caller)`.
+    pub const SUICIDE: &[u8] = &[0x33, 0xff];
+    /// `storage[0] = create2(value 0, calldata as init code, salt 0)`.
+    pub const FACTORY: &[u8] = &[
+        0x36, 0x60, 0x00, 0x60, 0x00, 0x37, // CALLDATACOPY(0, 0, CALLDATASIZE)
+        0x60, 0x00, 0x36, 0x60, 0x00, 0x60, 0x00, 0xf5, // CREATE2(0, 0, size, salt 0)
+        0x60, 0x00, 0x55, 0x00, // SSTORE(0, address) STOP
+    ];
+    /// Forwards its call value to the address in calldata[12..32].
+    pub const FORWARDER: &[u8] = &[
+        0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60,
+        0x00, // retSize retOffset argsSize argsOffset
+        0x34, // CALLVALUE
+        0x60, 0x00, 0x35, // PUSH1 0 CALLDATALOAD (to)
+        0x5a, // GAS
+        0xf1, 0x50, 0x00, // CALL POP STOP
+    ];
+
+    /// Init code deploying `runtime` (≤ 255 bytes) after running `constructor`.
+    pub fn init_code(constructor: &[u8], runtime: &[u8]) -> Vec<u8> {
+        let mut code = constructor.to_vec();
+        let prefix_len = code.len() + 12;
+        code.extend_from_slice(&[
+            0x60,
+            runtime.len() as u8, // PUSH1 len
+            0x80,                // DUP1
+            0x60,
+            prefix_len as u8, // PUSH1 offset of runtime
+            0x60,
+            0x00, // PUSH1 0
+            0x39, // CODECOPY(0, offset, len)
+            0x60,
+            0x00, // PUSH1 0
+            0xf3, // RETURN(0, len)
+            0x00, // padding so that the runtime starts at prefix_len
+        ]);
+        debug_assert_eq!(code.len(), prefix_len);
+        code.extend_from_slice(runtime);
+        code
+    }
+
+    /// A child whose constructor copies slot 1 into slot 2 and sets slot 0; its runtime sets
+    /// slot 1 to 7 when called with a zero word, and self-destructs otherwise.
+    pub fn phoenix_init() -> Vec<u8> {
+        let constructor = [
+            0x60, 0x01, 0x54, 0x60, 0x02, 0x55, 0x60, 0x01, 0x60, 0x00, 0x55,
+        ];
+        let runtime = [
+            0x60, 0x00, 0x35, 0x60, 0x0c, 0x57, // calldata[0] != 0 → jump to 12
+            0x60, 0x07, 0x60, 0x01, 0x55, 0x00, // sstore(1, 7) stop
+            0x5b, 0x33, 0xff, // JUMPDEST selfdestruct(caller)
+        ];
+        init_code(&constructor, &runtime)
+    }
+}
+
+pub fn word(value: u64) -> [u8; 32] {
+    U256::from(value).to_be_bytes()
+}
+
+pub fn calldata(words: &[U256]) -> Bytes {
+    words
+        .iter()
+        .flat_map(|word| word.to_be_bytes::<32>())
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+pub fn create_address(sender: Address, nonce: u64) -> Address {
+    sender.create(nonce)
+}
+
+pub fn create2_address(factory: Address, init_code: &[u8]) -> Address {
+    factory.create2(B256::ZERO, keccak256(init_code))
+}
+
+pub fn executor(threads: usize) -> ParallelExecutor {
+    ParallelExecutor::new(ExecutorConfig {
+        concurrency: NonZeroUsize::new(threads).unwrap(),
+        force_parallel: true,
+    })
+}
+
+/// Executes sequentially and in parallel at 1, 2, 4 and 8 threads; asserts equality and returns
+/// the sequential result.
+pub fn assert_parallel_matches(
+    context: &str,
+    chain: &ChainSpec,
+    block: &Block<Recovered<TxEnvelope>>,
+    storage: &InMemoryStorage,
+) -> Result<BlockOutput, ExecutionError> {
+    let sequential = parevm::execute_sequential(chain, block, storage);
+    for threads in [1, 2, 4, 8] {
+        let parallel = executor(threads).execute(chain, block, storage);
+        if let Some(difference) = first_difference(&sequential, &parallel) {
+            panic!(
+                "{context}: parallel at {threads} threads differs from sequential: {difference}"
+            );
+        }
+    }
+    sequential
+}
+
+/// The first difference between two results, described briefly.
+pub fn first_difference(
+    expected: &Result<BlockOutput, ExecutionError>,
+    actual: &Result<BlockOutput, ExecutionError>,
+) -> Option<String> {
+    match (expected, actual) {
+        (Ok(expected), Ok(actual)) => {
+            for (index, (e, a)) in expected.receipts.iter().zip(&actual.receipts).enumerate() {
+                if e != a {
+                    return Some(format!("receipt {index}: sequential {e:?}, parallel {a:?}"));
+                }
+            }
+            if expected.receipts.len() != actual.receipts.len() {
+                return Some("receipt count".into());
+            }
+            for (address, e) in &expected.state_changes {
+                match actual.state_changes.get(address) {
+                    Some(a) if a == e => {}
+                    a => {
+                        return Some(format!(
+                            "account {address}: sequential {e:?}, parallel {a:?}"
+                        ));
+                    }
+                }
+            }
+            for (address, a) in &actual.state_changes {
+                if !expected.state_changes.contains_key(address) {
+                    return Some(format!("account {address} only in parallel: {a:?}"));
+                }
+            }
+            (expected.gas_used != actual.gas_used).then(|| "gas used".into())
+        }
+        (expected, actual) => {
+            let (e, a) = (format!("{expected:?}"), format!("{actual:?}"));
+            (e != a).then(|| format!("sequential {:.300}, parallel {:.300}", e, a))
+        }
+    }
+}
