@@ -1,0 +1,430 @@
+//! Named EVM edge cases of parallel execution, each checked against sequential execution and
+//! against the value the EVM rules require.
+
+mod common;
+
+use common::*;
+use k256::ecdsa::SigningKey;
+use parevm::{
+    ChainSpec, ExecutionError, InMemoryStorage,
+    alloy_eips::eip7702::{Authorization, SignedAuthorization},
+    alloy_primitives::{Address, Bytes, Signature, TxKind, U256, keccak256},
+    revm::primitives::hardfork::SpecId,
+};
+
+fn senders(count: u8) -> Vec<Address> {
+    (1..=count)
+        .map(|i| Address::with_last_byte(0x40 + i))
+        .collect()
+}
+
+fn funded(spec: SpecId, accounts: &[Address]) -> InMemoryStorage {
+    let mut storage = base_storage(spec);
+    for account in accounts {
+        fund(&mut storage, *account, 100 * ETH);
+    }
+    storage
+}
+
+/// The fee a legacy transaction paid the beneficiary under `header(spec)`.
+fn tip_per_gas(spec: SpecId) -> U256 {
+    U256::from(10 * GWEI - header(spec).base_fee_per_gas.unwrap_or_default() as u128)
+}
+
+const READER: Address = Address::new([0xcb; 20]);
+
+#[test]
+fn transaction_reads_beneficiary_balance_mid_block() {
+    let spec = SpecId::CANCUN;
+    let accounts = senders(8);
+    let mut storage = funded(spec, &accounts);
+    fund(&mut storage, BENEFICIARY, ETH);
+    deploy(&mut storage, READER, code::COINBASE_BALANCE);
+    let mut txs: Vec<_> = accounts[..5]
+        .iter()
+        .map(|sender| {
+            legacy_tx(
+                *sender,
+                0,
+                TxKind::Call(Address::with_last_byte(1)),
+                U256::from(1),
+                Bytes::new(),
+                21_000,
+            )
+        })
+        .collect();
+    txs.push(legacy_tx(
+        accounts[5],
+        0,
+        TxKind::Call(READER),
+        U256::ZERO,
+        Bytes::new(),
+        100_000,
+    ));
+    txs.extend(accounts[6..].iter().map(|sender| {
+        legacy_tx(
+            *sender,
+            0,
+            TxKind::Call(Address::with_last_byte(2)),
+            U256::from(1),
+            Bytes::new(),
+            21_000,
+        )
+    }));
+    let block = block(spec, txs);
+    let output =
+        assert_parallel_matches("coinbase read", &ChainSpec::fixed(spec), &block, &storage)
+            .expect("block executes");
+    let fees_before: u64 = output.receipts[..5]
+        .iter()
+        .map(|receipt| receipt.gas_used)
+        .sum();
+    let expected = U256::from(ETH) + U256::from(fees_before) * tip_per_gas(spec);
+    assert_eq!(output.state_changes[&READER].storage[&U256::ZERO], expected);
+    let all_fees: u64 = output.receipts.iter().map(|receipt| receipt.gas_used).sum();
+    let final_balance = output.state_changes[&BENEFICIARY]
+        .info
+        .as_ref()
+        .unwrap()
+        .balance;
+    assert_eq!(
+        final_balance,
+        U256::from(ETH) + U256::from(all_fees) * tip_per_gas(spec)
+    );
+}
+
+#[test]
+fn transfers_to_the_beneficiary() {
+    let spec = SpecId::SHANGHAI;
+    let accounts = senders(6);
+    let storage = funded(spec, &accounts);
+    let txs: Vec<_> = accounts
+        .iter()
+        .map(|sender| {
+            legacy_tx(
+                *sender,
+                0,
+                TxKind::Call(BENEFICIARY),
+                U256::from(1_000),
+                Bytes::new(),
+                21_000,
+            )
+        })
+        .collect();
+    let block = block(spec, txs);
+    let output =
+        assert_parallel_matches("pay beneficiary", &ChainSpec::fixed(spec), &block, &storage)
+            .expect("block executes");
+    let fees = U256::from(6 * 21_000u64) * tip_per_gas(spec);
+    let balance = output.state_changes[&BENEFICIARY]
+        .info
+        .as_ref()
+        .unwrap()
+        .balance;
+    assert_eq!(balance, U256::from(6_000) + fees);
+}
+
+const FACTORY: Address = Address::new([0xfa; 20]);
+
+fn phoenix_block(spec: SpecId) -> (parevm::BlockOutput, Address) {
+    let accounts = senders(5);
+    let mut storage = funded(spec, &accounts);
+    deploy(&mut storage, FACTORY, code::FACTORY);
+    let init = code::phoenix_init();
+    let phoenix = create2_address(FACTORY, &init);
+    let zero = calldata(&[U256::ZERO]);
+    let one = calldata(&[U256::from(1)]);
+    let txs = vec![
+        legacy_tx(
+            accounts[0],
+            0,
+            TxKind::Call(FACTORY),
+            U256::ZERO,
+            init.clone().into(),
+            300_000,
+        ),
+        legacy_tx(
+            accounts[1],
+            0,
+            TxKind::Call(phoenix),
+            U256::ZERO,
+            zero,
+            100_000,
+        ),
+        legacy_tx(
+            accounts[2],
+            0,
+            TxKind::Call(phoenix),
+            U256::ZERO,
+            one,
+            100_000,
+        ),
+        legacy_tx(
+            accounts[3],
+            0,
+            TxKind::Call(FACTORY),
+            U256::ZERO,
+            init.into(),
+            300_000,
+        ),
+    ];
+    let block = block(spec, txs);
+    let output = assert_parallel_matches("phoenix", &ChainSpec::fixed(spec), &block, &storage)
+        .expect("block executes");
+    (output, phoenix)
+}
+
+#[test]
+fn self_destruct_then_create2_redeploy_sees_fresh_storage() {
+    let (output, phoenix) = phoenix_block(SpecId::SHANGHAI);
+    assert!(output.receipts.iter().all(|receipt| receipt.success));
+    let change = &output.state_changes[&phoenix];
+    assert!(change.info.is_some(), "redeployed");
+    assert!(change.storage_reset);
+    // Slot 1 (set to 7 before the self-destruct) is gone; the constructor copied 0 into slot 2.
+    assert_eq!(change.storage.get(&U256::from(1)), None);
+    assert_eq!(change.storage.get(&U256::from(2)), None);
+    assert_eq!(change.storage.get(&U256::ZERO), Some(&U256::from(1)));
+    // The factory recorded the second deployment's address.
+    let factory_slot = output.state_changes[&FACTORY].storage[&U256::ZERO];
+    assert_eq!(factory_slot, U256::from_be_slice(phoenix.as_slice()));
+}
+
+#[test]
+fn self_destruct_after_cancun_keeps_the_account() {
+    let (output, phoenix) = phoenix_block(SpecId::CANCUN);
+    let change = &output.state_changes[&phoenix];
+    // EIP-6780: the contract was not created in the self-destructing tx, so it survives with its
+    // storage, and the redeploy collides: CREATE2 burns the gas it forwarded and the factory's
+    // transaction runs out of gas.
+    assert!(change.info.is_some());
+    assert_eq!(change.storage.get(&U256::from(1)), Some(&U256::from(7)));
+    assert!(!output.receipts[3].success);
+}
+
+const ADDER: Address = Address::new([0xad; 20]);
+
+fn key(byte: u8) -> (SigningKey, Address) {
+    let key = SigningKey::from_slice(&[byte; 32]).unwrap();
+    let point = key.verifying_key().to_encoded_point(false);
+    let address = Address::from_slice(&keccak256(&point.as_bytes()[1..])[12..]);
+    (key, address)
+}
+
+fn authorize(key: &SigningKey, delegate: Address, nonce: u64) -> SignedAuthorization {
+    let authorization = Authorization {
+        chain_id: U256::from(1),
+        address: delegate,
+        nonce,
+    };
+    let (signature, recovery) = key
+        .sign_prehash_recoverable(authorization.signature_hash().as_slice())
+        .unwrap();
+    let bytes = signature.to_bytes();
+    let signature = Signature::new(
+        U256::from_be_slice(&bytes[..32]),
+        U256::from_be_slice(&bytes[32..]),
+        recovery.is_y_odd(),
+    );
+    authorization.into_signed(signature)
+}
+
+#[test]
+fn delegation_set_in_one_transaction_is_used_by_a_later_one() {
+    let spec = SpecId::PRAGUE;
+    let accounts = senders(4);
+    let (authority_key, authority) = key(7);
+    let mut storage = funded(spec, &accounts);
+    fund(&mut storage, authority, ETH);
+    deploy(&mut storage, ADDER, code::ADDER);
+    let words = calldata(&[U256::from(5), U256::from(9)]);
+    let txs = vec![
+        // Before the delegation, calling the authority runs no code.
+        legacy_tx(
+            accounts[0],
+            0,
+            TxKind::Call(authority),
+            U256::ZERO,
+            words.clone(),
+            100_000,
+        ),
+        eip7702_tx(
+            accounts[1],
+            0,
+            accounts[1],
+            Bytes::new(),
+            vec![authorize(&authority_key, ADDER, 0)],
+        ),
+        legacy_tx(
+            accounts[2],
+            0,
+            TxKind::Call(authority),
+            U256::ZERO,
+            words,
+            100_000,
+        ),
+    ];
+    let block = block(spec, txs);
+    let output =
+        assert_parallel_matches("7702 later use", &ChainSpec::fixed(spec), &block, &storage)
+            .expect("block executes");
+    let change = &output.state_changes[&authority];
+    let mut designation = vec![0xef, 0x01, 0x00];
+    designation.extend_from_slice(ADDER.as_slice());
+    assert_eq!(
+        change.info.as_ref().unwrap().code_hash,
+        keccak256(&designation)
+    );
+    assert_eq!(change.info.as_ref().unwrap().nonce, 1);
+    assert_eq!(
+        change.storage.get(&U256::from(5)),
+        Some(&U256::from(9)),
+        "delegated code ran once"
+    );
+}
+
+#[test]
+fn self_sponsored_delegation_bumps_the_nonce_twice() {
+    let spec = SpecId::PRAGUE;
+    let (sponsor_key, sponsor) = key(9);
+    let mut storage = base_storage(spec);
+    fund(&mut storage, sponsor, ETH);
+    deploy(&mut storage, ADDER, code::ADDER);
+    let words = calldata(&[U256::from(3), U256::from(4)]);
+    let txs = vec![eip7702_tx(
+        sponsor,
+        0,
+        sponsor,
+        words,
+        vec![authorize(&sponsor_key, ADDER, 1)],
+    )];
+    let block = block(spec, txs);
+    let output = assert_parallel_matches("7702 self", &ChainSpec::fixed(spec), &block, &storage)
+        .expect("block executes");
+    let change = &output.state_changes[&sponsor];
+    assert_eq!(change.info.as_ref().unwrap().nonce, 2);
+    assert_eq!(change.storage.get(&U256::from(3)), Some(&U256::from(4)));
+}
+
+#[test]
+fn contract_deployed_in_one_transaction_is_called_by_a_later_one() {
+    let spec = SpecId::LONDON;
+    let accounts = senders(3);
+    let storage = funded(spec, &accounts);
+    let deployed = create_address(accounts[0], 0);
+    let txs = vec![
+        legacy_tx(
+            accounts[1],
+            0,
+            TxKind::Call(deployed),
+            U256::ZERO,
+            calldata(&[U256::from(1), U256::from(1)]),
+            100_000,
+        ),
+        legacy_tx(
+            accounts[0],
+            0,
+            TxKind::Create,
+            U256::ZERO,
+            code::init_code(&[], code::ADDER).into(),
+            200_000,
+        ),
+        legacy_tx(
+            accounts[2],
+            0,
+            TxKind::Call(deployed),
+            U256::ZERO,
+            calldata(&[U256::from(1), U256::from(5)]),
+            100_000,
+        ),
+    ];
+    let block = block(spec, txs);
+    let output = assert_parallel_matches(
+        "deploy then call",
+        &ChainSpec::fixed(spec),
+        &block,
+        &storage,
+    )
+    .expect("block executes");
+    let change = &output.state_changes[&deployed];
+    assert_eq!(
+        change.info.as_ref().unwrap().code,
+        Some(Bytes::from_static(code::ADDER))
+    );
+    assert_eq!(
+        change.storage.get(&U256::from(1)),
+        Some(&U256::from(5)),
+        "only the later call ran code"
+    );
+}
+
+#[test]
+fn invalid_nonce_is_the_same_error_at_every_thread_count() {
+    let spec = SpecId::CANCUN;
+    let accounts = senders(4);
+    let storage = funded(spec, &accounts);
+    let mut txs: Vec<_> = accounts
+        .iter()
+        .map(|sender| {
+            legacy_tx(
+                *sender,
+                0,
+                TxKind::Call(Address::with_last_byte(1)),
+                U256::from(1),
+                Bytes::new(),
+                21_000,
+            )
+        })
+        .collect();
+    txs.insert(
+        2,
+        legacy_tx(
+            accounts[0],
+            5,
+            TxKind::Call(Address::with_last_byte(1)),
+            U256::from(1),
+            Bytes::new(),
+            21_000,
+        ),
+    );
+    let block = block(spec, txs);
+    let result = assert_parallel_matches("nonce gap", &ChainSpec::fixed(spec), &block, &storage);
+    assert!(
+        matches!(
+            result,
+            Err(ExecutionError::InvalidTransaction { index: 2, .. })
+        ),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn many_transfers_to_a_hot_recipient_keep_every_wei() {
+    let spec = SpecId::CANCUN;
+    let accounts: Vec<Address> = (0..200u64)
+        .map(|i| Address::with_last_byte(3).create(i))
+        .collect();
+    let storage = funded(spec, &accounts);
+    let hot = Address::new([0x77; 20]);
+    let txs: Vec<_> = accounts
+        .iter()
+        .map(|sender| {
+            legacy_tx(
+                *sender,
+                0,
+                TxKind::Call(hot),
+                U256::from(3),
+                Bytes::new(),
+                21_000,
+            )
+        })
+        .collect();
+    let block = block(spec, txs);
+    let output =
+        assert_parallel_matches("hot recipient", &ChainSpec::fixed(spec), &block, &storage)
+            .expect("block executes");
+    assert_eq!(
+        output.state_changes[&hot].info.as_ref().unwrap().balance,
+        U256::from(600)
+    );
+}
