@@ -1,1 +1,33 @@
-fn main() {}
+//! `parevm`: run ethereum/tests state tests and real mainnet blocks through the parallel
+//! executor, checking it against the expected results and the sequential executor.
+
+mod block;
+mod statetest;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// The parevm command line.
+#[derive(Debug, Parser)]
+#[command(name = "parevm", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run GeneralStateTests JSON files through the parallel executor (force_parallel).
+    Statetest(statetest::Args),
+    /// Execute mainnet block fixtures sequentially and in parallel, compare the two and the
+    /// header.
+    Block(block::Args),
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Statetest(args) => statetest::run(&args),
+        Command::Block(args) => block::run(&args),
+    }
+}
