@@ -19,7 +19,7 @@ use crate::{
     sequential::{check_block_gas, receipt_of},
     storage::{OverlayStorage, Storage},
     types::{MemoryLocation, TxVersion},
-    vm::{BlockVm, ReadError, TxFailure, TxResult, VersionedState},
+    vm::{BlockVm, ReadError, TxFailure, TxResult, VersionedState, VmWorker},
 };
 
 /// How the parallel executor runs.
@@ -286,11 +286,14 @@ fn run_worker<S: Storage + ?Sized>(
     results: &[Mutex<Option<TxResult>>],
     counters: &Counters,
 ) {
+    let mut worker = VmWorker::new(vm);
     let mut task: Option<Task> = None;
     let mut idle_rounds = 0u32;
     while !scheduler.done() {
         task = match task {
-            Some(Task::Execute(version)) => try_execute(vm, scheduler, results, counters, version),
+            Some(Task::Execute(version)) => {
+                try_execute(&mut worker, scheduler, results, counters, version)
+            }
             Some(Task::Validate(version)) => try_validate(vm, scheduler, counters, version),
             None => {
                 let next = scheduler.next_task();
@@ -311,7 +314,7 @@ fn run_worker<S: Storage + ?Sized>(
 }
 
 fn try_execute<S: Storage + ?Sized>(
-    vm: &BlockVm<'_, S>,
+    worker: &mut VmWorker<'_, S>,
     scheduler: &Scheduler,
     results: &[Mutex<Option<TxResult>>],
     counters: &Counters,
@@ -320,7 +323,7 @@ fn try_execute<S: Storage + ?Sized>(
     let tx = version.tx_idx;
     loop {
         counters.executions.fetch_add(1, Ordering::Relaxed);
-        match vm.execute(tx) {
+        match worker.execute(tx) {
             Err(blocked) => {
                 counters.dependency_waits.fetch_add(1, Ordering::Relaxed);
                 if scheduler.add_dependency(tx, blocked.0) {
@@ -330,8 +333,8 @@ fn try_execute<S: Storage + ?Sized>(
             Ok(incarnation) => {
                 *results[tx].lock() = Some(incarnation.result);
                 let wrote_new_location =
-                    vm.state
-                        .mv
+                    worker
+                        .mv()
                         .record(version, incarnation.read_set, incarnation.write_set);
                 return scheduler.finish_execution(version, wrote_new_location);
             }

@@ -113,18 +113,45 @@ impl MvMemory {
         }
     }
 
-    /// The latest lifecycle event of `address` below `tx`.
-    pub(crate) fn lifecycle(
+    /// The latest lifecycle event of `address` below `tx`, with the tx that wrote it.
+    pub(crate) fn lifecycle_at(
         &self,
         address: Address,
         tx: TxIdx,
-    ) -> Result<Option<Lifecycle>, Blocked> {
-        Ok(
-            match self.latest(&MemoryLocation::Lifecycle(address), tx)? {
-                Some(MemoryValue::Lifecycle(lifecycle)) => Some(lifecycle),
-                _ => None,
-            },
-        )
+    ) -> Result<Option<(TxIdx, Lifecycle)>, Blocked> {
+        let Some(entries) = self.data.get(&MemoryLocation::Lifecycle(address)) else {
+            return Ok(None);
+        };
+        match entries.range(..tx).next_back() {
+            None => Ok(None),
+            Some((writer, Entry::Estimate)) => Err(Blocked(*writer)),
+            Some((writer, Entry::Data(MemoryValue::Lifecycle(lifecycle)))) => {
+                Ok(Some((*writer, *lifecycle)))
+            }
+            Some((_, Entry::Data(_))) => Ok(None),
+        }
+    }
+
+    /// Whether a lazy balance increment of `address` was written by a tx in `after+1..tx` (all
+    /// txs below `tx` when `after` is `None`): such an increment brings the account into existence.
+    pub(crate) fn has_delta(
+        &self,
+        address: Address,
+        after: Option<TxIdx>,
+        tx: TxIdx,
+    ) -> Result<bool, Blocked> {
+        let Some(entries) = self.data.get(&MemoryLocation::Balance(address)) else {
+            return Ok(false);
+        };
+        let start = after.map_or(0, |after| after + 1);
+        for (writer, entry) in entries.range(start..tx).rev() {
+            match entry {
+                Entry::Estimate => return Err(Blocked(*writer)),
+                Entry::Data(MemoryValue::BalanceDelta(_)) => return Ok(true),
+                Entry::Data(_) => {}
+            }
+        }
+        Ok(false)
     }
 
     /// The balance of `address` seen at `tx`, lazy increments folded.

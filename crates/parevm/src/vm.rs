@@ -19,7 +19,7 @@ use revm::{
     },
     context_interface::{Block, Transaction},
     database_interface::DBErrorMarker,
-    handler::{EvmTr, FrameResult, Handler, post_execution},
+    handler::{EvmTr, FrameResult, Handler, MainnetContext, MainnetEvm, post_execution},
     interpreter::interpreter_action::FrameInit,
     primitives::{KECCAK_EMPTY, TxKind, hardfork::SpecId},
     state::AccountInfo,
@@ -62,11 +62,15 @@ pub(crate) struct VersionedState<'a, S: ?Sized> {
 }
 
 impl<S: Storage + ?Sized> VersionedState<'_, S> {
+    /// Whether the account exists: its latest lifecycle event, else the pre-block state; a lazy
+    /// balance increment since then brings it into existence (lazy writers do not write
+    /// [`Lifecycle::Existing`], so that hot recipients get one write per transaction).
     pub(crate) fn exists(&self, address: Address, tx: TxIdx) -> Result<bool, ReadError> {
-        Ok(match self.mv.lifecycle(address, tx)? {
-            Some(lifecycle) => lifecycle.exists(),
-            None => self.pre.basic(&address)?.is_some(),
-        })
+        let (since, exists) = match self.mv.lifecycle_at(address, tx)? {
+            Some((writer, lifecycle)) => (Some(writer), lifecycle.exists()),
+            None => (None, self.pre.basic(&address)?.is_some()),
+        };
+        Ok(exists || self.mv.has_delta(address, since, tx)?)
     }
 
     pub(crate) fn balance(&self, address: Address, tx: TxIdx) -> Result<U256, ReadError> {
@@ -313,10 +317,34 @@ pub(crate) struct BlockVm<'a, S: ?Sized> {
     pub(crate) state: VersionedState<'a, S>,
 }
 
-impl<S: Storage + ?Sized> BlockVm<'_, S> {
+/// One worker's EVM, reused for every incarnation the worker executes.
+pub(crate) struct VmWorker<'a, S: Storage + ?Sized> {
+    block: &'a BlockVm<'a, S>,
+    evm: MainnetEvm<MainnetContext<VmDb<'a, S>>>,
+}
+
+impl<'a, S: Storage + ?Sized> VmWorker<'a, S> {
+    pub(crate) fn new(block: &'a BlockVm<'a, S>) -> Self {
+        let db = VmDb {
+            tx: 0,
+            state: &block.state,
+            read_set: Vec::new(),
+            lazy_recipient: None,
+            lazy_recipient_applied: false,
+        };
+        let evm = chain::build_evm(db, block.block_env.clone(), block.cfg.clone());
+        Self { block, evm }
+    }
+
+    /// The block's multi-version memory.
+    pub(crate) fn mv(&self) -> &'a MvMemory {
+        self.block.state.mv
+    }
+
     /// Executes transaction `tx` against the current multi-version memory.
-    pub(crate) fn execute(&self, tx: TxIdx) -> Result<Incarnation, Blocked> {
-        let tx_env = &self.txs[tx];
+    pub(crate) fn execute(&mut self, tx: TxIdx) -> Result<Incarnation, Blocked> {
+        let block = self.block;
+        let tx_env = &block.txs[tx];
         let lazy_recipient = match tx_env.kind {
             TxKind::Call(to)
                 if !tx_env.value.is_zero()
@@ -327,26 +355,26 @@ impl<S: Storage + ?Sized> BlockVm<'_, S> {
             }
             _ => None,
         };
-        let mut db = VmDb {
-            tx,
-            state: &self.state,
-            read_set: Vec::new(),
-            lazy_recipient,
-            lazy_recipient_applied: false,
+        {
+            let db = &mut self.evm.ctx.journaled_state.database;
+            db.tx = tx;
+            db.read_set.clear();
+            db.lazy_recipient = lazy_recipient;
+            db.lazy_recipient_applied = false;
+        }
+        self.evm.ctx.tx = tx_env.clone();
+        let mut handler = LazyFeeHandler {
+            fee: Cell::new(U256::ZERO),
+            _evm: std::marker::PhantomData,
         };
-        let (result, evm_state) = {
-            let mut evm = chain::build_evm(&mut db, self.block_env.clone(), self.cfg.clone());
-            evm.ctx.tx = tx_env.clone();
-            let mut handler = LazyFeeHandler {
-                fee: Cell::new(U256::ZERO),
-                _evm: std::marker::PhantomData,
-            };
-            let result = handler.run(&mut evm);
-            let state = evm.finalize();
-            (result.map(|r| (r, handler.fee.get())), state)
-        };
-        let (result, fee) = match result {
-            Ok(ok) => ok,
+        let result = handler.run(&mut self.evm);
+        let evm_state = self.evm.finalize();
+        let db = &mut self.evm.ctx.journaled_state.database;
+        let read_set = std::mem::take(&mut db.read_set);
+        let lazy_recipient = lazy_recipient.filter(|_| db.lazy_recipient_applied);
+
+        let result = match result {
+            Ok(result) => result,
             Err(EVMError::Database(ReadError::Blocked(blocking))) => return Err(Blocked(blocking)),
             Err(error) => {
                 let failure = match error {
@@ -355,35 +383,29 @@ impl<S: Storage + ?Sized> BlockVm<'_, S> {
                     other => TxFailure::Internal(other.to_string()),
                 };
                 return Ok(Incarnation {
-                    read_set: db.read_set,
+                    read_set,
                     write_set: Vec::new(),
                     result: Err(failure),
                 });
             }
         };
-
-        let lazy_recipient = lazy_recipient.filter(|_| db.lazy_recipient_applied);
-        let beneficiary = self.block_env.beneficiary;
+        let fee = handler.fee.get();
+        let beneficiary = block.block_env.beneficiary;
         let mut write_set = WriteSet::new();
         let mut beneficiary_destroyed = false;
         for (address, account) in &evm_state {
-            let Some(diff) = diff_account(self.spec, account) else {
+            let Some(diff) = diff_account(block.spec, account) else {
                 continue;
             };
             let lazy = lazy_recipient == Some(*address);
             if *address == beneficiary && diff.lifecycle == Some(Lifecycle::Destroyed) {
                 beneficiary_destroyed = true;
             }
-            match (lazy, diff.lifecycle) {
-                (true, _) => write_set.push((
-                    MemoryLocation::Lifecycle(*address),
-                    MemoryValue::Lifecycle(Lifecycle::Existing),
-                )),
-                (false, Some(lifecycle)) => write_set.push((
+            if let Some(lifecycle) = diff.lifecycle.filter(|_| !lazy) {
+                write_set.push((
                     MemoryLocation::Lifecycle(*address),
                     MemoryValue::Lifecycle(lifecycle),
-                )),
-                (false, None) => {}
+                ));
             }
             if let Some(balance) = diff.balance {
                 let value = if lazy {
@@ -410,7 +432,7 @@ impl<S: Storage + ?Sized> BlockVm<'_, S> {
             add_fee(&mut write_set, beneficiary, fee);
         }
         Ok(Incarnation {
-            read_set: db.read_set,
+            read_set,
             write_set,
             result: Ok(result),
         })
