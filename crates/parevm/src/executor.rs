@@ -13,13 +13,14 @@ use parking_lot::Mutex;
 use crate::{
     BlockOutput, ChainSpec, ExecutionError, TxIdx, chain,
     mv_memory::MvMemory,
+    mv_memory::ReadError,
     output::{AccountChange, AccountState, StateChanges, merge_changes},
     pre_state::PreState,
     scheduler::{Scheduler, Task},
     sequential::{check_block_gas, receipt_of},
     storage::{OverlayStorage, Storage},
-    types::{MemoryLocation, TxVersion},
-    vm::{BlockVm, ReadError, TxFailure, TxResult, VersionedState, VmWorker},
+    types::TxVersion,
+    vm::{BlockVm, TxFailure, TxResult, VersionedState, VmWorker},
 };
 
 /// How the parallel executor runs.
@@ -56,6 +57,9 @@ pub struct ExecutionStats {
     pub aborts: usize,
     /// Executions suspended on an ESTIMATE (dependency discovered at run time).
     pub dependency_waits: usize,
+    /// Executions deferred until the sender's previous transaction executed (dependency known
+    /// from the transaction list).
+    pub sender_waits: usize,
     /// Why the block ran sequentially instead, if it did.
     pub sequential_reason: Option<String>,
 }
@@ -72,6 +76,7 @@ struct Counters {
     validations: AtomicUsize,
     aborts: AtomicUsize,
     dependency_waits: AtomicUsize,
+    sender_waits: AtomicUsize,
 }
 
 impl ParallelExecutor {
@@ -109,24 +114,34 @@ impl ParallelExecutor {
             threads,
             ..Default::default()
         };
-        if !self.config.force_parallel && (threads < 2 || txs < 2) {
+        let previous_of_sender = previous_of_sender(block);
+        let reason = if self.config.force_parallel {
+            None
+        } else {
+            sequential_reason(threads, &previous_of_sender)
+        };
+        if let Some(reason) = reason {
             stats.threads = 1;
             stats.executions = txs;
-            stats.sequential_reason = Some(if txs < 2 {
-                "fewer than two transactions".to_string()
-            } else {
-                "one thread".to_string()
-            });
+            stats.sequential_reason = Some(reason);
             return (crate::execute_sequential(chain, block, storage), stats);
         }
         let counters = Counters::default();
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            execute_block_stm(chain, block, storage, threads, &counters)
+            execute_block_stm(
+                chain,
+                block,
+                storage,
+                threads,
+                previous_of_sender,
+                &counters,
+            )
         }));
         stats.executions = counters.executions.load(Ordering::Relaxed);
         stats.validations = counters.validations.load(Ordering::Relaxed);
         stats.aborts = counters.aborts.load(Ordering::Relaxed);
         stats.dependency_waits = counters.dependency_waits.load(Ordering::Relaxed);
+        stats.sender_waits = counters.sender_waits.load(Ordering::Relaxed);
         match result {
             Ok(Ok(output)) => (output, stats),
             Ok(Err(breach)) | Err(breach) => {
@@ -163,6 +178,7 @@ fn execute_block_stm<S: Storage + ?Sized>(
     block: &Block<Recovered<TxEnvelope>>,
     storage: &S,
     threads: usize,
+    previous_of_sender: Vec<Option<TxIdx>>,
     counters: &Counters,
 ) -> Result<Result<BlockOutput, ExecutionError>, Breach> {
     let header = &block.header;
@@ -192,12 +208,14 @@ fn execute_block_stm<S: Storage + ?Sized>(
     let pre = PreState::new(&overlay);
     let tx_count = txs.len();
     let mv = MvMemory::new(tx_count);
+    let state = VersionedState { mv: &mv, pre: &pre };
     let vm = BlockVm {
         spec,
         block_env,
         cfg,
         txs,
-        state: VersionedState { mv: &mv, pre: &pre },
+        previous_of_sender,
+        state,
     };
     let scheduler = Scheduler::new(tx_count);
     let results: Vec<Mutex<Option<TxResult>>> = (0..tx_count).map(|_| Mutex::new(None)).collect();
@@ -262,6 +280,47 @@ fn execute_block_stm<S: Storage + ?Sized>(
     }))
 }
 
+/// Why the block should run sequentially, judged from what is known before running it: `None`
+/// when Block-STM is expected to pay.
+fn sequential_reason(threads: usize, previous_of_sender: &[Option<TxIdx>]) -> Option<String> {
+    let txs = previous_of_sender.len();
+    if threads < 2 {
+        return Some("one thread".into());
+    }
+    if txs < 2 {
+        return Some("fewer than two transactions".into());
+    }
+    // The longest same-sender chain executes in order whatever the threads: when it covers most
+    // of the block, parallelism cannot pay for its overhead.
+    let mut chain_length = vec![1usize; txs];
+    let mut longest = 1;
+    for (tx, previous) in previous_of_sender.iter().enumerate() {
+        if let Some(previous) = previous {
+            chain_length[tx] = chain_length[*previous] + 1;
+            longest = longest.max(chain_length[tx]);
+        }
+    }
+    if longest * 3 > txs * 2 {
+        return Some(format!(
+            "one sender's nonce chain covers {longest} of {txs} transactions"
+        ));
+    }
+    None
+}
+
+/// For each transaction, the previous transaction of the same sender in the block.
+fn previous_of_sender(block: &Block<Recovered<TxEnvelope>>) -> Vec<Option<TxIdx>> {
+    let mut last: std::collections::HashMap<alloy_primitives::Address, TxIdx> =
+        std::collections::HashMap::with_capacity(block.body.transactions.len());
+    block
+        .body
+        .transactions
+        .iter()
+        .enumerate()
+        .map(|(index, tx)| last.insert(tx.signer(), index))
+        .collect()
+}
+
 fn breach_of(message: String) -> Breach {
     Box::new(message)
 }
@@ -321,6 +380,14 @@ fn try_execute<S: Storage + ?Sized>(
     version: TxVersion,
 ) -> Option<Task> {
     let tx = version.tx_idx;
+    // Same-sender chains are known before execution: wait for the sender's previous transaction
+    // instead of discovering the nonce dependency by an abort.
+    if let Some(previous) = worker.previous_of_sender(tx)
+        && scheduler.add_dependency(tx, previous)
+    {
+        counters.sender_waits.fetch_add(1, Ordering::Relaxed);
+        return None;
+    }
     loop {
         counters.executions.fetch_add(1, Ordering::Relaxed);
         match worker.execute(tx) {
@@ -367,41 +434,27 @@ fn collect_changes<S: Storage + ?Sized>(
     state: &VersionedState<'_, S>,
     txs: usize,
 ) -> Result<StateChanges, ReadError> {
-    let mut changes = StateChanges::new();
-    for (address, locations) in state.mv.written_accounts() {
-        let reset = state.mv.last_storage_reset(address, txs);
-        let info = if state.exists(address, txs)? {
-            let code = state.code(address, txs)?;
-            let code_written = locations.contains(&MemoryLocation::Code(address));
-            Some(AccountState {
-                balance: state.balance(address, txs)?,
-                nonce: state.nonce(address, txs)?,
-                code_hash: code.hash,
+    let accounts = state
+        .mv
+        .final_state(txs, |address| state.pre.basic(address))?;
+    Ok(accounts
+        .into_iter()
+        .map(|(address, account, slots)| {
+            let info = account.info.map(|(basic, code)| AccountState {
+                balance: basic.balance,
+                nonce: basic.nonce,
+                code_hash: basic.code_hash,
                 code: code
-                    .code
-                    .filter(|code| code_written && !code.is_empty())
+                    .and_then(|code| code.code)
+                    .filter(|code| !code.is_empty())
                     .map(|code| code.original_bytes()),
-            })
-        } else {
-            None
-        };
-        let mut storage = std::collections::BTreeMap::new();
-        for location in &locations {
-            if let MemoryLocation::Storage(_, slot) = location {
-                let writer = state.mv.last_writer(location, txs);
-                if writer.is_some_and(|writer| reset.is_none_or(|reset| writer >= reset)) {
-                    storage.insert(*slot, state.storage(address, *slot, txs)?);
-                }
-            }
-        }
-        changes.insert(
-            address,
-            AccountChange {
+            });
+            let change = AccountChange {
                 info,
-                storage_reset: reset.is_some(),
-                storage,
-            },
-        );
-    }
-    Ok(changes)
+                storage_reset: account.storage_reset.is_some(),
+                storage: slots.into_iter().collect(),
+            };
+            (address, change)
+        })
+        .collect())
 }

@@ -1,41 +1,266 @@
-//! The multi-version memory: for every [`MemoryLocation`], the values written by each transaction's
+//! The multi-version memory: for every memory location, the values written by each transaction's
 //! latest incarnation, ordered by transaction index, so that a reader at tx `j` sees the write of
-//! the highest tx below `j` (or the pre-block state when there is none).
+//! the highest tx below `j` — or the pre-block value, which is cached here too.
+//!
+//! Locations are granular ([`MemoryLocation`]: lifecycle, balance, nonce, code, each storage slot)
+//! and compared by value, but they are stored per account: the four account-level histories and
+//! the account's pre-block value share one map entry, so loading an account costs one lookup.
+//! Each history is a small vector sorted by transaction index (most locations have zero or one
+//! writer; hot ones are appended to in roughly increasing order).
 
-use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use alloy_primitives::{Address, U256, map::DefaultHashBuilder};
 use dashmap::DashMap;
 use parking_lot::Mutex;
+use revm::primitives::KECCAK_EMPTY;
 
-use crate::types::{
-    CodeValue, Lifecycle, MemoryLocation, MemoryValue, ReadSet, TxIdx, TxVersion, WriteSet,
+use crate::{
+    storage::{AccountBasic, StorageError},
+    types::{
+        CodeValue, Lifecycle, MemoryLocation, MemoryValue, ReadSet, TxIdx, TxVersion, WriteSet,
+    },
 };
 
 /// One transaction's entry at one location.
 #[derive(Debug, Clone)]
-enum Entry {
+enum Entry<T> {
     /// The value written by the tx's latest incarnation.
-    Data(MemoryValue),
+    Data(T),
     /// The tx was aborted: its write here is likely to be repeated; readers must wait for it.
     Estimate,
+}
+
+/// The writes to one location, sorted by transaction index.
+#[derive(Debug)]
+struct Versions<T>(Vec<(TxIdx, Entry<T>)>);
+
+impl<T> Default for Versions<T> {
+    fn default() -> Self {
+        Self(Vec::new())
+    }
+}
+
+impl<T> Versions<T> {
+    fn position(&self, tx: TxIdx) -> Result<usize, usize> {
+        // Writers mostly arrive in increasing order: check the end first.
+        match self.0.last() {
+            None => Err(0),
+            Some((last, _)) if *last < tx => Err(self.0.len()),
+            _ => self.0.binary_search_by_key(&tx, |(writer, _)| *writer),
+        }
+    }
+
+    fn insert(&mut self, tx: TxIdx, entry: Entry<T>) {
+        match self.position(tx) {
+            Ok(index) => self.0[index].1 = entry,
+            Err(index) => self.0.insert(index, (tx, entry)),
+        }
+    }
+
+    fn remove(&mut self, tx: TxIdx) {
+        if let Ok(index) = self.position(tx) {
+            self.0.remove(index);
+        }
+    }
+
+    fn mark_estimate(&mut self, tx: TxIdx) {
+        if let Ok(index) = self.position(tx) {
+            self.0[index].1 = Entry::Estimate;
+        }
+    }
+
+    /// Entries of txs below `tx`, highest first.
+    fn below(&self, tx: TxIdx) -> impl Iterator<Item = &(TxIdx, Entry<T>)> {
+        let end = self.0.partition_point(|(writer, _)| *writer < tx);
+        self.0[..end].iter().rev()
+    }
+
+    /// The latest entry below `tx`.
+    fn latest(&self, tx: TxIdx) -> Result<Option<(TxIdx, &T)>, Blocked> {
+        match self.below(tx).next() {
+            None => Ok(None),
+            Some((writer, Entry::Estimate)) => Err(Blocked(*writer)),
+            Some((writer, Entry::Data(value))) => Ok(Some((*writer, value))),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// A balance write: exact, or a lazy increment folded when read.
+#[derive(Debug, Clone, Copy)]
+enum BalanceWrite {
+    Exact(U256),
+    Delta(U256),
 }
 
 /// A read that must wait: the tx whose entry is an ESTIMATE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Blocked(pub(crate) TxIdx);
 
-/// A balance as seen by a reader: the latest exact value below it (`None`: the pre-block value)
-/// plus the lazy increments written since.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct BalanceView {
-    pub(crate) base: Option<U256>,
-    pub(crate) delta: U256,
+/// Why a versioned read produced no value.
+#[derive(Debug, Clone, thiserror::Error)]
+pub(crate) enum ReadError {
+    /// A lower transaction's write is an ESTIMATE: wait for it.
+    #[error("blocked on transaction {0}")]
+    Blocked(TxIdx),
+    /// The pre-block state failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl From<Blocked> for ReadError {
+    fn from(Blocked(tx): Blocked) -> Self {
+        Self::Blocked(tx)
+    }
+}
+
+/// Everything known about one account: its pre-block value once loaded, and the writes to its
+/// account-level locations.
+#[derive(Debug, Default)]
+pub(crate) struct AccountVersions {
+    /// `None` until loaded; then the pre-block account (`None` inside: it did not exist).
+    base: Option<Option<AccountBasic>>,
+    lifecycle: Versions<Lifecycle>,
+    balance: Versions<BalanceWrite>,
+    nonce: Versions<u64>,
+    code: Versions<CodeValue>,
+}
+
+impl AccountVersions {
+    fn base(&self) -> Option<AccountBasic> {
+        self.base.flatten()
+    }
+
+    fn has_writes(&self) -> bool {
+        !(self.lifecycle.is_empty()
+            && self.balance.is_empty()
+            && self.nonce.is_empty()
+            && self.code.is_empty())
+    }
+
+    /// Whether the account exists at `tx`: its latest lifecycle event, else the pre-block state;
+    /// a lazy increment since then brings it into existence (lazy writers do not write
+    /// [`Lifecycle::Existing`], so that a hot recipient gets one write per transaction).
+    pub(crate) fn exists(&self, tx: TxIdx) -> Result<bool, Blocked> {
+        let (since, exists) = match self.lifecycle.latest(tx)? {
+            Some((writer, lifecycle)) => (Some(writer), lifecycle.exists()),
+            None => (None, self.base().is_some()),
+        };
+        if exists {
+            return Ok(true);
+        }
+        for (writer, entry) in self.balance.below(tx) {
+            if since.is_some_and(|since| *writer <= since) {
+                break;
+            }
+            match entry {
+                Entry::Estimate => return Err(Blocked(*writer)),
+                Entry::Data(BalanceWrite::Delta(_)) => return Ok(true),
+                Entry::Data(BalanceWrite::Exact(_)) => {}
+            }
+        }
+        Ok(false)
+    }
+
+    /// The balance at `tx`, lazy increments folded onto the latest exact value.
+    pub(crate) fn balance(&self, tx: TxIdx) -> Result<U256, Blocked> {
+        let mut delta = U256::ZERO;
+        for (writer, entry) in self.balance.below(tx) {
+            match entry {
+                Entry::Estimate => return Err(Blocked(*writer)),
+                Entry::Data(BalanceWrite::Delta(increment)) => {
+                    delta = delta.wrapping_add(*increment)
+                }
+                Entry::Data(BalanceWrite::Exact(balance)) => return Ok(balance.wrapping_add(delta)),
+            }
+        }
+        Ok(self
+            .base()
+            .map(|base| base.balance)
+            .unwrap_or_default()
+            .wrapping_add(delta))
+    }
+
+    pub(crate) fn nonce(&self, tx: TxIdx) -> Result<u64, Blocked> {
+        Ok(match self.nonce.latest(tx)? {
+            Some((_, nonce)) => *nonce,
+            None => self.base().map(|base| base.nonce).unwrap_or_default(),
+        })
+    }
+
+    /// The code at `tx`; for pre-block code only the hash (bytes are loaded by hash).
+    pub(crate) fn code(&self, tx: TxIdx) -> Result<CodeValue, Blocked> {
+        Ok(match self.code.latest(tx)? {
+            Some((_, code)) => code.clone(),
+            None => CodeValue {
+                hash: self.base().map_or(KECCAK_EMPTY, |base| base.code_hash),
+                code: None,
+            },
+        })
+    }
+
+    /// The latest storage reset (creation or destruction) in `after..tx`: `Some(true)` when one
+    /// shadows a slot written by tx `after` (`None`: the slot was never written).
+    fn storage_reset_since(&self, after: Option<TxIdx>, tx: TxIdx) -> Result<bool, Blocked> {
+        for (writer, entry) in self.lifecycle.below(tx) {
+            if after.is_some_and(|after| *writer < after) {
+                break;
+            }
+            match entry {
+                Entry::Estimate => return Err(Blocked(*writer)),
+                Entry::Data(lifecycle) if lifecycle.resets_storage() => {
+                    // A reset by the slot's own writer shadows it only when it destroyed the
+                    // account (a creation writes its slots after the reset).
+                    let shadows = after
+                        .is_none_or(|after| *writer > after || *lifecycle == Lifecycle::Destroyed);
+                    if shadows {
+                        return Ok(true);
+                    }
+                }
+                Entry::Data(_) => {}
+            }
+        }
+        Ok(false)
+    }
+
+    /// The index of the latest storage reset below `tx`.
+    fn last_storage_reset(&self, tx: TxIdx) -> Option<TxIdx> {
+        self.lifecycle
+            .below(tx)
+            .find_map(|(writer, entry)| match entry {
+                Entry::Data(lifecycle) if lifecycle.resets_storage() => Some(*writer),
+                _ => None,
+            })
+    }
+}
+
+/// One storage slot: its pre-block value once loaded, and its writes.
+#[derive(Debug, Default)]
+struct SlotVersions {
+    base: Option<U256>,
+    writes: Versions<U256>,
+}
+
+/// The final state of one account written by the block.
+pub(crate) struct FinalAccount {
+    /// The account at the end (`None`: it does not exist), with whether code was written.
+    pub(crate) info: Option<(AccountBasic, Option<CodeValue>)>,
+    /// The tx of the latest storage reset, if any.
+    pub(crate) storage_reset: Option<TxIdx>,
 }
 
 /// The multi-version data structure of Block-STM.
 pub(crate) struct MvMemory {
-    data: DashMap<MemoryLocation, BTreeMap<TxIdx, Entry>, DefaultHashBuilder>,
+    accounts: DashMap<Address, AccountVersions, DefaultHashBuilder>,
+    slots: DashMap<(Address, U256), SlotVersions, DefaultHashBuilder>,
+    /// Set once any tx writes a storage-resetting lifecycle event; until then slot reads skip the
+    /// account lookup. Monotonic within a block; a reader that missed it is caught by validation
+    /// (the writer's new location re-validates every higher tx).
+    any_storage_reset: AtomicBool,
     /// Per tx, the locations its latest incarnation wrote.
     last_written: Vec<Mutex<Vec<MemoryLocation>>>,
     /// Per tx, what its latest incarnation read.
@@ -45,10 +270,68 @@ pub(crate) struct MvMemory {
 impl MvMemory {
     pub(crate) fn new(txs: usize) -> Self {
         Self {
-            data: DashMap::default(),
+            accounts: DashMap::default(),
+            slots: DashMap::default(),
+            any_storage_reset: AtomicBool::new(false),
             last_written: (0..txs).map(|_| Mutex::new(Vec::new())).collect(),
             last_read: (0..txs).map(|_| Mutex::new(Vec::new())).collect(),
         }
+    }
+
+    /// Runs `read` on the versions of `address`, loading its pre-block value first if needed.
+    pub(crate) fn with_account<R>(
+        &self,
+        address: Address,
+        load: impl FnOnce(&Address) -> Result<Option<AccountBasic>, StorageError>,
+        read: impl FnOnce(&AccountVersions) -> R,
+    ) -> Result<R, StorageError> {
+        if let Some(account) = self.accounts.get(&address)
+            && account.base.is_some()
+        {
+            return Ok(read(&account));
+        }
+        let base = load(&address)?;
+        let mut account = self.accounts.entry(address).or_default();
+        account.base.get_or_insert(base);
+        Ok(read(&account.downgrade()))
+    }
+
+    /// The value of a storage slot at `tx` (zero after a storage reset), loading its pre-block
+    /// value if needed.
+    pub(crate) fn storage(
+        &self,
+        address: Address,
+        slot: U256,
+        tx: TxIdx,
+        load: impl FnOnce(&Address, &U256) -> Result<U256, StorageError>,
+    ) -> Result<U256, ReadError> {
+        let key = (address, slot);
+        let resolved = match self.slots.get(&key) {
+            Some(versions) => match versions.writes.latest(tx)? {
+                Some((writer, value)) => Some((Some(writer), *value)),
+                None => versions.base.map(|base| (None, base)),
+            },
+            None => None,
+        };
+        let (writer, value) = match resolved {
+            Some(resolved) => resolved,
+            None => {
+                let base = load(&address, &slot)?;
+                let mut versions = self.slots.entry(key).or_default();
+                let base = *versions.base.get_or_insert(base);
+                match versions.writes.latest(tx)? {
+                    Some((writer, value)) => (Some(writer), *value),
+                    None => (None, base),
+                }
+            }
+        };
+        if self.any_storage_reset.load(Ordering::Acquire)
+            && let Some(account) = self.accounts.get(&address)
+            && account.storage_reset_since(writer, tx)?
+        {
+            return Ok(U256::ZERO);
+        }
+        Ok(value)
     }
 
     /// Publishes an incarnation's reads and writes. Returns whether it wrote a location the
@@ -60,38 +343,111 @@ impl MvMemory {
         write_set: WriteSet,
     ) -> bool {
         let tx = version.tx_idx;
-        let new_locations: Vec<MemoryLocation> =
-            write_set.iter().map(|(location, _)| *location).collect();
+        let mut locations = Vec::with_capacity(write_set.len());
         for (location, value) in write_set {
-            self.data
-                .entry(location)
-                .or_default()
-                .insert(tx, Entry::Data(value));
+            locations.push(location);
+            self.write(tx, location, Entry::Data(value));
         }
-        let previous = std::mem::replace(&mut *self.last_written[tx].lock(), new_locations.clone());
-        let mut wrote_new_location = false;
-        for location in &new_locations {
-            if !previous.contains(location) {
-                wrote_new_location = true;
-                break;
+        let mut last_written = self.last_written[tx].lock();
+        let wrote_new_location = locations
+            .iter()
+            .any(|location| !last_written.contains(location));
+        for location in last_written.iter() {
+            if !locations.contains(location) {
+                self.remove(tx, location);
             }
         }
-        for location in previous {
-            if !new_locations.contains(&location)
-                && let Some(mut entries) = self.data.get_mut(&location)
-            {
-                entries.remove(&tx);
-            }
-        }
+        *last_written = locations;
+        drop(last_written);
         *self.last_read[tx].lock() = read_set;
         wrote_new_location
+    }
+
+    fn write(&self, tx: TxIdx, location: MemoryLocation, entry: Entry<MemoryValue>) {
+        if let MemoryLocation::Storage(address, slot) = location {
+            let value = match entry {
+                Entry::Data(MemoryValue::Storage(value)) => Entry::Data(value),
+                _ => Entry::Estimate,
+            };
+            self.slots
+                .entry((address, slot))
+                .or_default()
+                .writes
+                .insert(tx, value);
+            return;
+        }
+        let mut account = self.accounts.entry(location.address()).or_default();
+        match (location, entry) {
+            (MemoryLocation::Lifecycle(_), Entry::Data(MemoryValue::Lifecycle(lifecycle))) => {
+                if lifecycle.resets_storage() {
+                    self.any_storage_reset.store(true, Ordering::Release);
+                }
+                account.lifecycle.insert(tx, Entry::Data(lifecycle));
+            }
+            (MemoryLocation::Balance(_), Entry::Data(MemoryValue::Balance(balance))) => {
+                account
+                    .balance
+                    .insert(tx, Entry::Data(BalanceWrite::Exact(balance)));
+            }
+            (MemoryLocation::Balance(_), Entry::Data(MemoryValue::BalanceDelta(delta))) => {
+                account
+                    .balance
+                    .insert(tx, Entry::Data(BalanceWrite::Delta(delta)));
+            }
+            (MemoryLocation::Nonce(_), Entry::Data(MemoryValue::Nonce(nonce))) => {
+                account.nonce.insert(tx, Entry::Data(nonce));
+            }
+            (MemoryLocation::Code(_), Entry::Data(MemoryValue::Code(code))) => {
+                account.code.insert(tx, Entry::Data(code));
+            }
+            (location, entry) => {
+                // A value of another kind than its location: a bug in the write set.
+                debug_assert!(false, "mismatched write {location:?} {entry:?}");
+            }
+        }
+    }
+
+    fn remove(&self, tx: TxIdx, location: &MemoryLocation) {
+        match *location {
+            MemoryLocation::Storage(address, slot) => {
+                if let Some(mut versions) = self.slots.get_mut(&(address, slot)) {
+                    versions.writes.remove(tx);
+                }
+            }
+            _ => {
+                if let Some(mut account) = self.accounts.get_mut(&location.address()) {
+                    match location {
+                        MemoryLocation::Lifecycle(_) => account.lifecycle.remove(tx),
+                        MemoryLocation::Balance(_) => account.balance.remove(tx),
+                        MemoryLocation::Nonce(_) => account.nonce.remove(tx),
+                        MemoryLocation::Code(_) => account.code.remove(tx),
+                        MemoryLocation::Storage(..) => {}
+                    }
+                }
+            }
+        }
     }
 
     /// Marks every write of `tx`'s latest incarnation as an ESTIMATE (the tx was aborted).
     pub(crate) fn convert_writes_to_estimates(&self, tx: TxIdx) {
         for location in self.last_written[tx].lock().iter() {
-            if let Some(mut entries) = self.data.get_mut(location) {
-                entries.insert(tx, Entry::Estimate);
+            match *location {
+                MemoryLocation::Storage(address, slot) => {
+                    if let Some(mut versions) = self.slots.get_mut(&(address, slot)) {
+                        versions.writes.mark_estimate(tx);
+                    }
+                }
+                _ => {
+                    if let Some(mut account) = self.accounts.get_mut(&location.address()) {
+                        match location {
+                            MemoryLocation::Lifecycle(_) => account.lifecycle.mark_estimate(tx),
+                            MemoryLocation::Balance(_) => account.balance.mark_estimate(tx),
+                            MemoryLocation::Nonce(_) => account.nonce.mark_estimate(tx),
+                            MemoryLocation::Code(_) => account.code.mark_estimate(tx),
+                            MemoryLocation::Storage(..) => {}
+                        }
+                    }
+                }
             }
         }
     }
@@ -101,172 +457,66 @@ impl MvMemory {
         f(&self.last_read[tx].lock())
     }
 
-    /// The latest entry below `tx` at `location`: `Ok(None)` when no lower tx wrote it.
-    fn latest(&self, location: &MemoryLocation, tx: TxIdx) -> Result<Option<MemoryValue>, Blocked> {
-        let Some(entries) = self.data.get(location) else {
-            return Ok(None);
-        };
-        match entries.range(..tx).next_back() {
-            None => Ok(None),
-            Some((writer, Entry::Estimate)) => Err(Blocked(*writer)),
-            Some((_, Entry::Data(value))) => Ok(Some(value.clone())),
-        }
-    }
-
-    /// The latest lifecycle event of `address` below `tx`, with the tx that wrote it.
-    pub(crate) fn lifecycle_at(
+    /// The final state (after all `txs`) of every account the block wrote, and every written
+    /// slot's final value, grouped by account. Accounts with only slot writes are included.
+    pub(crate) fn final_state(
         &self,
-        address: Address,
-        tx: TxIdx,
-    ) -> Result<Option<(TxIdx, Lifecycle)>, Blocked> {
-        let Some(entries) = self.data.get(&MemoryLocation::Lifecycle(address)) else {
-            return Ok(None);
-        };
-        match entries.range(..tx).next_back() {
-            None => Ok(None),
-            Some((writer, Entry::Estimate)) => Err(Blocked(*writer)),
-            Some((writer, Entry::Data(MemoryValue::Lifecycle(lifecycle)))) => {
-                Ok(Some((*writer, *lifecycle)))
-            }
-            Some((_, Entry::Data(_))) => Ok(None),
-        }
-    }
-
-    /// Whether a lazy balance increment of `address` was written by a tx in `after+1..tx` (all
-    /// txs below `tx` when `after` is `None`): such an increment brings the account into existence.
-    pub(crate) fn has_delta(
-        &self,
-        address: Address,
-        after: Option<TxIdx>,
-        tx: TxIdx,
-    ) -> Result<bool, Blocked> {
-        let Some(entries) = self.data.get(&MemoryLocation::Balance(address)) else {
-            return Ok(false);
-        };
-        let start = after.map_or(0, |after| after + 1);
-        for (writer, entry) in entries.range(start..tx).rev() {
-            match entry {
-                Entry::Estimate => return Err(Blocked(*writer)),
-                Entry::Data(MemoryValue::BalanceDelta(_)) => return Ok(true),
-                Entry::Data(_) => {}
-            }
-        }
-        Ok(false)
-    }
-
-    /// The balance of `address` seen at `tx`, lazy increments folded.
-    pub(crate) fn balance(&self, address: Address, tx: TxIdx) -> Result<BalanceView, Blocked> {
-        let mut delta = U256::ZERO;
-        let Some(entries) = self.data.get(&MemoryLocation::Balance(address)) else {
-            return Ok(BalanceView { base: None, delta });
-        };
-        for (writer, entry) in entries.range(..tx).rev() {
-            match entry {
-                Entry::Estimate => return Err(Blocked(*writer)),
-                Entry::Data(MemoryValue::BalanceDelta(increment)) => {
-                    delta = delta.wrapping_add(*increment)
-                }
-                Entry::Data(MemoryValue::Balance(balance)) => {
-                    return Ok(BalanceView {
-                        base: Some(*balance),
-                        delta,
-                    });
-                }
-                Entry::Data(_) => {}
-            }
-        }
-        Ok(BalanceView { base: None, delta })
-    }
-
-    /// The nonce of `address` seen at `tx`, if a lower tx wrote it.
-    pub(crate) fn nonce(&self, address: Address, tx: TxIdx) -> Result<Option<u64>, Blocked> {
-        Ok(match self.latest(&MemoryLocation::Nonce(address), tx)? {
-            Some(MemoryValue::Nonce(nonce)) => Some(nonce),
-            _ => None,
-        })
-    }
-
-    /// The code of `address` seen at `tx`, if a lower tx wrote it.
-    pub(crate) fn code(&self, address: Address, tx: TxIdx) -> Result<Option<CodeValue>, Blocked> {
-        Ok(match self.latest(&MemoryLocation::Code(address), tx)? {
-            Some(MemoryValue::Code(code)) => Some(code),
-            _ => None,
-        })
-    }
-
-    /// A storage slot seen at `tx`: `Some(value)` when a lower tx wrote it or reset the account's
-    /// storage since (then zero), `None` for the pre-block value.
-    pub(crate) fn storage(
-        &self,
-        address: Address,
-        slot: U256,
-        tx: TxIdx,
-    ) -> Result<Option<U256>, Blocked> {
-        let location = MemoryLocation::Storage(address, slot);
-        let written = match self.data.get(&location) {
-            None => None,
-            Some(entries) => match entries.range(..tx).next_back() {
-                None => None,
-                Some((writer, Entry::Estimate)) => return Err(Blocked(*writer)),
-                Some((writer, Entry::Data(MemoryValue::Storage(value)))) => Some((*writer, *value)),
-                Some((_, Entry::Data(_))) => None,
-            },
-        };
-        let since = written.map_or(0, |(writer, _)| writer);
-        if let Some(entries) = self.data.get(&MemoryLocation::Lifecycle(address)) {
-            // A reset by a higher tx than the slot's writer (or by the writer itself, when it
-            // destroyed the account) shadows the write.
-            for (writer, entry) in entries.range(since..tx).rev() {
-                match entry {
-                    Entry::Estimate => return Err(Blocked(*writer)),
-                    Entry::Data(MemoryValue::Lifecycle(lifecycle))
-                        if lifecycle.resets_storage() =>
-                    {
-                        let shadows = written.is_none_or(|(slot_writer, _)| {
-                            *writer > slot_writer || *lifecycle == Lifecycle::Destroyed
-                        });
-                        if shadows {
-                            return Ok(Some(U256::ZERO));
-                        }
-                    }
-                    Entry::Data(_) => {}
-                }
-            }
-        }
-        Ok(written.map(|(_, value)| value))
-    }
-
-    /// Every address with at least one write, with its written locations.
-    pub(crate) fn written_accounts(&self) -> BTreeMap<Address, Vec<MemoryLocation>> {
-        let mut accounts: BTreeMap<Address, Vec<MemoryLocation>> = BTreeMap::new();
-        for item in self.data.iter() {
-            if !item.value().is_empty() {
-                accounts
-                    .entry(item.key().address())
+        txs: TxIdx,
+        load: impl Fn(&Address) -> Result<Option<AccountBasic>, StorageError>,
+    ) -> Result<Vec<(Address, FinalAccount, Vec<(U256, U256)>)>, ReadError> {
+        let mut slots_by_account: std::collections::HashMap<Address, Vec<(U256, TxIdx, U256)>> =
+            std::collections::HashMap::new();
+        for item in self.slots.iter() {
+            if let Some((writer, value)) = item.writes.latest(txs)? {
+                let (address, slot) = *item.key();
+                slots_by_account
+                    .entry(address)
                     .or_default()
-                    .push(*item.key());
+                    .push((slot, writer, *value));
             }
         }
-        accounts
-    }
-
-    /// The index of the latest storage reset of `address` (below `tx`).
-    pub(crate) fn last_storage_reset(&self, address: Address, tx: TxIdx) -> Option<TxIdx> {
-        let entries = self.data.get(&MemoryLocation::Lifecycle(address))?;
-        entries
-            .range(..tx)
-            .rev()
-            .find_map(|(writer, entry)| match entry {
-                Entry::Data(MemoryValue::Lifecycle(lifecycle)) if lifecycle.resets_storage() => {
-                    Some(*writer)
-                }
-                _ => None,
-            })
-    }
-
-    /// The index of the latest writer of `location` below `tx`.
-    pub(crate) fn last_writer(&self, location: &MemoryLocation, tx: TxIdx) -> Option<TxIdx> {
-        let entries = self.data.get(location)?;
-        entries.range(..tx).next_back().map(|(writer, _)| *writer)
+        let mut addresses: Vec<Address> = self
+            .accounts
+            .iter()
+            .filter(|account| account.has_writes())
+            .map(|account| *account.key())
+            .collect();
+        addresses.extend(slots_by_account.keys().copied());
+        addresses.sort_unstable();
+        addresses.dedup();
+        let mut result = Vec::with_capacity(addresses.len());
+        for address in addresses {
+            let (final_account, reset) = self.with_account(address, &load, |account| {
+                let reset = account.last_storage_reset(txs);
+                let info = if account.exists(txs)? {
+                    let code = account.code(txs)?;
+                    let basic = AccountBasic {
+                        balance: account.balance(txs)?,
+                        nonce: account.nonce(txs)?,
+                        code_hash: code.hash,
+                    };
+                    Some((basic, (!account.code.is_empty()).then_some(code)))
+                } else {
+                    None
+                };
+                Ok::<_, Blocked>((
+                    FinalAccount {
+                        info,
+                        storage_reset: reset,
+                    },
+                    reset,
+                ))
+            })??;
+            let mut slots: Vec<(U256, U256)> = slots_by_account
+                .remove(&address)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|(_, writer, _)| reset.is_none_or(|reset| *writer >= reset))
+                .map(|(slot, _, value)| (slot, value))
+                .collect();
+            slots.sort_unstable();
+            result.push((address, final_account, slots));
+        }
+        Ok(result)
     }
 }

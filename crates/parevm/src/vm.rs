@@ -28,7 +28,7 @@ use revm::{
 use crate::{
     account_diff::diff_account,
     chain,
-    mv_memory::{Blocked, MvMemory},
+    mv_memory::{AccountVersions, Blocked, MvMemory, ReadError},
     pre_state::PreState,
     storage::{Storage, StorageError},
     types::{
@@ -36,24 +36,7 @@ use crate::{
     },
 };
 
-/// Why a read could not produce a value.
-#[derive(Debug, Clone, thiserror::Error)]
-pub(crate) enum ReadError {
-    /// A lower transaction's write is an ESTIMATE: wait for it.
-    #[error("blocked on transaction {0}")]
-    Blocked(TxIdx),
-    /// The pre-block state failed.
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-}
-
 impl DBErrorMarker for ReadError {}
-
-impl From<Blocked> for ReadError {
-    fn from(Blocked(tx): Blocked) -> Self {
-        Self::Blocked(tx)
-    }
-}
 
 /// The state as seen by transaction `tx`: the multi-version memory over the pre-block state.
 pub(crate) struct VersionedState<'a, S: ?Sized> {
@@ -62,53 +45,15 @@ pub(crate) struct VersionedState<'a, S: ?Sized> {
 }
 
 impl<S: Storage + ?Sized> VersionedState<'_, S> {
-    /// Whether the account exists: its latest lifecycle event, else the pre-block state; a lazy
-    /// balance increment since then brings it into existence (lazy writers do not write
-    /// [`Lifecycle::Existing`], so that hot recipients get one write per transaction).
-    pub(crate) fn exists(&self, address: Address, tx: TxIdx) -> Result<bool, ReadError> {
-        let (since, exists) = match self.mv.lifecycle_at(address, tx)? {
-            Some((writer, lifecycle)) => (Some(writer), lifecycle.exists()),
-            None => (None, self.pre.basic(&address)?.is_some()),
-        };
-        Ok(exists || self.mv.has_delta(address, since, tx)?)
-    }
-
-    pub(crate) fn balance(&self, address: Address, tx: TxIdx) -> Result<U256, ReadError> {
-        let view = self.mv.balance(address, tx)?;
-        let base = match view.base {
-            Some(base) => base,
-            None => self
-                .pre
-                .basic(&address)?
-                .map(|basic| basic.balance)
-                .unwrap_or_default(),
-        };
-        Ok(base.wrapping_add(view.delta))
-    }
-
-    pub(crate) fn nonce(&self, address: Address, tx: TxIdx) -> Result<u64, ReadError> {
-        Ok(match self.mv.nonce(address, tx)? {
-            Some(nonce) => nonce,
-            None => self
-                .pre
-                .basic(&address)?
-                .map(|basic| basic.nonce)
-                .unwrap_or_default(),
-        })
-    }
-
-    /// The code; for pre-block code only the hash (revm loads the bytes by hash when needed).
-    pub(crate) fn code(&self, address: Address, tx: TxIdx) -> Result<CodeValue, ReadError> {
-        Ok(match self.mv.code(address, tx)? {
-            Some(code) => code,
-            None => CodeValue {
-                hash: self
-                    .pre
-                    .basic(&address)?
-                    .map_or(KECCAK_EMPTY, |basic| basic.code_hash),
-                code: None,
-            },
-        })
+    /// Runs `read` on the versions of `address` (one lookup for all its account-level locations).
+    pub(crate) fn account<R>(
+        &self,
+        address: Address,
+        read: impl FnOnce(&AccountVersions) -> Result<R, Blocked>,
+    ) -> Result<R, ReadError> {
+        Ok(self
+            .mv
+            .with_account(address, |address| self.pre.basic(address), read)??)
     }
 
     pub(crate) fn storage(
@@ -117,34 +62,62 @@ impl<S: Storage + ?Sized> VersionedState<'_, S> {
         slot: U256,
         tx: TxIdx,
     ) -> Result<U256, ReadError> {
-        Ok(match self.mv.storage(address, slot, tx)? {
-            Some(value) => value,
-            None => self.pre.storage(&address, &slot)?,
+        self.mv.storage(address, slot, tx, |address, slot| {
+            self.pre.storage(address, slot)
         })
     }
 
-    /// The value a read of `location` by `tx` observes now.
-    pub(crate) fn resolve(
-        &self,
+    /// The value an account-level read observes now.
+    fn resolve_account_field(
+        account: &AccountVersions,
         location: &MemoryLocation,
         tx: TxIdx,
-    ) -> Result<ReadValue, ReadError> {
-        Ok(match *location {
-            MemoryLocation::Lifecycle(address) => ReadValue::Exists(self.exists(address, tx)?),
-            MemoryLocation::Balance(address) => ReadValue::Balance(self.balance(address, tx)?),
-            MemoryLocation::Nonce(address) => ReadValue::Nonce(self.nonce(address, tx)?),
-            MemoryLocation::Code(address) => ReadValue::CodeHash(self.code(address, tx)?.hash),
-            MemoryLocation::Storage(address, slot) => {
-                ReadValue::Storage(self.storage(address, slot, tx)?)
-            }
+    ) -> Result<ReadValue, Blocked> {
+        Ok(match location {
+            MemoryLocation::Lifecycle(_) => ReadValue::Exists(account.exists(tx)?),
+            MemoryLocation::Balance(_) => ReadValue::Balance(account.balance(tx)?),
+            MemoryLocation::Nonce(_) => ReadValue::Nonce(account.nonce(tx)?),
+            MemoryLocation::Code(_) => ReadValue::CodeHash(account.code(tx)?.hash),
+            MemoryLocation::Storage(..) => unreachable!("storage is not an account field"),
         })
     }
 
-    /// Whether every read of `read_set` still observes the same value at `tx`.
+    /// Whether every read of `read_set` still observes the same value at `tx`. Consecutive reads
+    /// of one account are checked under one lookup.
     pub(crate) fn validate(&self, read_set: &ReadSet, tx: TxIdx) -> bool {
-        read_set.iter().all(|(location, value)| {
-            matches!(self.resolve(location, tx), Ok(current) if current == *value)
-        })
+        let mut index = 0;
+        while index < read_set.len() {
+            let (location, value) = &read_set[index];
+            if let MemoryLocation::Storage(address, slot) = location {
+                match self.storage(*address, *slot, tx) {
+                    Ok(current) if ReadValue::Storage(current) == *value => {}
+                    _ => return false,
+                }
+                index += 1;
+                continue;
+            }
+            let address = location.address();
+            let run = read_set[index..]
+                .iter()
+                .take_while(|(location, _)| {
+                    !matches!(location, MemoryLocation::Storage(..))
+                        && location.address() == address
+                })
+                .count();
+            let valid = self.account(address, |account| {
+                for (location, value) in &read_set[index..index + run] {
+                    if Self::resolve_account_field(account, location, tx)? != *value {
+                        return Ok(false);
+                    }
+                }
+                Ok(true)
+            });
+            if !matches!(valid, Ok(true)) {
+                return false;
+            }
+            index += run;
+        }
+        true
     }
 }
 
@@ -164,7 +137,8 @@ impl<S: Storage + ?Sized> VmDb<'_, S> {
     }
 
     fn read_code(&mut self, address: Address) -> Result<CodeValue, ReadError> {
-        let code = self.state.code(address, self.tx)?;
+        let tx = self.tx;
+        let code = self.state.account(address, |account| account.code(tx))?;
         self.record(
             MemoryLocation::Code(address),
             ReadValue::CodeHash(code.hash),
@@ -216,31 +190,37 @@ impl<S: Storage + ?Sized> VmDb<'_, S> {
         address: Address,
         code: Option<CodeValue>,
     ) -> Result<Option<AccountInfo>, ReadError> {
-        let exists = self.state.exists(address, self.tx)?;
-        self.record(
-            MemoryLocation::Lifecycle(address),
-            ReadValue::Exists(exists),
-        );
-        if !exists {
+        let tx = self.tx;
+        let info = self.state.account(address, |account| {
+            if !account.exists(tx)? {
+                return Ok(None);
+            }
+            let code = match &code {
+                Some(code) => code.clone(),
+                None => account.code(tx)?,
+            };
+            Ok(Some((account.balance(tx)?, account.nonce(tx)?, code)))
+        })?;
+        let Some((balance, nonce, code)) = info else {
+            self.record(MemoryLocation::Lifecycle(address), ReadValue::Exists(false));
             return Ok(None);
-        }
-        let balance = self.state.balance(address, self.tx)?;
+        };
+        self.record(MemoryLocation::Lifecycle(address), ReadValue::Exists(true));
         self.record(
             MemoryLocation::Balance(address),
             ReadValue::Balance(balance),
         );
-        let nonce = self.state.nonce(address, self.tx)?;
         self.record(MemoryLocation::Nonce(address), ReadValue::Nonce(nonce));
-        let code = match code {
-            Some(code) => code,
-            None => self.read_code(address)?,
-        };
+        self.record(
+            MemoryLocation::Code(address),
+            ReadValue::CodeHash(code.hash),
+        );
         Ok(Some(AccountInfo {
             balance,
             nonce,
             code_hash: code.hash,
             code: code.code,
-            ..Default::default()
+            account_id: None,
         }))
     }
 }
@@ -314,6 +294,8 @@ pub(crate) struct BlockVm<'a, S: ?Sized> {
     pub(crate) block_env: BlockEnv,
     pub(crate) cfg: CfgEnv,
     pub(crate) txs: Vec<TxEnv>,
+    /// For each tx, the previous tx of the same sender.
+    pub(crate) previous_of_sender: Vec<Option<TxIdx>>,
     pub(crate) state: VersionedState<'a, S>,
 }
 
@@ -334,6 +316,11 @@ impl<'a, S: Storage + ?Sized> VmWorker<'a, S> {
         };
         let evm = chain::build_evm(db, block.block_env.clone(), block.cfg.clone());
         Self { block, evm }
+    }
+
+    /// The previous transaction of `tx`'s sender in the block.
+    pub(crate) fn previous_of_sender(&self, tx: TxIdx) -> Option<TxIdx> {
+        self.block.previous_of_sender[tx]
     }
 
     /// The block's multi-version memory.
