@@ -81,6 +81,11 @@ impl InMemoryStorage {
         &self.accounts
     }
 
+    /// The recorded block hashes, by number.
+    pub fn block_hashes(&self) -> &HashMap<u64, B256> {
+        &self.block_hashes
+    }
+
     /// Mutable access to one account.
     pub fn account_mut(&mut self, address: &Address) -> Option<&mut InMemoryAccount> {
         self.accounts.get_mut(address)
