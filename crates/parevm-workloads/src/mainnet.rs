@@ -329,7 +329,13 @@ fn read(path: &Path) -> Result<String, LoadError> {
 
 /// `dir/name` if it exists, else `dir/../../name`.
 fn find_shared(dir: &Path, name: &'static str) -> Result<PathBuf, LoadError> {
-    let searched = vec![dir.join(name), dir.join("..").join("..").join(name)];
+    // `dir/../..` as a plain path when the last two components are names (for readable errors).
+    let parent = dir.file_name().and(dir.parent());
+    let grandparent = parent
+        .and_then(|parent| parent.file_name().and(parent.parent()))
+        .filter(|path| !path.as_os_str().is_empty())
+        .map_or_else(|| dir.join("..").join(".."), Path::to_path_buf);
+    let searched = vec![dir.join(name), grandparent.join(name)];
     searched
         .iter()
         .find(|path| path.is_file())

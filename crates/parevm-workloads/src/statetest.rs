@@ -36,7 +36,10 @@ use alloy_trie::{
 };
 use parevm::{BlockOutput, ChainSpec, ExecutionError, InMemoryStorage, StateChanges};
 use revm::primitives::{KECCAK_EMPTY, hardfork::SpecId};
-use revm_statetest_types::{SpecName, Test, TestSuite, TestUnit, recover_address};
+use revm_statetest_types::{Test, TestSuite, TestUnit, recover_address};
+
+/// The fork names of state-test files.
+pub use revm_statetest_types::SpecName;
 
 /// The skip list shipped with the crate (`statetest-skips.txt`).
 pub const BUILTIN_SKIPS: &str = include_str!("../statetest-skips.txt");
