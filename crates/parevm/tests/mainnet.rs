@@ -1,0 +1,108 @@
+//! The shared mainnet blocks (`<fixtures>/mainnet/blocks/*`): for each block, the parallel
+//! executor at 1, 2 and 8 threads (force_parallel) must equal the sequential executor, and both
+//! must match the header (gas used, logs bloom, and the receipts root from Byzantium on).
+//!
+//! The fixtures live in `../shared/fixtures` relative to the repository root; `PAREVM_FIXTURES`
+//! overrides the path. A missing fixtures directory is a failure, never a silent pass.
+
+use std::{
+    num::NonZeroUsize,
+    path::{Path, PathBuf},
+};
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use parevm::{ChainSpec, ExecutorConfig, ParallelExecutor, execute_sequential};
+use parevm_workloads::mainnet::load_block;
+
+const THREADS: [usize; 3] = [1, 2, 8];
+
+fn fixtures_dir() -> PathBuf {
+    std::env::var_os("PAREVM_FIXTURES").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures"),
+        PathBuf::from,
+    )
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    libtest_mimic::run(&args, trials()).exit();
+}
+
+fn trials() -> Vec<Trial> {
+    let blocks = fixtures_dir().join("mainnet/blocks");
+    let mut dirs: Vec<PathBuf> = match std::fs::read_dir(&blocks) {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|path| path.is_dir())
+            .collect(),
+        Err(error) => {
+            let message = format!(
+                "{}: {error}; set PAREVM_FIXTURES to the shared fixtures directory",
+                blocks.display()
+            );
+            return vec![Trial::test("fixtures", move || Err(message.into()))];
+        }
+    };
+    if dirs.is_empty() {
+        let message = format!("no block directories under {}", blocks.display());
+        return vec![Trial::test("fixtures", move || Err(message.into()))];
+    }
+    // Numeric order, so the listing reads like the chain.
+    dirs.sort_by_key(|dir| {
+        dir.file_name()
+            .and_then(|name| name.to_str())
+            .and_then(|name| name.parse::<u64>().ok())
+            .unwrap_or(u64::MAX)
+    });
+    dirs.into_iter()
+        .map(|dir| {
+            let name = format!(
+                "block_{}",
+                dir.file_name().unwrap_or_default().to_string_lossy()
+            );
+            Trial::test(name, move || run_block(&dir))
+        })
+        .collect()
+}
+
+fn run_block(dir: &Path) -> Result<(), Failed> {
+    let block = load_block(dir).map_err(|error| error.to_string())?;
+    let chain = ChainSpec::mainnet();
+    let sequential = execute_sequential(&chain, &block.block, &block.storage)
+        .map_err(|error| format!("sequential execution failed: {error}"))?;
+    let mut problems = Vec::new();
+    let check = block.check_header(&sequential);
+    problems.extend(
+        check
+            .mismatches
+            .iter()
+            .map(|mismatch| format!("sequential: {mismatch}")),
+    );
+    for threads in THREADS {
+        let executor = ParallelExecutor::new(ExecutorConfig {
+            concurrency: NonZeroUsize::new(threads).unwrap_or(NonZeroUsize::MIN),
+            force_parallel: true,
+        });
+        match executor.execute(&chain, &block.block, &block.storage) {
+            Err(error) => problems.push(format!("{threads} threads: execution failed: {error}")),
+            Ok(parallel) => {
+                if parallel != sequential {
+                    problems.push(format!("{threads} threads: output differs from sequential"));
+                }
+                problems.extend(
+                    block
+                        .check_header(&parallel)
+                        .mismatches
+                        .iter()
+                        .map(|mismatch| format!("{threads} threads: {mismatch}")),
+                );
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("block {}:\n{}", block.number(), problems.join("\n")).into())
+    }
+}

@@ -1,0 +1,115 @@
+//! ethereum/tests GeneralStateTests through the parallel executor (force_parallel, 2 threads):
+//! one trial per fixture file under `<fixtures>/ethereum-tests/GeneralStateTests`.
+//!
+//! The fixtures live in `../shared/fixtures` relative to the repository root; `PAREVM_FIXTURES`
+//! overrides the path. Files and tests on the skip list (`parevm-workloads/statetest-skips.txt`)
+//! are listed as ignored. A missing fixtures directory is a failure, never a silent pass.
+
+use std::{
+    num::NonZeroUsize,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use libtest_mimic::{Arguments, Failed, Trial};
+use parevm::{ExecutorConfig, ParallelExecutor};
+use parevm_workloads::statetest::{SkipList, SpecName, collect_files, fork_spec, run_file};
+
+/// At most this many failure lines per file in a trial's message.
+const MAX_LINES: usize = 40;
+
+fn fixtures_dir() -> PathBuf {
+    std::env::var_os("PAREVM_FIXTURES").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures"),
+        PathBuf::from,
+    )
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    libtest_mimic::run(&args, trials()).exit();
+}
+
+/// A trial that fails with `message`.
+fn failing(name: &str, message: String) -> Trial {
+    Trial::test(name, move || Err(Failed::from(message)))
+}
+
+fn trials() -> Vec<Trial> {
+    let root = fixtures_dir().join("ethereum-tests/GeneralStateTests");
+    let skips = match SkipList::builtin() {
+        Ok(skips) => Arc::new(skips),
+        Err(error) => return vec![failing("skip_list", error.to_string())],
+    };
+    let files = match collect_files(std::slice::from_ref(&root)) {
+        Ok(files) if !files.is_empty() => files,
+        Ok(_) => {
+            return vec![failing(
+                "fixtures",
+                format!("no state-test files under {}", root.display()),
+            )];
+        }
+        Err(error) => {
+            return vec![failing(
+                "fixtures",
+                format!(
+                    "state-test fixtures not found ({error}); set PAREVM_FIXTURES to the \
+                     shared fixtures directory"
+                ),
+            )];
+        }
+    };
+
+    let mut trials: Vec<Trial> = files
+        .into_iter()
+        .map(|path| {
+            let name = path
+                .strip_prefix(&root)
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .replace('\\', "/");
+            let ignored = skips.file_skip(&path).is_some();
+            let skips = Arc::clone(&skips);
+            Trial::test(name, move || run_trial(&path, &skips)).with_ignored_flag(ignored)
+        })
+        .collect();
+
+    // Tests skipped by name, and forks revm cannot run, are listed as ignored trials too.
+    for entry in skips.entries.iter().filter(|entry| !entry.is_path()) {
+        let name = format!("skip-list/{}", entry.pattern);
+        trials.push(Trial::test(name, || Ok(())).with_ignored_flag(true));
+    }
+    for fork in [SpecName::Constantinople] {
+        if fork_spec(&fork).is_err() {
+            let name = format!("unsupported-fork/{fork:?}");
+            trials.push(Trial::test(name, || Ok(())).with_ignored_flag(true));
+        }
+    }
+    trials
+}
+
+fn run_trial(path: &Path, skips: &SkipList) -> Result<(), Failed> {
+    let executor = ParallelExecutor::new(ExecutorConfig {
+        concurrency: NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN),
+        force_parallel: true,
+    });
+    let execute = |chain: &_, block: &_, storage: &_| executor.execute(chain, block, storage);
+    let report = run_file(path, skips, &execute);
+    let lines = report.failure_lines();
+    if lines.is_empty() {
+        return Ok(());
+    }
+    let mut message = format!(
+        "{} of {} case(s) failed:\n",
+        report.failed(),
+        report.cases.len()
+    );
+    for line in lines.iter().take(MAX_LINES) {
+        message.push_str(line);
+        message.push('\n');
+    }
+    if lines.len() > MAX_LINES {
+        message.push_str(&format!("... and {} more\n", lines.len() - MAX_LINES));
+    }
+    Err(message.into())
+}
