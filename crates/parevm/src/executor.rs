@@ -64,10 +64,13 @@ pub struct ExecutionStats {
     pub sequential_reason: Option<String>,
 }
 
-/// The parallel block executor. Create one and reuse it across blocks.
+/// The parallel block executor. Create one and reuse it across blocks: its worker threads are
+/// created once and sleep between blocks.
 #[derive(Debug)]
 pub struct ParallelExecutor {
     config: ExecutorConfig,
+    /// `concurrency - 1` persistent workers; the calling thread is the last one.
+    pool: Option<rayon::ThreadPool>,
 }
 
 #[derive(Default)]
@@ -80,9 +83,20 @@ struct Counters {
 }
 
 impl ParallelExecutor {
-    /// An executor with this configuration.
+    /// An executor with this configuration. If the worker threads cannot be created, blocks run
+    /// on the calling thread only.
     pub fn new(config: ExecutorConfig) -> Self {
-        Self { config }
+        let helpers = config.concurrency.get() - 1;
+        let pool = (helpers > 0)
+            .then(|| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(helpers)
+                    .thread_name(|index| format!("parevm-worker-{index}"))
+                    .build()
+                    .ok()
+            })
+            .flatten();
+        Self { config, pool }
     }
 
     /// The configuration.
@@ -128,11 +142,15 @@ impl ParallelExecutor {
         }
         let counters = Counters::default();
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let workers = Workers {
+                pool: self.pool.as_ref(),
+                threads,
+            };
             execute_block_stm(
                 chain,
                 block,
                 storage,
-                threads,
+                workers,
                 previous_of_sender,
                 &counters,
             )
@@ -161,6 +179,12 @@ impl ParallelExecutor {
 
 type Breach = Box<dyn std::any::Any + Send>;
 
+/// The threads that run one block: the pool's workers plus the calling thread.
+struct Workers<'a> {
+    pool: Option<&'a rayon::ThreadPool>,
+    threads: usize,
+}
+
 fn panic_message(panic: Breach) -> String {
     if let Some(message) = panic.downcast_ref::<&str>() {
         message.to_string()
@@ -177,7 +201,7 @@ fn execute_block_stm<S: Storage + ?Sized>(
     chain: &ChainSpec,
     block: &Block<Recovered<TxEnvelope>>,
     storage: &S,
-    threads: usize,
+    workers: Workers<'_>,
     previous_of_sender: Vec<Option<TxIdx>>,
     counters: &Counters,
 ) -> Result<Result<BlockOutput, ExecutionError>, Breach> {
@@ -221,21 +245,24 @@ fn execute_block_stm<S: Storage + ?Sized>(
     let results: Vec<Mutex<Option<TxResult>>> = (0..tx_count).map(|_| Mutex::new(None)).collect();
     let breach: Mutex<Option<Breach>> = Mutex::new(None);
 
-    std::thread::scope(|scope| {
-        let work = || {
-            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                run_worker(&vm, &scheduler, &results, counters)
-            }));
-            if let Err(panic) = outcome {
-                scheduler.halt();
-                breach.lock().get_or_insert(panic);
-            }
-        };
-        for _ in 1..threads {
-            scope.spawn(work);
+    let work = || {
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            run_worker(&vm, &scheduler, &results, counters)
+        }));
+        if let Err(panic) = outcome {
+            scheduler.halt();
+            breach.lock().get_or_insert(panic);
         }
-        work();
-    });
+    };
+    match workers.pool {
+        Some(pool) => pool.in_place_scope(|scope| {
+            for _ in 1..workers.threads {
+                scope.spawn(|_| work());
+            }
+            work();
+        }),
+        None => work(),
+    }
     if let Some(panic) = breach.into_inner() {
         return Err(panic);
     }
@@ -361,7 +388,7 @@ fn run_worker<S: Storage + ?Sized>(
                     if idle_rounds < 64 {
                         std::hint::spin_loop();
                     } else {
-                        std::thread::yield_now();
+                        scheduler.park();
                     }
                 } else {
                     idle_rounds = 0;

@@ -2,10 +2,13 @@
 //! transaction order, tracks each transaction's status and incarnation, and parks transactions
 //! that read an ESTIMATE until the transaction they depend on finishes executing.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::{
+    sync::atomic::{AtomicBool, AtomicUsize, Ordering},
+    time::Duration,
+};
 
 use crossbeam_utils::CachePadded;
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use crate::types::{Incarnation, TxIdx, TxVersion};
 
@@ -60,6 +63,12 @@ pub(crate) struct Scheduler {
     states: Vec<CachePadded<Mutex<TxState>>>,
     /// Per tx: the txs waiting for it to finish executing.
     dependents: Vec<Mutex<Vec<TxIdx>>>,
+    /// Workers with nothing to do sleep here until a task may have appeared.
+    idle: Mutex<()>,
+    wake: Condvar,
+    /// Workers asleep in `park` (Relaxed: only decides whether a notification is worth sending;
+    /// a missed one costs at most the park timeout).
+    sleepers: AtomicUsize,
 }
 
 impl Scheduler {
@@ -80,6 +89,29 @@ impl Scheduler {
                 })
                 .collect(),
             dependents: (0..txs).map(|_| Mutex::new(Vec::new())).collect(),
+            idle: Mutex::new(()),
+            wake: Condvar::new(),
+            sleepers: AtomicUsize::new(0),
+        }
+    }
+
+    /// Sleeps until another worker publishes work (or a short timeout): idle workers park instead
+    /// of spinning or yielding, which schedulers such as Linux's EEVDF punish.
+    pub(crate) fn park(&self) {
+        let mut guard = self.idle.lock();
+        if self.done() {
+            return;
+        }
+        self.sleepers.fetch_add(1, Ordering::Relaxed);
+        self.wake.wait_for(&mut guard, Duration::from_micros(200));
+        self.sleepers.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Wakes parked workers: new tasks may be available.
+    fn notify(&self) {
+        if self.sleepers.load(Ordering::Relaxed) > 0 {
+            let _guard = self.idle.lock();
+            self.wake.notify_all();
         }
     }
 
@@ -91,16 +123,19 @@ impl Scheduler {
     /// Stops the block early (a worker failed): every worker returns from `next_task`.
     pub(crate) fn halt(&self) {
         self.done_marker.store(true, Ordering::SeqCst);
+        self.notify();
     }
 
     fn decrease_execution_idx(&self, target: TxIdx) {
         self.execution_idx.fetch_min(target, Ordering::SeqCst);
         self.decrease_cnt.fetch_add(1, Ordering::SeqCst);
+        self.notify();
     }
 
     fn decrease_validation_idx(&self, target: TxIdx) {
         self.validation_idx.fetch_min(target, Ordering::SeqCst);
         self.decrease_cnt.fetch_add(1, Ordering::SeqCst);
+        self.notify();
     }
 
     fn check_done(&self) {
@@ -114,6 +149,7 @@ impl Scheduler {
             && observed == self.decrease_cnt.load(Ordering::SeqCst)
         {
             self.done_marker.store(true, Ordering::SeqCst);
+            self.notify();
         }
     }
 
