@@ -337,8 +337,11 @@ fn sequential_reason(threads: usize, previous_of_sender: &[Option<TxIdx>]) -> Op
 
 /// For each transaction, the previous transaction of the same sender in the block.
 fn previous_of_sender(block: &Block<Recovered<TxEnvelope>>) -> Vec<Option<TxIdx>> {
-    let mut last: std::collections::HashMap<alloy_primitives::Address, TxIdx> =
-        std::collections::HashMap::with_capacity(block.body.transactions.len());
+    let mut last: alloy_primitives::map::HashMap<alloy_primitives::Address, TxIdx> =
+        alloy_primitives::map::HashMap::with_capacity_and_hasher(
+            block.body.transactions.len(),
+            Default::default(),
+        );
     block
         .body
         .transactions

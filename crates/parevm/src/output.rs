@@ -83,8 +83,24 @@ impl AccountState {
 /// deterministically).
 pub type StateChanges = BTreeMap<Address, AccountChange>;
 
-/// Folds `later` changes on top of `earlier` ones.
-pub(crate) fn merge_changes(earlier: &mut StateChanges, later: StateChanges) {
+/// Folds `later` changes on top of `earlier` ones (inserting the smaller map into the larger).
+pub(crate) fn merge_changes(earlier: &mut StateChanges, mut later: StateChanges) {
+    if earlier.len() <= later.len() {
+        for (address, before) in std::mem::take(earlier) {
+            if let Some(after) = later.get_mut(&address) {
+                if !after.storage_reset {
+                    let mut storage = before.storage;
+                    storage.append(&mut after.storage);
+                    after.storage = storage;
+                    after.storage_reset = before.storage_reset;
+                }
+            } else {
+                later.insert(address, before);
+            }
+        }
+        *earlier = later;
+        return;
+    }
     for (address, change) in later {
         match earlier.get_mut(&address) {
             Some(existing) if !change.storage_reset => {

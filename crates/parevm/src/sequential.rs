@@ -1,7 +1,9 @@
 //! The sequential reference executor: plain revm, one transaction after another, over a cache of
 //! the pre-block state. It is the oracle the parallel engine is checked against.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use alloy_primitives::map::{HashMap, hash_map::Entry};
 
 use alloy_consensus::{Block, Transaction, TxEnvelope, transaction::Recovered};
 use alloy_eips::Typed2718;
@@ -55,15 +57,15 @@ impl<'a, S: Storage + ?Sized> SequentialState<'a, S> {
     pub(crate) fn new(storage: &'a S) -> Self {
         Self {
             storage,
-            accounts: HashMap::new(),
-            code: HashMap::new(),
+            accounts: HashMap::default(),
+            code: HashMap::default(),
         }
     }
 
     fn account(&mut self, address: Address) -> Result<&mut CachedAccount, StorageError> {
         match self.accounts.entry(address) {
-            std::collections::hash_map::Entry::Occupied(entry) => Ok(entry.into_mut()),
-            std::collections::hash_map::Entry::Vacant(entry) => {
+            Entry::Occupied(entry) => Ok(entry.into_mut()),
+            Entry::Vacant(entry) => {
                 let info = self.storage.basic(&address)?.map(|basic| AccountInfo {
                     balance: basic.balance,
                     nonce: basic.nonce,
