@@ -8,6 +8,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// Block-STM allocates per incarnation on every worker and frees across threads: glibc's
+/// allocator serializes that, mimalloc does not (see docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The parevm command line.
 #[derive(Debug, Parser)]
 #[command(name = "parevm", version, about)]
