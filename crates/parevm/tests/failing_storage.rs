@@ -1,0 +1,105 @@
+//! A `Storage` that fails at its k-th read, for every k, on generated blocks: both executors
+//! return either the correct output or the storage error — never a panic, a hang or a wrong
+//! result.
+
+mod common;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use common::{random::random_block, *};
+use parevm::{
+    ExecutionError, InMemoryStorage, Storage, StorageError,
+    alloy_primitives::{Address, B256, U256},
+    revm::bytecode::Bytecode,
+    storage::AccountBasic,
+};
+
+/// Fails every read from the `fail_at`-th on (1-based), counting reads across threads.
+struct FailingStorage<'a> {
+    inner: &'a InMemoryStorage,
+    reads: AtomicUsize,
+    fail_at: usize,
+}
+
+impl FailingStorage<'_> {
+    fn check(&self, what: &str) -> Result<(), StorageError> {
+        let read = self.reads.fetch_add(1, Ordering::SeqCst) + 1;
+        if read >= self.fail_at {
+            return Err(StorageError::new(
+                what.to_string(),
+                format!("injected failure at read {read}"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Storage for FailingStorage<'_> {
+    fn basic(&self, address: &Address) -> Result<Option<AccountBasic>, StorageError> {
+        self.check("account")?;
+        self.inner.basic(address)
+    }
+    fn code_by_hash(&self, code_hash: &B256) -> Result<Bytecode, StorageError> {
+        self.check("code")?;
+        self.inner.code_by_hash(code_hash)
+    }
+    fn storage(&self, address: &Address, slot: &U256) -> Result<U256, StorageError> {
+        self.check("slot")?;
+        self.inner.storage(address, slot)
+    }
+    fn block_hash(&self, number: u64) -> Result<B256, StorageError> {
+        self.check("block hash")?;
+        self.inner.block_hash(number)
+    }
+}
+
+#[test]
+fn failing_storage_gives_the_error_or_the_right_answer() {
+    let mut runs = 0;
+    let mut errors = 0;
+    for seed in 0..6u64 {
+        let (chain, block, storage) = random_block(seed);
+        let Ok(expected) = parevm::execute_sequential(&chain, &block, &storage) else {
+            continue;
+        };
+        let counting = FailingStorage {
+            inner: &storage,
+            reads: AtomicUsize::new(0),
+            fail_at: usize::MAX,
+        };
+        parevm::execute_sequential(&chain, &block, &counting).expect("no failure injected");
+        let total_reads = counting.reads.load(Ordering::SeqCst);
+        for fail_at in 1..=total_reads + 2 {
+            for threads in [0, 1, 2, 8] {
+                let failing = FailingStorage {
+                    inner: &storage,
+                    reads: AtomicUsize::new(0),
+                    fail_at,
+                };
+                let result = if threads == 0 {
+                    parevm::execute_sequential(&chain, &block, &failing)
+                } else {
+                    executor(threads).execute(&chain, &block, &failing)
+                };
+                runs += 1;
+                match result {
+                    Ok(output) => assert_eq!(
+                        output, expected,
+                        "seed {seed}, fail at read {fail_at}, {threads} threads: wrong output"
+                    ),
+                    Err(ExecutionError::Storage { source, .. }) => {
+                        errors += 1;
+                        assert!(source.source.to_string().contains("injected failure"));
+                    }
+                    Err(other) => panic!(
+                        "seed {seed}, fail at read {fail_at}, {threads} threads: unexpected {other}"
+                    ),
+                }
+            }
+        }
+    }
+    assert!(
+        errors > runs / 2,
+        "only {errors} of {runs} runs hit the injected failure"
+    );
+}
