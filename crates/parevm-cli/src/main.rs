@@ -1,6 +1,7 @@
 //! `parevm`: run ethereum/tests state tests and real mainnet blocks through the parallel
 //! executor, checking it against the expected results and the sequential executor.
 
+mod bench;
 mod block;
 mod statetest;
 
@@ -23,6 +24,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Benchmark built-in workloads and mainnet blocks: baseline revm, sequential, parallel.
+    Bench(bench::Args),
     /// Run GeneralStateTests JSON files through the parallel executor (force_parallel).
     Statetest(statetest::Args),
     /// Execute mainnet block fixtures sequentially and in parallel, compare the two and the
@@ -32,6 +35,7 @@ enum Command {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
+        Command::Bench(args) => bench::run(&args),
         Command::Statetest(args) => statetest::run(&args),
         Command::Block(args) => block::run(&args),
     }

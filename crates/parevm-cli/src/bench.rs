@@ -1,0 +1,300 @@
+//! `parevm bench`: built-in synthetic workloads and the shared mainnet blocks, executed by plain
+//! revm (baseline), parevm sequentially and parevm in parallel, side by side, with the parallel
+//! output checked against the sequential one on every run.
+
+use std::{
+    io::Write,
+    num::NonZeroUsize,
+    path::{Path, PathBuf},
+    process::ExitCode,
+    time::Instant,
+};
+
+use parevm::{
+    BlockOutput, ChainSpec, ExecutionStats, ExecutorConfig, InMemoryStorage, ParallelExecutor,
+    alloy_consensus::{Block, TxEnvelope, transaction::Recovered},
+    execute_sequential,
+};
+use parevm_workloads::{baseline::RevmBaseline, generators as synthetic};
+use serde_json::json;
+
+/// Arguments of `parevm bench`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Workloads to run (repeatable): a synthetic name, `mainnet` (every shared block) or
+    /// `mainnet/<number>`. Default: every synthetic workload, then every mainnet block.
+    #[arg(long = "workload")]
+    workloads: Vec<String>,
+    /// Worker threads of the parallel executor (default: all cores).
+    #[arg(long)]
+    threads: Option<NonZeroUsize>,
+    /// Runs of each executor per workload; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// Gas budget of each synthetic block.
+    #[arg(long, default_value_t = 1_000_000_000)]
+    gas: u64,
+    /// Seed of the synthetic generators.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Fixtures directory (default: $PAREVM_FIXTURES, else ../shared/fixtures).
+    #[arg(long)]
+    fixtures: Option<PathBuf>,
+    /// One JSON object per line per workload instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+/// A block to benchmark.
+struct Workload {
+    chain: ChainSpec,
+    block: Block<Recovered<TxEnvelope>>,
+    storage: InMemoryStorage,
+}
+
+/// Medians of one workload.
+struct Measurement {
+    txs: usize,
+    gas_used: u64,
+    baseline_ms: f64,
+    sequential_ms: f64,
+    parallel_ms: f64,
+    stats: ExecutionStats,
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn millis(start: Instant) -> f64 {
+    start.elapsed().as_secs_f64() * 1000.0
+}
+
+fn measure(
+    workload: &Workload,
+    executor: &ParallelExecutor,
+    repeat: usize,
+) -> Result<Measurement, String> {
+    let (mut baseline, mut sequential, mut parallel) = (Vec::new(), Vec::new(), Vec::new());
+    let mut stats = ExecutionStats::default();
+    let mut output: Option<BlockOutput> = None;
+    for _ in 0..repeat.max(1) {
+        let prepared = RevmBaseline::new(&workload.chain, &workload.block, &workload.storage)
+            .map_err(|error| format!("baseline: {error}"))?;
+        let start = Instant::now();
+        prepared
+            .run()
+            .map_err(|error| format!("baseline: {error}"))?;
+        baseline.push(millis(start));
+
+        let start = Instant::now();
+        let expected = execute_sequential(&workload.chain, &workload.block, &workload.storage)
+            .map_err(|error| format!("sequential: {error}"))?;
+        sequential.push(millis(start));
+
+        let start = Instant::now();
+        let (result, run_stats) =
+            executor.execute_with_stats(&workload.chain, &workload.block, &workload.storage);
+        parallel.push(millis(start));
+        let actual = result.map_err(|error| format!("parallel: {error}"))?;
+        if actual != expected {
+            return Err("parallel output differs from sequential".into());
+        }
+        stats = run_stats;
+        output = Some(expected);
+    }
+    let output = output.expect("at least one run");
+    Ok(Measurement {
+        txs: output.receipts.len(),
+        gas_used: output.gas_used,
+        baseline_ms: median(baseline),
+        sequential_ms: median(sequential),
+        parallel_ms: median(parallel),
+        stats,
+    })
+}
+
+/// The fixtures directory: the flag, else `$PAREVM_FIXTURES`, else `../shared/fixtures`.
+pub(crate) fn fixtures_dir(flag: Option<&Path>) -> PathBuf {
+    flag.map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("PAREVM_FIXTURES").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("../shared/fixtures"))
+}
+
+/// The names to run, expanded (`mainnet` → every block found).
+fn expand(args: &Args, fixtures: &Path) -> (Vec<String>, Vec<String>) {
+    let mut notes = Vec::new();
+    let blocks_dir = fixtures.join("mainnet/blocks");
+    let mut mainnet: Vec<u64> = std::fs::read_dir(&blocks_dir)
+        .map(|entries| {
+            entries
+                .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    mainnet.sort_unstable();
+    let requested: Vec<String> = if args.workloads.is_empty() {
+        let mut all: Vec<String> = synthetic::NAMES
+            .iter()
+            .map(|name| name.to_string())
+            .collect();
+        all.push("mainnet".into());
+        all
+    } else {
+        args.workloads.clone()
+    };
+    let mut names = Vec::new();
+    for name in requested {
+        if name == "mainnet" {
+            if mainnet.is_empty() {
+                notes.push(format!(
+                    "mainnet blocks skipped: no fixtures under {} (use --fixtures or PAREVM_FIXTURES)",
+                    blocks_dir.display()
+                ));
+            }
+            names.extend(mainnet.iter().map(|number| format!("mainnet/{number}")));
+        } else {
+            names.push(name);
+        }
+    }
+    (names, notes)
+}
+
+fn load(name: &str, args: &Args, fixtures: &Path) -> Result<Workload, String> {
+    if let Some(number) = name.strip_prefix("mainnet/") {
+        let block =
+            parevm_workloads::mainnet::load_block(&fixtures.join("mainnet/blocks").join(number))
+                .map_err(|error| error.to_string())?;
+        return Ok(Workload {
+            chain: ChainSpec::mainnet(),
+            block: block.block,
+            storage: block.storage,
+        });
+    }
+    let workload = synthetic::workload(name, args.gas, args.seed).ok_or_else(|| {
+        format!(
+            "unknown workload {name:?} (known: {}, mainnet, mainnet/<n>)",
+            synthetic::NAMES.join(", ")
+        )
+    })?;
+    Ok(Workload {
+        chain: workload.chain,
+        block: workload.block,
+        storage: workload.storage,
+    })
+}
+
+/// Runs `parevm bench`.
+pub(crate) fn run(args: &Args) -> ExitCode {
+    let fixtures = fixtures_dir(args.fixtures.as_deref());
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN));
+    let executor = ParallelExecutor::new(ExecutorConfig {
+        concurrency: threads,
+        force_parallel: false,
+    });
+    let (names, notes) = expand(args, &fixtures);
+    for note in &notes {
+        eprintln!("{note}");
+    }
+    if !args.json {
+        println!(
+            "{:<22} {:>7} {:>14} {:>3} {:>11} {:>11} {:>11} {:>7} {:>7} {:>6} {:>6}",
+            "workload",
+            "txs",
+            "gas",
+            "thr",
+            "baseline_ms",
+            "seq_ms",
+            "par_ms",
+            "speedup",
+            "Ggas/s",
+            "exec/tx",
+            "val/tx"
+        );
+    }
+    let mut failed = false;
+    let mut speedups = Vec::new();
+    for (index, name) in names.iter().enumerate() {
+        eprint!("\r[{}/{}] {name:<30}", index + 1, names.len());
+        let _ = std::io::stderr().flush();
+        let result = load(name, args, &fixtures)
+            .and_then(|workload| measure(&workload, &executor, args.repeat));
+        let measurement = match result {
+            Ok(measurement) => measurement,
+            Err(error) => {
+                eprintln!("\r{name}: error: {error}");
+                failed = true;
+                continue;
+            }
+        };
+        let speedup = measurement.sequential_ms / measurement.parallel_ms;
+        speedups.push((name.clone(), speedup));
+        let gigagas_per_s = measurement.gas_used as f64 / (measurement.parallel_ms / 1000.0) / 1e9;
+        let txs = measurement.txs.max(1) as f64;
+        let executions_per_tx = measurement.stats.executions as f64 / txs;
+        let validations_per_tx = measurement.stats.validations as f64 / txs;
+        if args.json {
+            eprint!("\r");
+            let line = json!({
+                "workload": name,
+                "txs": measurement.txs,
+                "gas_used": measurement.gas_used,
+                "threads": measurement.stats.threads,
+                "baseline_ms": measurement.baseline_ms,
+                "sequential_ms": measurement.sequential_ms,
+                "parallel_ms": measurement.parallel_ms,
+                "speedup": speedup,
+                "sequential_vs_baseline": measurement.sequential_ms / measurement.baseline_ms,
+                "gigagas_per_s": gigagas_per_s,
+                "executions": measurement.stats.executions,
+                "validations": measurement.stats.validations,
+                "aborts": measurement.stats.aborts,
+                "dependency_waits": measurement.stats.dependency_waits,
+                "sender_waits": measurement.stats.sender_waits,
+                "executions_per_tx": executions_per_tx,
+                "validations_per_tx": validations_per_tx,
+                "sequential_reason": measurement.stats.sequential_reason,
+                "parallel_equals_sequential": true,
+            });
+            println!("{line}");
+        } else {
+            eprint!("\r");
+            println!(
+                "{:<22} {:>7} {:>14} {:>3} {:>11.3} {:>11.3} {:>11.3} {:>7.2} {:>7.3} {:>6.2} {:>6.2}",
+                name,
+                measurement.txs,
+                measurement.gas_used,
+                measurement.stats.threads,
+                measurement.baseline_ms,
+                measurement.sequential_ms,
+                measurement.parallel_ms,
+                speedup,
+                gigagas_per_s,
+                executions_per_tx,
+                validations_per_tx,
+            );
+        }
+    }
+    eprint!("\r{:60}\r", "");
+    let mainnet: Vec<f64> = speedups
+        .iter()
+        .filter(|(name, _)| name.starts_with("mainnet/"))
+        .map(|(_, s)| *s)
+        .collect();
+    if !mainnet.is_empty() && !args.json {
+        let geomean = (mainnet.iter().map(|s| s.ln()).sum::<f64>() / mainnet.len() as f64).exp();
+        let worst = mainnet.iter().copied().fold(f64::INFINITY, f64::min);
+        println!(
+            "mainnet: {} blocks, geometric mean speedup {geomean:.2}, worst {worst:.2}",
+            mainnet.len()
+        );
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
