@@ -15,7 +15,7 @@ use parevm::{
     alloy_consensus::{Block, TxEnvelope, transaction::Recovered},
     execute_sequential,
 };
-use parevm_workloads::{baseline::RevmBaseline, generators as synthetic};
+use parevm_workloads::{baseline::run_revm, generators as synthetic};
 use serde_json::json;
 
 /// Arguments of `parevm bench`.
@@ -80,11 +80,8 @@ fn measure(
     let mut stats = ExecutionStats::default();
     let mut output: Option<BlockOutput> = None;
     for _ in 0..repeat.max(1) {
-        let prepared = RevmBaseline::new(&workload.chain, &workload.block, &workload.storage)
-            .map_err(|error| format!("baseline: {error}"))?;
         let start = Instant::now();
-        prepared
-            .run()
+        run_revm(&workload.chain, &workload.block, &workload.storage)
             .map_err(|error| format!("baseline: {error}"))?;
         baseline.push(millis(start));
 

@@ -1,87 +1,70 @@
 //! The baseline of the benchmarks: plain revm executing a block's transactions one after another
-//! on a `CacheDB` holding the pre-state, with no parevm machinery (no system calls, no state
-//! diff), so that the cost of parevm's sequential path is visible.
+//! with revm's own `CacheDB` in front of the same [`Storage`] parevm reads, and nothing else — no
+//! system calls, no receipts, no state diff — so that the cost of parevm's sequential path is
+//! visible. Everything, transaction conversion included, is inside the timed run.
 
 use parevm::{
-    ChainSpec, InMemoryStorage,
+    ChainSpec, Storage, StorageError,
     alloy_consensus::{Block, TxEnvelope, transaction::Recovered},
-    alloy_primitives::U256,
+    alloy_primitives::{Address, B256, U256},
     chain,
     revm::{
-        Context, ExecuteCommitEvm, MainBuilder, MainContext,
-        database::{CacheDB, EmptyDB},
-        state::AccountInfo,
+        Context, DatabaseRef, ExecuteCommitEvm, MainBuilder, MainContext, bytecode::Bytecode,
+        database::CacheDB, state::AccountInfo,
     },
 };
 
-/// A block ready for plain revm: the pre-state loaded into a `CacheDB` (not timed) and the
-/// environments built.
-pub struct RevmBaseline {
-    db: CacheDB<EmptyDB>,
-    block_env: parevm::revm::context::BlockEnv,
-    cfg: parevm::revm::context::CfgEnv,
-    txs: Vec<parevm::revm::context::TxEnv>,
+/// revm's read-only database view of a [`Storage`].
+struct StorageRef<'a, S: ?Sized>(&'a S);
+
+impl<S: Storage + ?Sized> DatabaseRef for StorageRef<'_, S> {
+    type Error = StorageError;
+
+    fn basic_ref(&self, address: Address) -> Result<Option<AccountInfo>, StorageError> {
+        Ok(self.0.basic(&address)?.map(|basic| AccountInfo {
+            balance: basic.balance,
+            nonce: basic.nonce,
+            code_hash: basic.code_hash,
+            code: None,
+            account_id: None,
+        }))
+    }
+
+    fn code_by_hash_ref(&self, code_hash: B256) -> Result<Bytecode, StorageError> {
+        self.0.code_by_hash(&code_hash)
+    }
+
+    fn storage_ref(&self, address: Address, index: U256) -> Result<U256, StorageError> {
+        self.0.storage(&address, &index)
+    }
+
+    fn block_hash_ref(&self, number: u64) -> Result<B256, StorageError> {
+        self.0.block_hash(number)
+    }
 }
 
-impl RevmBaseline {
-    /// Prepares `block` over `storage`.
-    pub fn new(
-        chain: &ChainSpec,
-        block: &Block<Recovered<TxEnvelope>>,
-        storage: &InMemoryStorage,
-    ) -> Result<Self, parevm::ExecutionError> {
-        let header = &block.header;
-        let spec = chain.spec_id(header.number, header.timestamp);
-        let mut db = CacheDB::new(EmptyDB::default());
-        for (address, account) in storage.accounts() {
-            let code = storage
-                .code(&account.basic.code_hash)
-                .map(parevm::revm::bytecode::Bytecode::new_raw);
-            let info = AccountInfo {
-                balance: account.basic.balance,
-                nonce: account.basic.nonce,
-                code_hash: account.basic.code_hash,
-                code,
-                account_id: None,
-            };
-            db.insert_account_info(*address, info);
-            for (slot, value) in &account.storage {
-                let _ = db.insert_account_storage(*address, *slot, *value);
-            }
-        }
-        for (number, hash) in storage.block_hashes() {
-            db.cache.block_hashes.insert(U256::from(*number), *hash);
-        }
-        let txs = block
-            .body
-            .transactions
-            .iter()
-            .enumerate()
-            .map(|(index, tx)| chain::tx_env(index, tx))
-            .collect::<Result<_, _>>()?;
-        Ok(Self {
-            db,
-            block_env: chain::block_env(header, spec)?,
-            cfg: chain::cfg_env(chain, spec),
-            txs,
-        })
+/// Executes every transaction of `block` with revm's mainnet handler over `storage`, committing
+/// each to a `CacheDB`; returns the gas used.
+pub fn run_revm<S: Storage + ?Sized>(
+    chain: &ChainSpec,
+    block: &Block<Recovered<TxEnvelope>>,
+    storage: &S,
+) -> Result<u64, String> {
+    let header = &block.header;
+    let spec = chain.spec_id(header.number, header.timestamp);
+    let block_env = chain::block_env(header, spec).map_err(|error| error.to_string())?;
+    let mut evm = Context::mainnet()
+        .with_db(CacheDB::new(StorageRef(storage)))
+        .with_block(block_env)
+        .with_cfg(chain::cfg_env(chain, spec))
+        .build_mainnet();
+    let mut gas_used = 0;
+    for (index, tx) in block.body.transactions.iter().enumerate() {
+        let tx_env = chain::tx_env(index, tx).map_err(|error| error.to_string())?;
+        let result = evm
+            .transact_commit(tx_env)
+            .map_err(|error| format!("transaction {index}: {error}"))?;
+        gas_used += result.tx_gas_used();
     }
-
-    /// Executes every transaction with revm's mainnet handler, committing each; returns the gas
-    /// used. Consumes the prepared state (prepare a new one per run).
-    pub fn run(self) -> Result<u64, String> {
-        let mut evm = Context::mainnet()
-            .with_db(self.db)
-            .with_block(self.block_env)
-            .with_cfg(self.cfg)
-            .build_mainnet();
-        let mut gas_used = 0;
-        for (index, tx) in self.txs.into_iter().enumerate() {
-            let result = evm
-                .transact_commit(tx)
-                .map_err(|error| format!("transaction {index}: {error}"))?;
-            gas_used += result.tx_gas_used();
-        }
-        Ok(gas_used)
-    }
+    Ok(gas_used)
 }
