@@ -469,7 +469,7 @@ fn collect_changes<S: Storage + ?Sized>(
         .final_state(txs, |address| state.pre.basic(address))?;
     Ok(accounts
         .into_iter()
-        .map(|(address, account, slots)| {
+        .map(|account| {
             let info = account.info.map(|(basic, code)| AccountState {
                 balance: basic.balance,
                 nonce: basic.nonce,
@@ -482,9 +482,9 @@ fn collect_changes<S: Storage + ?Sized>(
             let change = AccountChange {
                 info,
                 storage_reset: account.storage_reset.is_some(),
-                storage: slots.into_iter().collect(),
+                storage: account.slots.into_iter().collect(),
             };
-            (address, change)
+            (account.address, change)
         })
         .collect())
 }

@@ -247,6 +247,10 @@ struct SlotVersions {
 
 /// The final state of one account written by the block.
 pub(crate) struct FinalAccount {
+    /// The account.
+    pub(crate) address: Address,
+    /// Its written slots after the last storage reset, with their final values, in slot order.
+    pub(crate) slots: Vec<(U256, U256)>,
     /// The account at the end (`None`: it does not exist), with whether code was written.
     pub(crate) info: Option<(AccountBasic, Option<CodeValue>)>,
     /// The tx of the latest storage reset, if any.
@@ -463,7 +467,7 @@ impl MvMemory {
         &self,
         txs: TxIdx,
         load: impl Fn(&Address) -> Result<Option<AccountBasic>, StorageError>,
-    ) -> Result<Vec<(Address, FinalAccount, Vec<(U256, U256)>)>, ReadError> {
+    ) -> Result<Vec<FinalAccount>, ReadError> {
         let mut slots_by_account: std::collections::HashMap<Address, Vec<(U256, TxIdx, U256)>> =
             std::collections::HashMap::new();
         for item in self.slots.iter() {
@@ -486,7 +490,7 @@ impl MvMemory {
         addresses.dedup();
         let mut result = Vec::with_capacity(addresses.len());
         for address in addresses {
-            let (final_account, reset) = self.with_account(address, &load, |account| {
+            let (info, storage_reset) = self.with_account(address, &load, |account| {
                 let reset = account.last_storage_reset(txs);
                 let info = if account.exists(txs)? {
                     let code = account.code(txs)?;
@@ -499,23 +503,17 @@ impl MvMemory {
                 } else {
                     None
                 };
-                Ok::<_, Blocked>((
-                    FinalAccount {
-                        info,
-                        storage_reset: reset,
-                    },
-                    reset,
-                ))
+                Ok::<_, Blocked>((info, reset))
             })??;
             let mut slots: Vec<(U256, U256)> = slots_by_account
                 .remove(&address)
                 .unwrap_or_default()
                 .into_iter()
-                .filter(|(_, writer, _)| reset.is_none_or(|reset| *writer >= reset))
+                .filter(|(_, writer, _)| storage_reset.is_none_or(|reset| *writer >= reset))
                 .map(|(slot, _, value)| (slot, value))
                 .collect();
             slots.sort_unstable();
-            result.push((address, final_account, slots));
+            result.push(FinalAccount { address, slots, info, storage_reset });
         }
         Ok(result)
     }
