@@ -34,5 +34,9 @@ fn main() {
     seq.sort_by(f64::total_cmp);
     par.sort_by(f64::total_cmp);
     let (s, p) = (seq[repeat / 2], par[repeat / 2]);
-    println!("seq {s:.3} ms  par {p:.3} ms  speedup {:.2}  {:?}", s / p, stats.unwrap());
+    println!(
+        "seq {s:.3} ms  par {p:.3} ms  speedup {:.2}  {:?}",
+        s / p,
+        stats.unwrap()
+    );
 }

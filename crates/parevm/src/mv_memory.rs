@@ -513,7 +513,12 @@ impl MvMemory {
                 .map(|(slot, _, value)| (slot, value))
                 .collect();
             slots.sort_unstable();
-            result.push(FinalAccount { address, slots, info, storage_reset });
+            result.push(FinalAccount {
+                address,
+                slots,
+                info,
+                storage_reset,
+            });
         }
         Ok(result)
     }
