@@ -24,13 +24,15 @@ pub use fork::ForkSchedule;
 pub(crate) use system_calls::{post_block_changes, pre_block_changes};
 pub use transaction::tx_env;
 
-/// The chain a block belongs to: its id and fork schedule.
+/// The chain a block belongs to: its id, fork schedule and whether blocks pay mining rewards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChainSpec {
     /// EIP-155 chain id.
     pub chain_id: u64,
     /// Which fork rules apply to a block.
     pub forks: ForkSchedule,
+    /// Whether pre-Merge blocks pay the block and ommer rewards (state tests do not).
+    pub block_rewards: bool,
 }
 
 impl ChainSpec {
@@ -39,14 +41,17 @@ impl ChainSpec {
         Self {
             chain_id: 1,
             forks: ForkSchedule::Mainnet,
+            block_rewards: true,
         }
     }
 
-    /// A chain with id 1 where every block follows `spec` (as in ethereum/tests state tests).
+    /// A chain with id 1 where every block follows `spec` and pays no block reward, as in
+    /// ethereum/tests state tests.
     pub const fn fixed(spec: SpecId) -> Self {
         Self {
             chain_id: 1,
             forks: ForkSchedule::Fixed(spec),
+            block_rewards: false,
         }
     }
 

@@ -154,10 +154,12 @@ pub(crate) fn post_block_changes<S: Storage + ?Sized>(
         changes,
     };
     let mut state = SequentialState::new(&overlay);
-    for (recipient, amount) in BlockRewards::new(spec, header, &block.body.ommers).payments {
-        state
-            .increment_balance(recipient, amount)
-            .map_err(storage_error)?;
+    if chain.block_rewards {
+        for (recipient, amount) in BlockRewards::new(spec, header, &block.body.ommers).payments {
+            state
+                .increment_balance(recipient, amount)
+                .map_err(storage_error)?;
+        }
     }
     if spec.is_enabled_in(SpecId::SHANGHAI) {
         for withdrawal in block.body.withdrawals.iter().flatten() {
