@@ -66,10 +66,18 @@ impl ChainSpec {
     }
 }
 
-/// The EVM configuration for a block of this chain.
+/// The EVM configuration for a block of this chain, with the fork's blob limit per transaction
+/// (EIP-4844: 6, EIP-7691: 9, EIP-7594: 6).
 pub fn cfg_env(chain: &ChainSpec, spec: SpecId) -> CfgEnv {
     let mut cfg = CfgEnv::new_with_spec(spec);
     cfg.chain_id = chain.chain_id;
+    if spec.is_enabled_in(SpecId::OSAKA) {
+        cfg.set_max_blobs_per_tx(6);
+    } else if spec.is_enabled_in(SpecId::PRAGUE) {
+        cfg.set_max_blobs_per_tx(9);
+    } else if spec.is_enabled_in(SpecId::CANCUN) {
+        cfg.set_max_blobs_per_tx(6);
+    }
     cfg
 }
 
