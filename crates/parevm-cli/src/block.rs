@@ -20,9 +20,27 @@ pub(crate) struct Args {
     /// Worker threads of the parallel executor (default: all cores).
     #[arg(long)]
     threads: Option<NonZeroUsize>,
+    /// Timed runs of each executor per block, after one untimed warm-up run; the median is
+    /// reported.
+    #[arg(long, default_value = "3")]
+    runs: NonZeroUsize,
     /// One JSON object per line per block instead of a table.
     #[arg(long)]
     json: bool,
+}
+
+/// Runs `f` once untimed, then `runs` times; returns the last result and the median time in
+/// milliseconds.
+fn timed<T>(runs: NonZeroUsize, mut f: impl FnMut() -> T) -> (T, f64) {
+    let mut result = f();
+    let mut times = Vec::with_capacity(runs.get());
+    for _ in 0..runs.get() {
+        let start = Instant::now();
+        result = f();
+        times.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    (result, times[times.len() / 2])
 }
 
 /// Both executions of one block.
@@ -37,14 +55,14 @@ struct Run {
 }
 
 impl Run {
-    fn execute(block: MainnetBlock, executor: &ParallelExecutor) -> Self {
+    fn execute(block: MainnetBlock, executor: &ParallelExecutor, runs: NonZeroUsize) -> Self {
         let chain = ChainSpec::mainnet();
-        let start = Instant::now();
-        let sequential = execute_sequential(&chain, &block.block, &block.storage);
-        let sequential_ms = start.elapsed().as_secs_f64() * 1000.0;
-        let start = Instant::now();
-        let (parallel, stats) = executor.execute_with_stats(&chain, &block.block, &block.storage);
-        let parallel_ms = start.elapsed().as_secs_f64() * 1000.0;
+        let (sequential, sequential_ms) = timed(runs, || {
+            execute_sequential(&chain, &block.block, &block.storage)
+        });
+        let ((parallel, stats), parallel_ms) = timed(runs, || {
+            executor.execute_with_stats(&chain, &block.block, &block.storage)
+        });
         Self {
             threads: executor.config().concurrency.get(),
             block,
@@ -173,7 +191,7 @@ pub(crate) fn run(args: &Args) -> ExitCode {
                 continue;
             }
         };
-        let run = Run::execute(block, &executor);
+        let run = Run::execute(block, &executor, args.runs);
         let problems = run.problems();
         ok &= problems.is_empty();
         if args.json {
