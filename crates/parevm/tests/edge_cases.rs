@@ -7,6 +7,7 @@ use common::*;
 use k256::ecdsa::SigningKey;
 use parevm::{
     ChainSpec, ExecutionError, InMemoryStorage,
+    alloy_consensus::{Block, TxEnvelope, transaction::Recovered},
     alloy_eips::eip7702::{Authorization, SignedAuthorization},
     alloy_primitives::{Address, Bytes, Signature, TxKind, U256, keccak256},
     revm::primitives::hardfork::SpecId,
@@ -426,5 +427,128 @@ fn many_transfers_to_a_hot_recipient_keep_every_wei() {
     assert_eq!(
         output.state_changes[&hot].info.as_ref().unwrap().balance,
         U256::from(600)
+    );
+}
+
+/// A block of valid transfers with one bad transaction at index 2, built by `bad`.
+fn block_with_bad_tx(
+    spec: SpecId,
+    bad: impl FnOnce(
+        Address,
+    ) -> parevm::alloy_consensus::transaction::Recovered<
+        parevm::alloy_consensus::TxEnvelope,
+    >,
+) -> (
+    parevm::alloy_consensus::Block<
+        parevm::alloy_consensus::transaction::Recovered<parevm::alloy_consensus::TxEnvelope>,
+    >,
+    InMemoryStorage,
+) {
+    let accounts = senders(4);
+    let mut storage = funded(spec, &accounts);
+    let poor = Address::with_last_byte(0x99);
+    fund(&mut storage, poor, 1_000);
+    let to = TxKind::Call(Address::repeat_byte(0x42));
+    let mut txs: Vec<_> = accounts
+        .iter()
+        .map(|sender| legacy_tx(*sender, 0, to, U256::from(1), Bytes::new(), 21_000))
+        .collect();
+    txs.insert(2, bad(poor));
+    (block(spec, txs), storage)
+}
+
+#[test]
+fn invalid_transactions_give_the_same_error_at_every_thread_count() {
+    use parevm::revm::context::result::InvalidTransaction;
+    let spec = SpecId::CANCUN;
+    let to = TxKind::Call(Address::repeat_byte(0x42));
+    let first = senders(1)[0];
+    type Check = fn(&ExecutionError) -> bool;
+    type BadTx = Box<dyn Fn(Address) -> Recovered<TxEnvelope>>;
+    let cases: Vec<(&str, BadTx, Check)> = vec![
+        (
+            "nonce too low",
+            Box::new(move |_| legacy_tx(first, 0, to, U256::from(1), Bytes::new(), 21_000)),
+            |error| {
+                matches!(
+                    error,
+                    ExecutionError::InvalidTransaction {
+                        index: 2,
+                        source: InvalidTransaction::NonceTooLow { .. }
+                    }
+                )
+            },
+        ),
+        (
+            "sender cannot pay",
+            Box::new(move |poor| legacy_tx(poor, 0, to, U256::from(1), Bytes::new(), 21_000)),
+            |error| {
+                matches!(
+                    error,
+                    ExecutionError::InvalidTransaction {
+                        index: 2,
+                        source: InvalidTransaction::LackOfFundForMaxFee { .. }
+                    }
+                )
+            },
+        ),
+        (
+            "intrinsic gas too low",
+            Box::new(move |poor| legacy_tx(poor, 0, to, U256::ZERO, Bytes::new(), 20_000)),
+            |error| {
+                matches!(
+                    error,
+                    ExecutionError::InvalidTransaction {
+                        index: 2,
+                        source: InvalidTransaction::CallGasCostMoreThanGasLimit { .. }
+                    }
+                )
+            },
+        ),
+        (
+            "gas limit above the block's",
+            Box::new(move |poor| legacy_tx(poor, 0, to, U256::ZERO, Bytes::new(), 2_000_000_000)),
+            |error| {
+                matches!(
+                    error,
+                    ExecutionError::TxGasLimitAboveRemaining { index: 2, .. }
+                )
+            },
+        ),
+    ];
+    for (name, bad, expected) in cases {
+        let (block, storage) = block_with_bad_tx(spec, bad);
+        let result = assert_parallel_matches(name, &ChainSpec::fixed(spec), &block, &storage);
+        match result {
+            Err(error) => assert!(expected(&error), "{name}: unexpected {error:?}"),
+            Ok(_) => panic!("{name}: the block executed"),
+        }
+    }
+}
+
+#[test]
+fn gas_limit_above_what_is_left_in_the_block_is_rejected() {
+    let spec = SpecId::CANCUN;
+    let accounts = senders(3);
+    let storage = funded(spec, &accounts);
+    let to = TxKind::Call(Address::repeat_byte(0x42));
+    let txs: Vec<_> = accounts
+        .iter()
+        .map(|sender| legacy_tx(*sender, 0, to, U256::from(1), Bytes::new(), 30_000))
+        .collect();
+    let mut block = block(spec, txs);
+    block.header.gas_limit = 60_000;
+    let result =
+        assert_parallel_matches("remaining gas", &ChainSpec::fixed(spec), &block, &storage);
+    assert!(
+        matches!(
+            result,
+            Err(ExecutionError::TxGasLimitAboveRemaining {
+                index: 2,
+                gas_limit: 30_000,
+                remaining: 18_000
+            })
+        ),
+        "{result:?}"
     );
 }
