@@ -7,7 +7,7 @@ use common::*;
 use k256::ecdsa::SigningKey;
 use parevm::{
     ChainSpec, ExecutionError, InMemoryStorage,
-    alloy_consensus::{Block, TxEnvelope, transaction::Recovered},
+    alloy_consensus::{TxEnvelope, transaction::Recovered},
     alloy_eips::eip7702::{Authorization, SignedAuthorization},
     alloy_primitives::{Address, Bytes, Signature, TxKind, U256, keccak256},
     revm::primitives::hardfork::SpecId,
