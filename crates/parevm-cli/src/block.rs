@@ -187,7 +187,7 @@ pub(crate) fn run(args: &Args) -> ExitCode {
                         json!({ "dir": dir.display().to_string(), "error": error.to_string() })
                     );
                 }
-                eprintln!("error: {}: {error}", dir.display());
+                eprintln!("error: {error}");
                 continue;
             }
         };
