@@ -183,11 +183,19 @@ impl<'a, S: Storage + ?Sized> SequentialState<'a, S> {
     }
 
     /// The accounts the block changed, with their final state.
-    pub(crate) fn into_changes(self) -> StateChanges {
-        self.accounts
-            .into_iter()
+    pub(crate) fn into_changes(mut self) -> StateChanges {
+        // Sort the addresses, not the (large) changes: the map is then built from sorted input.
+        let mut addresses: Vec<Address> = self
+            .accounts
+            .iter()
             .filter(|(_, account)| account.changed)
-            .map(|(address, account)| {
+            .map(|(address, _)| *address)
+            .collect();
+        addresses.sort_unstable();
+        addresses
+            .into_iter()
+            .filter_map(|address| {
+                let account = self.accounts.remove(&address)?;
                 let info = account.info.map(|info| AccountState {
                     balance: info.balance,
                     nonce: info.nonce,
@@ -205,7 +213,7 @@ impl<'a, S: Storage + ?Sized> SequentialState<'a, S> {
                     storage_reset: account.storage_reset,
                     storage: account.written,
                 };
-                (address, change)
+                Some((address, change))
             })
             .collect()
     }
