@@ -7,3 +7,4 @@ pub mod baseline;
 pub mod generators;
 pub mod mainnet;
 pub mod statetest;
+pub mod synthetic;
