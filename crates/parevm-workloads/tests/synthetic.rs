@@ -1,0 +1,381 @@
+//! The synthetic workloads execute with every transaction successful (which is what proves the
+//! pre-state layouts: a reverted ERC-20 transfer or swap means a wrong slot or immutable), use
+//! their gas budget within 10%, have the expected number of transactions, are deterministic, and
+//! give the sequential result in parallel. Each workload also gets a check of what it isolates.
+#![allow(missing_docs)]
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    num::NonZeroUsize,
+};
+
+use parevm::{
+    BlockOutput, ExecutorConfig, ParallelExecutor, Storage,
+    alloy_consensus::Transaction,
+    alloy_primitives::{Address, U256},
+    execute_sequential,
+    revm::primitives::hardfork::SpecId,
+};
+use parevm_workloads::synthetic::{
+    self, BENEFICIARY, CLUSTER_TOKENS, ERC20_TRANSFER_GAS_LIMIT, ERC20_TRANSFER_GAS_USED,
+    HOT_SWAP_GAS_USED, NAMES, SWAP_EVENT, SWAP_GAS_LIMIT, SWAP_GAS_USED, TRANSFER_GAS, Workload,
+    workload,
+};
+
+/// The budget of most checks: 10 Mgas (476 transfers, 289 token transfers, 63–71 swaps).
+const GAS: u64 = 10_000_000;
+const SEED: u64 = 0x5eed;
+
+/// Generates `name`, checks what every workload must satisfy and returns it with its output.
+fn run(name: &str, gas: u64, expected_txs: Option<u64>) -> (Workload, BlockOutput) {
+    let workload = workload(name, gas, SEED).expect("a known workload");
+    assert_eq!(workload.name, name);
+    let block = &workload.block;
+    let txs = block.body.transactions.len() as u64;
+    if let Some(expected) = expected_txs {
+        assert_eq!(txs, expected, "{name}: number of transactions");
+    }
+
+    let header = &block.header;
+    assert_eq!(
+        workload.chain.spec_id(header.number, header.timestamp),
+        SpecId::CANCUN
+    );
+    assert_eq!(header.beneficiary, BENEFICIARY);
+    assert_eq!(header.excess_blob_gas, Some(0));
+    assert!(header.parent_beacon_block_root.is_some());
+    let gas_limits: u64 = block
+        .body
+        .transactions
+        .iter()
+        .map(|tx| tx.gas_limit())
+        .sum();
+    assert!(
+        header.gas_limit >= gas.max(gas_limits),
+        "{name}: block gas limit"
+    );
+    for tx in &block.body.transactions {
+        assert_ne!(tx.signer(), BENEFICIARY);
+        assert_ne!(tx.to(), Some(BENEFICIARY));
+    }
+
+    let output = execute_sequential(&workload.chain, block, &workload.storage)
+        .unwrap_or_else(|error| panic!("{name} (seed {SEED}): {error}"));
+    for (index, receipt) in output.receipts.iter().enumerate() {
+        assert!(
+            receipt.success,
+            "{name} (seed {SEED}): transaction {index} reverted, gas used {}",
+            receipt.gas_used
+        );
+    }
+    let used = output.gas_used as f64;
+    assert!(
+        (used - gas as f64).abs() <= 0.1 * gas as f64,
+        "{name}: used {used} gas of a {gas} budget"
+    );
+
+    let again = synthetic::workload(name, gas, SEED).unwrap();
+    assert_eq!(again.block, workload.block, "{name}: same seed, same block");
+    assert_eq!(
+        again.storage.accounts(),
+        workload.storage.accounts(),
+        "{name}: same pre-state"
+    );
+    let other = synthetic::workload(name, gas, SEED + 1).unwrap();
+    assert_ne!(other.block, workload.block, "{name}: the seed matters");
+
+    let executor = ParallelExecutor::new(ExecutorConfig {
+        concurrency: NonZeroUsize::new(2).unwrap(),
+        force_parallel: true,
+    });
+    let (parallel, stats) = executor.execute_with_stats(&workload.chain, block, &workload.storage);
+    assert_eq!(stats.sequential_reason, None, "{name}: parallel fell back");
+    assert_eq!(
+        parallel.as_ref().ok(),
+        Some(&output),
+        "{name}: parallel differs"
+    );
+    (workload, output)
+}
+
+fn senders(workload: &Workload) -> Vec<Address> {
+    workload
+        .block
+        .body
+        .transactions
+        .iter()
+        .map(|tx| tx.signer())
+        .collect()
+}
+
+fn recipients(workload: &Workload) -> Vec<Address> {
+    workload
+        .block
+        .body
+        .transactions
+        .iter()
+        .map(|tx| tx.to().expect("a call"))
+        .collect()
+}
+
+fn distinct(addresses: &[Address]) -> usize {
+    addresses.iter().collect::<HashSet<_>>().len()
+}
+
+fn balance(workload: &Workload, address: Address) -> U256 {
+    workload
+        .storage
+        .basic(&address)
+        .unwrap()
+        .map(|account| account.balance)
+        .unwrap_or_default()
+}
+
+#[test]
+fn raw_transfers() {
+    let (workload, _) = run("raw-transfers", GAS, Some(GAS / TRANSFER_GAS));
+    let (from, to) = (senders(&workload), recipients(&workload));
+    let mut everyone = from.clone();
+    everyone.extend(&to);
+    assert_eq!(
+        distinct(&everyone),
+        everyone.len(),
+        "all senders and recipients distinct"
+    );
+}
+
+#[test]
+fn raw_transfers_hot() {
+    let (workload, output) = run("raw-transfers-hot", GAS, Some(GAS / TRANSFER_GAS));
+    let from = senders(&workload);
+    assert_eq!(distinct(&from), from.len(), "distinct senders");
+    let to = recipients(&workload);
+    assert_eq!(distinct(&to), 1, "one recipient");
+    let received: U256 = workload
+        .block
+        .body
+        .transactions
+        .iter()
+        .map(|tx| tx.value())
+        .sum();
+    let after = output.state_changes[&to[0]].info.as_ref().unwrap().balance;
+    assert_eq!(after, balance(&workload, to[0]) + received);
+}
+
+#[test]
+fn raw_transfers_chain() {
+    let (workload, _) = run("raw-transfers-chain", GAS, Some(GAS / TRANSFER_GAS));
+    assert_eq!(distinct(&senders(&workload)), 1, "one sender");
+    let nonces: Vec<u64> = workload
+        .block
+        .body
+        .transactions
+        .iter()
+        .map(|tx| tx.nonce())
+        .collect();
+    assert_eq!(nonces, (0..nonces.len() as u64).collect::<Vec<_>>());
+    let to = recipients(&workload);
+    assert_eq!(distinct(&to), to.len(), "distinct recipients");
+}
+
+#[test]
+fn erc20() {
+    let (workload, output) = run("erc20", GAS, Some(GAS / ERC20_TRANSFER_GAS_USED));
+    let txs = workload.block.body.transactions.len();
+    assert_eq!(distinct(&senders(&workload)), txs, "distinct senders");
+    let to = recipients(&workload);
+    assert_eq!(distinct(&to), 1, "one token");
+    assert!(
+        workload
+            .block
+            .body
+            .transactions
+            .iter()
+            .all(|tx| tx.gas_limit() == ERC20_TRANSFER_GAS_LIMIT)
+    );
+    // Every transfer moved two balances of its own.
+    assert_eq!(output.state_changes[&to[0]].storage.len(), 2 * txs);
+    for receipt in &output.receipts {
+        assert!((34_500..=ERC20_TRANSFER_GAS_LIMIT).contains(&receipt.gas_used));
+    }
+}
+
+#[test]
+fn erc20_clusters() {
+    let (workload, output) = run("erc20-clusters", GAS, Some(GAS / ERC20_TRANSFER_GAS_USED));
+    let to = recipients(&workload);
+    assert_eq!(distinct(&to), CLUSTER_TOKENS);
+    // Groups share balances: fewer slots change than two per transfer.
+    let slots: usize = to
+        .iter()
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .map(|token| output.state_changes[token].storage.len())
+        .sum();
+    assert!(
+        slots < to.len(),
+        "{slots} balance slots for {} transfers",
+        to.len()
+    );
+}
+
+/// Per pool, the sqrtPriceX96 of each Swap event, in block order.
+fn swaps(workload: &Workload, output: &BlockOutput) -> BTreeMap<Address, Vec<U256>> {
+    let mut prices: BTreeMap<Address, Vec<U256>> = BTreeMap::new();
+    for (index, receipt) in output.receipts.iter().enumerate() {
+        let events: Vec<_> = receipt
+            .logs
+            .iter()
+            .filter(|log| log.topics().first() == Some(&SWAP_EVENT))
+            .collect();
+        assert_eq!(
+            events.len(),
+            1,
+            "{}: transaction {index} swapped once",
+            workload.name
+        );
+        let price = U256::from_be_slice(&events[0].data.data[64..96]);
+        prices.entry(events[0].address).or_default().push(price);
+    }
+    // Each pool's slot0 changed.
+    for pool in prices.keys() {
+        let before = workload.storage.storage(pool, &U256::ZERO).unwrap();
+        let after = output.state_changes[pool].storage.get(&U256::ZERO);
+        assert!(
+            after.is_some_and(|after| *after != before),
+            "pool {pool}: slot0 unchanged"
+        );
+    }
+    prices
+}
+
+#[test]
+fn uniswap() {
+    let (workload, output) = run("uniswap", GAS, Some(GAS / SWAP_GAS_USED));
+    let prices = swaps(&workload, &output);
+    assert_eq!(prices.len(), output.receipts.len(), "a pool per swap");
+    assert_eq!(
+        distinct(&recipients(&workload)),
+        output.receipts.len(),
+        "a SingleSwap per swap"
+    );
+    // Each swap moved its pool's price off 1 (sqrtPriceX96 = 2^96).
+    assert!(
+        prices
+            .values()
+            .all(|prices| prices[0] != U256::from(1) << 96)
+    );
+    // All four kinds of swap occur.
+    let selectors: HashSet<_> = workload
+        .block
+        .body
+        .transactions
+        .iter()
+        .map(|tx| tx.input()[..4].to_vec())
+        .collect();
+    assert_eq!(selectors.len(), 4);
+}
+
+#[test]
+fn uniswap_hot_pool() {
+    let (workload, output) = run("uniswap-hot-pool", GAS, Some(GAS / HOT_SWAP_GAS_USED));
+    let prices = swaps(&workload, &output);
+    assert_eq!(prices.len(), 1, "one pool");
+    let prices = prices.into_values().next().unwrap();
+    assert_eq!(prices.len(), output.receipts.len());
+    for pair in prices.windows(2) {
+        assert_ne!(pair[0], pair[1], "every swap moves the price");
+    }
+    let from = senders(&workload);
+    assert_eq!(distinct(&from), from.len(), "distinct swappers");
+}
+
+#[test]
+fn mixed() {
+    let (workload, output) = run("mixed", GAS, None);
+    let txs = &workload.block.body.transactions;
+    let plain = txs.iter().filter(|tx| tx.input().is_empty()).count();
+    let token = txs
+        .iter()
+        .filter(|tx| tx.input().starts_with(&[0xa9, 0x05, 0x9c, 0xbb]))
+        .count();
+    let swaps = txs
+        .iter()
+        .filter(|tx| tx.gas_limit() == SWAP_GAS_LIMIT)
+        .count();
+    assert_eq!(plain + token + swaps, txs.len());
+    assert!(plain > txs.len() / 4 && token > txs.len() / 5 && swaps > txs.len() / 20);
+    // A few pools and tokens, hot recipients and same-sender runs.
+    let pools = output
+        .receipts
+        .iter()
+        .flat_map(|receipt| &receipt.logs)
+        .filter(|log| log.topics().first() == Some(&SWAP_EVENT))
+        .map(|log| log.address)
+        .collect::<HashSet<_>>();
+    assert!((2..=4).contains(&pools.len()), "{} pools", pools.len());
+    let to = recipients(&workload);
+    assert!(distinct(&to) < to.len() * 9 / 10, "hot recipients");
+    let runs = txs
+        .windows(2)
+        .filter(|pair| pair[0].signer() == pair[1].signer())
+        .count();
+    assert!(runs > 0, "same-sender runs");
+}
+
+#[test]
+fn every_name_resolves_and_a_tiny_budget_still_has_a_transaction() {
+    assert_eq!(NAMES.len(), 8);
+    for name in NAMES {
+        let workload = workload(name, 1, 3).unwrap();
+        assert_eq!(workload.name, *name);
+        assert!(!workload.block.body.transactions.is_empty(), "{name}");
+        let output =
+            execute_sequential(&workload.chain, &workload.block, &workload.storage).unwrap();
+        assert!(
+            output.receipts.iter().all(|receipt| receipt.success),
+            "{name}"
+        );
+    }
+    assert!(workload("nope", GAS, 0).is_none());
+}
+
+/// Prints each workload's gas per kind of transaction (by selector), to re-measure the gas
+/// constants: `cargo test -p parevm-workloads --test synthetic -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn measure_gas_per_transaction_kind() {
+    for name in NAMES {
+        let workload = workload(name, GAS, SEED).unwrap();
+        let output =
+            execute_sequential(&workload.chain, &workload.block, &workload.storage).unwrap();
+        println!(
+            "{name}: {} txs, {} gas",
+            output.receipts.len(),
+            output.gas_used
+        );
+        let mut kinds: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+        for (tx, receipt) in workload
+            .block
+            .body
+            .transactions
+            .iter()
+            .zip(&output.receipts)
+        {
+            let kind = match tx.input().get(..4) {
+                Some(selector) => parevm::alloy_primitives::hex::encode(selector),
+                None => "transfer".into(),
+            };
+            kinds.entry(kind).or_default().push(receipt.gas_used);
+        }
+        for (kind, gas) in kinds {
+            let mean = gas.iter().sum::<u64>() / gas.len() as u64;
+            let (min, max) = (gas.iter().min().unwrap(), gas.iter().max().unwrap());
+            println!(
+                "  {kind}: {} txs, first {}, min {min}, max {max}, mean {mean}",
+                gas.len(),
+                gas[0]
+            );
+        }
+    }
+}
