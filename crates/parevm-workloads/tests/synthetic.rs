@@ -12,9 +12,16 @@ use std::{
 use parevm::{
     BlockOutput, ExecutorConfig, ParallelExecutor, Storage,
     alloy_consensus::Transaction,
-    alloy_primitives::{Address, U256},
+    alloy_primitives::{Address, B256, TxKind, U256, keccak256},
     execute_sequential,
-    revm::primitives::hardfork::SpecId,
+    revm::{
+        Context, DatabaseRef, ExecuteEvm, MainBuilder, MainContext,
+        bytecode::Bytecode,
+        context::{CfgEnv, TxEnv},
+        database::CacheDB,
+        primitives::hardfork::SpecId,
+        state::AccountInfo,
+    },
 };
 use parevm_workloads::synthetic::{
     self, BENEFICIARY, CLUSTER_TOKENS, ERC20_TRANSFER_GAS_LIMIT, ERC20_TRANSFER_GAS_USED,
@@ -378,4 +385,203 @@ fn measure_gas_per_transaction_kind() {
             );
         }
     }
+}
+
+/// revm's read-only view of the pre-state, for calling the contracts' getters.
+struct PreState<'a>(&'a parevm::InMemoryStorage);
+
+impl DatabaseRef for PreState<'_> {
+    type Error = parevm::StorageError;
+
+    fn basic_ref(&self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
+        Ok(self.0.basic(&address)?.map(|basic| AccountInfo {
+            balance: basic.balance,
+            nonce: basic.nonce,
+            code_hash: basic.code_hash,
+            code: None,
+            account_id: None,
+        }))
+    }
+
+    fn code_by_hash_ref(&self, code_hash: B256) -> Result<Bytecode, Self::Error> {
+        self.0.code_by_hash(&code_hash)
+    }
+
+    fn storage_ref(&self, address: Address, index: U256) -> Result<U256, Self::Error> {
+        self.0.storage(&address, &index)
+    }
+
+    fn block_hash_ref(&self, number: u64) -> Result<B256, Self::Error> {
+        self.0.block_hash(number)
+    }
+}
+
+/// Calls `signature` on `to` with word arguments against the pre-state; the returned words, or
+/// `None` if the call reverts.
+fn view(
+    workload: &Workload,
+    to: Address,
+    signature: &str,
+    arguments: &[U256],
+) -> Option<Vec<U256>> {
+    let mut input = keccak256(signature)[..4].to_vec();
+    for argument in arguments {
+        input.extend_from_slice(&argument.to_be_bytes::<32>());
+    }
+    let mut evm = Context::mainnet()
+        .with_db(CacheDB::new(PreState(&workload.storage)))
+        .with_cfg(CfgEnv::new_with_spec(SpecId::CANCUN))
+        .build_mainnet();
+    let tx = TxEnv::builder()
+        .caller(Address::repeat_byte(0xca))
+        .kind(TxKind::Call(to))
+        .data(input.into())
+        .gas_limit(1_000_000)
+        .build()
+        .unwrap();
+    let result = evm.transact(tx).unwrap().result;
+    if !result.is_success() {
+        return None;
+    }
+    let output = result.output().unwrap();
+    Some(output.chunks(32).map(U256::from_be_slice).collect())
+}
+
+/// The ABI-decoded string a getter returned.
+fn string(words: &[U256]) -> String {
+    let length = words[1].to::<usize>();
+    let bytes: Vec<u8> = words[2..]
+        .iter()
+        .flat_map(|word| word.to_be_bytes::<32>())
+        .collect();
+    String::from_utf8(bytes[..length].to_vec()).unwrap()
+}
+
+fn address_of(word: U256) -> Address {
+    Address::from_word(B256::from(word))
+}
+
+fn signed(value: i64) -> U256 {
+    let magnitude = U256::from(value.unsigned_abs());
+    if value < 0 {
+        U256::ZERO - magnitude
+    } else {
+        magnitude
+    }
+}
+
+/// The pre-state read back through the contracts' own getters: a successful swap proves the
+/// slots it uses, not the ticks, the bitmap, the factory or WETH9.
+#[test]
+fn uniswap_pre_state_reads_back_through_the_getters() {
+    let (workload, output) = run("uniswap-hot-pool", 1_000_000, None);
+    let call = |to: Address, signature: &str, arguments: &[U256]| {
+        view(&workload, to, signature, arguments)
+            .unwrap_or_else(|| panic!("{to}.{signature} reverted"))
+    };
+    let one = |to: Address, signature: &str, arguments: &[U256]| call(to, signature, arguments)[0];
+    let ether = |n: u64| U256::from(n) * U256::from(10u64).pow(U256::from(18));
+    let pool = output.receipts[0]
+        .logs
+        .iter()
+        .find(|log| log.topics()[0] == SWAP_EVENT)
+        .unwrap()
+        .address;
+    let single_swap = recipients(&workload)[0];
+    let people = senders(&workload);
+
+    let token0 = address_of(one(pool, "token0()", &[]));
+    let token1 = address_of(one(pool, "token1()", &[]));
+    assert!(token0 < token1);
+    let factory = address_of(one(pool, "factory()", &[]));
+    let router = address_of(one(single_swap, "swapRouter()", &[]));
+    assert_eq!(address_of(one(router, "factory()", &[])), factory);
+    let weth = address_of(one(router, "WETH9()", &[]));
+
+    assert_eq!(string(&call(weth, "name()", &[])), "Wrapped Ether");
+    assert_eq!(string(&call(weth, "symbol()", &[])), "WETH");
+    assert_eq!(one(weth, "decimals()", &[]), U256::from(18));
+
+    assert_ne!(one(factory, "owner()", &[]), U256::ZERO);
+    for (fee, spacing) in [(500u64, 10u64), (3000, 60), (10000, 200)] {
+        let got = one(factory, "feeAmountTickSpacing(uint24)", &[U256::from(fee)]);
+        assert_eq!(got, U256::from(spacing));
+    }
+    for (a, b) in [(token0, token1), (token1, token0)] {
+        let arguments = [a.into_word().into(), b.into_word().into(), U256::from(3000)];
+        let got = one(factory, "getPool(address,address,uint24)", &arguments);
+        assert_eq!(address_of(got), pool);
+    }
+
+    assert_eq!(one(pool, "fee()", &[]), U256::from(3000));
+    assert_eq!(one(pool, "tickSpacing()", &[]), U256::from(60));
+    // sqrtPriceX96 2^96, tick 0, observation index 0, cardinality 1, next 1, no fee, unlocked.
+    let mut expected_slot0 = [0u64, 0, 0, 1, 1, 0, 1].map(U256::from);
+    expected_slot0[0] = U256::from(1) << 96;
+    assert_eq!(call(pool, "slot0()", &[]), expected_slot0);
+    let liquidity = U256::from(111_111_000_000_010_412_955_141u128);
+    assert_eq!(one(pool, "liquidity()", &[]), liquidity);
+    let gross = U256::from(0x178756e190b388651605u128);
+    for (tick, net, seconds_outside) in [(-600_000, gross, 1u64), (600_000, U256::ZERO - gross, 0)]
+    {
+        let info = call(pool, "ticks(int24)", &[signed(tick)]);
+        let expected = [gross, net, U256::ZERO, U256::ZERO, U256::ZERO, U256::ZERO];
+        assert_eq!(info[..6], expected, "tick {tick}");
+        assert_eq!(
+            info[6..],
+            [U256::from(seconds_outside), U256::from(1)],
+            "tick {tick}"
+        );
+    }
+    assert_eq!(
+        one(pool, "tickBitmap(int16)", &[signed(39)]),
+        U256::from(1) << 16
+    );
+    assert_eq!(
+        one(pool, "tickBitmap(int16)", &[signed(-40)]),
+        U256::from(1) << 240
+    );
+    let observation = call(pool, "observations(uint256)", &[U256::ZERO]);
+    assert_eq!(observation, [1u64, 0, 0, 1].map(U256::from));
+    // Requires both ticks initialized.
+    call(
+        pool,
+        "snapshotCumulativesInside(int24,int24)",
+        &[signed(-600_000), signed(600_000)],
+    );
+
+    for token in [token0, token1] {
+        assert_eq!(one(token, "decimals()", &[]), U256::from(18));
+        assert_eq!(
+            one(token, "balanceOf(address)", &[pool.into_word().into()]),
+            ether(111_111)
+        );
+        for person in &people {
+            let person: U256 = person.into_word().into();
+            assert_eq!(one(token, "balanceOf(address)", &[person]), ether(1));
+            let spender: U256 = single_swap.into_word().into();
+            assert_eq!(
+                one(token, "allowance(address,address)", &[person, spender]),
+                ether(1)
+            );
+        }
+        let supply = ether(111_111) + ether(people.len() as u64);
+        assert_eq!(one(token, "totalSupply()", &[]), supply);
+    }
+}
+
+/// The same for a token of `erc20`.
+#[test]
+fn erc20_pre_state_reads_back_through_the_getters() {
+    let (workload, _) = run("erc20", 1_000_000, None);
+    let token = recipients(&workload)[0];
+    let call =
+        |signature: &str, arguments: &[U256]| view(&workload, token, signature, arguments).unwrap();
+    assert_eq!(string(&call("name()", &[])), "USDT");
+    assert_eq!(string(&call("symbol()", &[])), "USDT");
+    assert_eq!(call("decimals()", &[])[0], U256::from(18));
+    let sender: U256 = senders(&workload)[0].into_word().into();
+    let balance = call("balanceOf(address)", &[sender])[0];
+    assert!(balance >= U256::from(100u64) * U256::from(10u64).pow(U256::from(18)));
+    assert!(call("totalSupply()", &[])[0] > balance);
 }
