@@ -110,14 +110,15 @@ pub const ERC20_TRANSFER_GAS_LIMIT: u64 = 35_000;
 /// empties the sender's balance and earns the 4,800 clearing refund.)
 pub const ERC20_TRANSFER_GAS_USED: u64 = 34_600;
 /// Gas limit of a swap. The README's 200,000 is not enough here: a pool's first swap in the block
-/// writes its oracle observation (the block's timestamp differs from the observation's) and
-/// needs 200k–220k before its refunds (sell token0 and buy token0 run out of gas at 200,000).
+/// that pays token0 moves the tick (0 to −1), so it writes the oracle observation (the block's
+/// timestamp differs from the observation's) and all of slot0, and needs 200k–220k before its
+/// refunds: selling token0 and buying token1 run out of gas at 200,000.
 pub const SWAP_GAS_LIMIT: u64 = 250_000;
 /// Measured gas of a pool's first swap in the block, the four kinds averaged: sell token0
-/// 159,054, sell token1 147,304, buy token1 159,007, buy token0 168,878.
+/// 159,054, sell token1 147,304, buy token0 159,007, buy token1 168,878.
 pub const SWAP_GAS_USED: u64 = 158_561;
 /// Measured gas of a later swap through a pool already swapped in the block, the four kinds
-/// averaged: 134,069, 133,624, 145,327 and 144,316.
+/// averaged (same order): 134,069, 133,624, 145,327 and 144,316.
 pub const HOT_SWAP_GAS_USED: u64 = 139_334;
 /// Legacy gas price of a swap (`contracts/README.md`): 3 gwei + 7 wei.
 pub const SWAP_GAS_PRICE: u128 = 0xb2d0_5e07;

@@ -221,8 +221,8 @@ fn pool_slots(position_owner: Address) -> HashMap<U256, U256> {
 }
 
 /// SingleSwap's calldata for a swapper's transaction with `nonce`: by `nonce % 4`, sell 2,000
-/// token0, sell 2,000 token1, buy 1,000 token1 for at most 2,000 token0, buy 1,000 token0 for at
-/// most 2,000 token1 (in the tokens' smallest unit).
+/// token0, sell 2,000 token1, buy 1,000 token0 for at most 2,000 token1, buy 1,000 token1 for at
+/// most 2,000 token0 (in the tokens' smallest unit).
 pub(crate) fn swap_calldata(nonce: u64) -> Bytes {
     let (small, large) = (U256::from(1_000), U256::from(2_000));
     match nonce % 4 {
