@@ -15,7 +15,7 @@ use parevm::{
     alloy_consensus::{Block, TxEnvelope, transaction::Recovered},
     execute_sequential,
 };
-use parevm_workloads::{baseline::run_revm, generators as synthetic};
+use parevm_workloads::{baseline::run_revm, synthetic};
 use serde_json::json;
 
 /// Arguments of `parevm bench`.

@@ -4,7 +4,6 @@
 //! Library code never reads the environment: every loader takes the fixture path as an argument.
 
 pub mod baseline;
-pub mod generators;
 pub mod mainnet;
 pub mod statetest;
 pub mod synthetic;

@@ -6,7 +6,7 @@ use std::num::NonZeroUsize;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use parevm::{ExecutorConfig, ParallelExecutor, execute_sequential};
-use parevm_workloads::generators::{NAMES, workload};
+use parevm_workloads::synthetic::{NAMES, workload};
 
 fn bench_workloads(c: &mut Criterion) {
     let gas: u64 = std::env::var("PAREVM_BENCH_GAS")
