@@ -7,7 +7,7 @@ use std::{
     sync::atomic::{AtomicUsize, Ordering},
 };
 
-use alloy_consensus::{Block, TxEnvelope, transaction::Recovered};
+use alloy_consensus::{Block, Transaction, TxEnvelope, transaction::Recovered};
 use parking_lot::Mutex;
 
 use crate::{
@@ -132,7 +132,7 @@ impl ParallelExecutor {
         let reason = if self.config.force_parallel {
             None
         } else {
-            sequential_reason(threads, &previous_of_sender)
+            sequential_reason(threads, block, &previous_of_sender)
         };
         if let Some(reason) = reason {
             stats.threads = 1;
@@ -307,15 +307,63 @@ fn execute_block_stm<S: Storage + ?Sized>(
     }))
 }
 
+/// Blocks with less gas than this run sequentially: Block-STM's fixed cost (waking workers,
+/// assembling the output) does not pay below it.
+const MIN_PARALLEL_GAS: u64 = 5_000_000;
+
+/// Blocks with fewer transactions than this run sequentially.
+const MIN_PARALLEL_TXS: usize = 16;
+
+/// Block-STM's per-transaction overhead (versioned reads, publication, validation) is amortized
+/// by heavy transactions and by threads: a block runs in parallel only if its gas per transaction
+/// is at least this divided by the thread count (36,000 at 2 threads: ERC-20 and plain transfers
+/// run sequentially there, Uniswap swaps and most mainnet blocks in parallel). Calibrated on the
+/// 2-core machine of `docs/benchmarks.md`.
+const GAS_PER_TX_TIMES_THREADS: u64 = 72_000;
+
 /// Why the block should run sequentially, judged from what is known before running it: `None`
 /// when Block-STM is expected to pay.
-fn sequential_reason(threads: usize, previous_of_sender: &[Option<TxIdx>]) -> Option<String> {
+fn sequential_reason(
+    threads: usize,
+    block: &Block<Recovered<TxEnvelope>>,
+    previous_of_sender: &[Option<TxIdx>],
+) -> Option<String> {
     let txs = previous_of_sender.len();
+    if txs < 2 {
+        return Some("fewer than two transactions".into());
+    }
     if threads < 2 {
         return Some("one thread".into());
     }
-    if txs < 2 {
-        return Some("fewer than two transactions".into());
+    if txs < MIN_PARALLEL_TXS {
+        return Some(format!(
+            "{txs} transactions (fewer than {MIN_PARALLEL_TXS})"
+        ));
+    }
+    // The header's gas used when known (validation, sync); otherwise (block building) three
+    // quarters of the gas limits, a typical ratio on mainnet.
+    let gas = match block.header.gas_used {
+        0 => {
+            block
+                .body
+                .transactions
+                .iter()
+                .map(|tx| tx.inner().gas_limit())
+                .sum::<u64>()
+                / 4
+                * 3
+        }
+        gas_used => gas_used,
+    };
+    if gas < MIN_PARALLEL_GAS {
+        return Some(format!("{gas} gas (less than {MIN_PARALLEL_GAS})"));
+    }
+    let gas_per_tx = gas / txs as u64;
+    let min_gas_per_tx = GAS_PER_TX_TIMES_THREADS / threads as u64;
+    if gas_per_tx < min_gas_per_tx {
+        return Some(format!(
+            "{gas_per_tx} gas per transaction: too light to pay for parallel execution at {threads} threads (needs {min_gas_per_tx})"
+        ));
     }
     // The longest same-sender chain executes in order whatever the threads: when it covers most
     // of the block, parallelism cannot pay for its overhead.
