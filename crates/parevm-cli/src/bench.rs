@@ -11,7 +11,7 @@ use std::{
 };
 
 use parevm::{
-    BlockOutput, ChainSpec, ExecutionStats, ExecutorConfig, InMemoryStorage, ParallelExecutor,
+    BlockOutput, ChainSpec, ExecutionStats, InMemoryStorage, ParallelExecutor,
     alloy_consensus::{Block, TxEnvelope, transaction::Recovered},
     execute_sequential,
 };
@@ -185,13 +185,7 @@ fn load(name: &str, args: &Args, fixtures: &Path) -> Result<Workload, String> {
 /// Runs `parevm bench`.
 pub(crate) fn run(args: &Args) -> ExitCode {
     let fixtures = fixtures_dir(args.fixtures.as_deref());
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN));
-    let executor = ParallelExecutor::new(ExecutorConfig {
-        concurrency: threads,
-        force_parallel: false,
-    });
+    let executor = crate::executor(args.threads);
     let (names, notes) = expand(args, &fixtures);
     for note in &notes {
         eprintln!("{note}");

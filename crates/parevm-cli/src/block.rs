@@ -4,8 +4,7 @@
 use std::{num::NonZeroUsize, path::PathBuf, process::ExitCode, time::Instant};
 
 use parevm::{
-    BlockOutput, ChainSpec, ExecutionError, ExecutionStats, ExecutorConfig, ParallelExecutor,
-    execute_sequential,
+    BlockOutput, ChainSpec, ExecutionError, ExecutionStats, ParallelExecutor, execute_sequential,
 };
 use parevm_workloads::mainnet::{HeaderCheck, MainnetBlock, load_block};
 use serde_json::json;
@@ -162,13 +161,7 @@ fn first_difference(
 }
 
 pub(crate) fn run(args: &Args) -> ExitCode {
-    let threads = args
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN));
-    let executor = ParallelExecutor::new(ExecutorConfig {
-        concurrency: threads,
-        force_parallel: false,
-    });
+    let executor = crate::executor(args.threads);
     if !args.json {
         println!(
             "{:>10} {:>5} {:>11} {:>7} {:>13} {:>11} {:>7} {:>5}  header check",

@@ -33,6 +33,18 @@ enum Command {
     Block(block::Args),
 }
 
+/// The parallel executor for `--threads` (default: all cores), choosing sequential execution for
+/// blocks where Block-STM does not pay.
+pub(crate) fn executor(threads: Option<std::num::NonZeroUsize>) -> parevm::ParallelExecutor {
+    let concurrency = threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().unwrap_or(std::num::NonZeroUsize::MIN)
+    });
+    parevm::ParallelExecutor::new(parevm::ExecutorConfig {
+        concurrency,
+        force_parallel: false,
+    })
+}
+
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Bench(args) => bench::run(&args),

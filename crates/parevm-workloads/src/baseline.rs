@@ -14,8 +14,8 @@ use parevm::{
     },
 };
 
-/// revm's read-only database view of a [`Storage`].
-struct StorageRef<'a, S: ?Sized>(&'a S);
+/// revm's read-only database view of a [`Storage`] (wrap it in revm's `CacheDB` to execute).
+pub struct StorageRef<'a, S: ?Sized>(pub &'a S);
 
 impl<S: Storage + ?Sized> DatabaseRef for StorageRef<'_, S> {
     type Error = StorageError;

@@ -15,14 +15,13 @@ use parevm::{
     alloy_primitives::{Address, B256, TxKind, U256, keccak256},
     execute_sequential,
     revm::{
-        Context, DatabaseRef, ExecuteEvm, MainBuilder, MainContext,
-        bytecode::Bytecode,
+        Context, ExecuteEvm, MainBuilder, MainContext,
         context::{CfgEnv, TxEnv},
         database::CacheDB,
         primitives::hardfork::SpecId,
-        state::AccountInfo,
     },
 };
+use parevm_workloads::baseline::StorageRef;
 use parevm_workloads::synthetic::{
     self, BENEFICIARY, CLUSTER_TOKENS, ERC20_TRANSFER_GAS_LIMIT, ERC20_TRANSFER_GAS_USED,
     HOT_SWAP_GAS_USED, NAMES, SWAP_EVENT, SWAP_GAS_LIMIT, SWAP_GAS_USED, TRANSFER_GAS, Workload,
@@ -387,35 +386,6 @@ fn measure_gas_per_transaction_kind() {
     }
 }
 
-/// revm's read-only view of the pre-state, for calling the contracts' getters.
-struct PreState<'a>(&'a parevm::InMemoryStorage);
-
-impl DatabaseRef for PreState<'_> {
-    type Error = parevm::StorageError;
-
-    fn basic_ref(&self, address: Address) -> Result<Option<AccountInfo>, Self::Error> {
-        Ok(self.0.basic(&address)?.map(|basic| AccountInfo {
-            balance: basic.balance,
-            nonce: basic.nonce,
-            code_hash: basic.code_hash,
-            code: None,
-            account_id: None,
-        }))
-    }
-
-    fn code_by_hash_ref(&self, code_hash: B256) -> Result<Bytecode, Self::Error> {
-        self.0.code_by_hash(&code_hash)
-    }
-
-    fn storage_ref(&self, address: Address, index: U256) -> Result<U256, Self::Error> {
-        self.0.storage(&address, &index)
-    }
-
-    fn block_hash_ref(&self, number: u64) -> Result<B256, Self::Error> {
-        self.0.block_hash(number)
-    }
-}
-
 /// Calls `signature` on `to` with word arguments against the pre-state; the returned words, or
 /// `None` if the call reverts.
 fn view(
@@ -429,7 +399,7 @@ fn view(
         input.extend_from_slice(&argument.to_be_bytes::<32>());
     }
     let mut evm = Context::mainnet()
-        .with_db(CacheDB::new(PreState(&workload.storage)))
+        .with_db(CacheDB::new(StorageRef(&workload.storage)))
         .with_cfg(CfgEnv::new_with_spec(SpecId::CANCUN))
         .build_mainnet();
     let tx = TxEnv::builder()
