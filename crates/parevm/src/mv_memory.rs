@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use alloy_primitives::{Address, U256, map::DefaultHashBuilder};
 use dashmap::DashMap;
 use parking_lot::Mutex;
+use smallvec::SmallVec;
 use revm::primitives::KECCAK_EMPTY;
 
 use crate::{
@@ -31,13 +32,14 @@ enum Entry<T> {
     Estimate,
 }
 
-/// The writes to one location, sorted by transaction index.
+/// The writes to one location, sorted by transaction index. One write is stored inline: most
+/// locations have at most one writer, and publishing then allocates nothing.
 #[derive(Debug)]
-struct Versions<T>(Vec<(TxIdx, Entry<T>)>);
+struct Versions<T>(SmallVec<[(TxIdx, Entry<T>); 1]>);
 
 impl<T> Default for Versions<T> {
     fn default() -> Self {
-        Self(Vec::new())
+        Self(SmallVec::new())
     }
 }
 
