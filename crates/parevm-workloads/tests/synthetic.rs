@@ -584,3 +584,30 @@ fn every_workload_is_deterministic_at_every_thread_count() {
         }
     }
 }
+
+/// Blocks of 10,000+ transactions run to the sequential result without unbounded re-execution.
+#[test]
+fn ten_thousand_transactions_with_bounded_re_execution() {
+    let executor = ParallelExecutor::new(ExecutorConfig {
+        concurrency: std::num::NonZeroUsize::new(2).unwrap(),
+        force_parallel: true,
+    });
+    for (name, gas) in [
+        ("raw-transfers-hot", 220_000_000),
+        ("erc20-clusters", 360_000_000),
+    ] {
+        let workload = workload(name, gas, 5).expect("known workload");
+        let txs = workload.block.body.transactions.len();
+        assert!(txs >= 10_000, "{name}: only {txs} transactions");
+        let expected = execute_sequential(&workload.chain, &workload.block, &workload.storage);
+        let (actual, stats) =
+            executor.execute_with_stats(&workload.chain, &workload.block, &workload.storage);
+        assert_eq!(actual.ok(), expected.ok(), "{name}: parallel differs");
+        let per_tx = stats.executions as f64 / txs as f64;
+        println!("{name}: {txs} txs, {per_tx:.3} executions per tx, {stats:?}");
+        assert!(
+            per_tx < 1.5,
+            "{name}: {per_tx:.3} executions per transaction"
+        );
+    }
+}
