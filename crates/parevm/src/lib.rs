@@ -85,6 +85,8 @@ mod account_diff;
 pub mod chain;
 mod error;
 mod executor;
+#[cfg(test)]
+mod model_tests;
 mod mv_memory;
 mod output;
 mod pre_state;
