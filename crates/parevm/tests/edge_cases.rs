@@ -552,3 +552,69 @@ fn gas_limit_above_what_is_left_in_the_block_is_rejected() {
         "{result:?}"
     );
 }
+
+#[test]
+fn eip7702_authorization_rules() {
+    use parevm::revm::context::result::InvalidTransaction;
+    let spec = SpecId::PRAGUE;
+    let accounts = senders(2);
+    let (authority_key, authority) = key(11);
+    let mut storage = funded(spec, &accounts);
+    fund(&mut storage, authority, ETH);
+    deploy(&mut storage, ADDER, code::ADDER);
+    let chain = ChainSpec::fixed(spec);
+
+    // An empty authorization list makes the transaction invalid (revm's transaction builder
+    // already refuses it).
+    let empty = vec![eip7702_tx(
+        accounts[0],
+        0,
+        accounts[1],
+        Bytes::new(),
+        vec![],
+    )];
+    let result = assert_parallel_matches("7702 empty list", &chain, &block(spec, empty), &storage);
+    let rejected = match &result {
+        Err(ExecutionError::InvalidTransaction { index: 0, source }) => {
+            *source == InvalidTransaction::EmptyAuthorizationList
+        }
+        Err(ExecutionError::UnsupportedTransaction { index: 0, .. }) => true,
+        _ => false,
+    };
+    assert!(rejected, "{result:?}");
+
+    // An authorization for another chain, or with a wrong nonce, is skipped: the transaction
+    // executes and the authority gets no code.
+    let mut wrong_chain = Authorization {
+        chain_id: U256::from(5),
+        address: ADDER,
+        nonce: 0,
+    };
+    let (signature, recovery) = authority_key
+        .sign_prehash_recoverable(wrong_chain.signature_hash().as_slice())
+        .unwrap();
+    let bytes = signature.to_bytes();
+    let signed = {
+        wrong_chain.nonce = 0;
+        wrong_chain.into_signed(Signature::new(
+            U256::from_be_slice(&bytes[..32]),
+            U256::from_be_slice(&bytes[32..]),
+            recovery.is_y_odd(),
+        ))
+    };
+    let wrong_nonce = authorize(&authority_key, ADDER, 7);
+    let txs = vec![eip7702_tx(
+        accounts[0],
+        0,
+        accounts[1],
+        Bytes::new(),
+        vec![signed, wrong_nonce],
+    )];
+    let output = assert_parallel_matches("7702 skipped", &chain, &block(spec, txs), &storage)
+        .expect("the transaction executes");
+    assert!(output.receipts[0].success);
+    assert!(
+        !output.state_changes.contains_key(&authority),
+        "no delegation was set"
+    );
+}

@@ -258,8 +258,8 @@ pub fn executor(threads: usize) -> ParallelExecutor {
     })
 }
 
-/// Executes sequentially and in parallel at 1, 2, 4 and 8 threads; asserts equality and returns
-/// the sequential result.
+/// Executes sequentially and in parallel at 1, 2, 4, 8 and 16 threads; asserts equality and
+/// returns the sequential result.
 pub fn assert_parallel_matches(
     context: &str,
     chain: &ChainSpec,
@@ -267,7 +267,7 @@ pub fn assert_parallel_matches(
     storage: &InMemoryStorage,
 ) -> Result<BlockOutput, ExecutionError> {
     let sequential = parevm::execute_sequential(chain, block, storage);
-    for threads in [1, 2, 4, 8] {
+    for threads in [1, 2, 4, 8, 16] {
         let parallel = executor(threads).execute(chain, block, storage);
         if let Some(difference) = first_difference(&sequential, &parallel) {
             panic!(
