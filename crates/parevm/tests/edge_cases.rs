@@ -618,3 +618,57 @@ fn eip7702_authorization_rules() {
         "no delegation was set"
     );
 }
+
+#[test]
+fn missing_block_hash_is_a_storage_error_naming_the_transaction() {
+    let spec = SpecId::CANCUN;
+    let accounts = senders(3);
+    let mut storage = funded(spec, &accounts);
+    // `storage[0] = blockhash(number - 1)`.
+    let reader = Address::repeat_byte(0xbb);
+    deploy(
+        &mut storage,
+        reader,
+        &[0x60, 0x01, 0x43, 0x03, 0x40, 0x60, 0x00, 0x55, 0x00],
+    );
+    let to = TxKind::Call(Address::repeat_byte(0x42));
+    let txs = vec![
+        legacy_tx(accounts[0], 0, to, U256::from(1), Bytes::new(), 21_000),
+        legacy_tx(
+            accounts[1],
+            0,
+            TxKind::Call(reader),
+            U256::ZERO,
+            Bytes::new(),
+            100_000,
+        ),
+        legacy_tx(accounts[2], 0, to, U256::from(1), Bytes::new(), 21_000),
+    ];
+    let block = block(spec, txs);
+    let result = assert_parallel_matches(
+        "missing block hash",
+        &ChainSpec::fixed(spec),
+        &block,
+        &storage,
+    );
+    match result {
+        Err(ExecutionError::Storage {
+            index: Some(1),
+            source,
+        }) => {
+            assert!(source.what.contains("block hash"), "{source}")
+        }
+        other => panic!("expected a storage error of transaction 1, got {other:?}"),
+    }
+    // With the hash provided, the block executes and stores it.
+    storage.insert_block_hash(
+        block.header.number - 1,
+        parevm::alloy_primitives::B256::repeat_byte(0x77),
+    );
+    let output =
+        assert_parallel_matches("block hash", &ChainSpec::fixed(spec), &block, &storage).unwrap();
+    assert_eq!(
+        output.state_changes[&reader].storage[&U256::ZERO],
+        U256::from_be_bytes([0x77; 32])
+    );
+}
