@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use alloy_primitives::{Address, U256, map::DefaultHashBuilder};
 use dashmap::DashMap;
 use parking_lot::Mutex;
-use smallvec::SmallVec;
 use revm::primitives::KECCAK_EMPTY;
+use smallvec::SmallVec;
 
 use crate::{
     storage::{AccountBasic, StorageError},
