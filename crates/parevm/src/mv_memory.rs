@@ -8,7 +8,10 @@
 //! Each history is a small vector sorted by transaction index (most locations have zero or one
 //! writer; hot ones are appended to in roughly increasing order).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::{
+    collections::HashSet,
+    sync::atomic::{AtomicBool, Ordering},
+};
 
 use alloy_primitives::{Address, U256, map::DefaultHashBuilder};
 use dashmap::DashMap;
@@ -90,6 +93,15 @@ impl<T> Versions<T> {
     fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
+}
+
+/// What to do to a transaction's entry at a location.
+#[derive(Debug, Clone, Copy)]
+enum Edit {
+    /// The tx's new incarnation no longer writes there.
+    Remove,
+    /// The tx was aborted: readers must wait for its next incarnation.
+    Estimate,
 }
 
 /// A balance write: exact, or a lazy increment folded when read.
@@ -355,12 +367,25 @@ impl MvMemory {
             self.write(tx, location, Entry::Data(value));
         }
         let mut last_written = self.last_written[tx].lock();
-        let wrote_new_location = locations
-            .iter()
-            .any(|location| !last_written.contains(location));
-        for location in last_written.iter() {
-            if !locations.contains(location) {
-                self.remove(tx, location);
+        // Linear scans for the usual handful of locations; sets for big write sets, where
+        // pairwise comparison would be quadratic.
+        let wrote_new_location;
+        if locations.len().max(last_written.len()) <= 16 {
+            wrote_new_location = locations
+                .iter()
+                .any(|location| !last_written.contains(location));
+            for location in last_written
+                .iter()
+                .filter(|location| !locations.contains(location))
+            {
+                self.edit(tx, location, Edit::Remove);
+            }
+        } else {
+            let new: HashSet<&MemoryLocation> = locations.iter().collect();
+            let old: HashSet<&MemoryLocation> = last_written.iter().collect();
+            wrote_new_location = new.iter().any(|location| !old.contains(location));
+            for location in old.iter().filter(|location| !new.contains(*location)) {
+                self.edit(tx, location, Edit::Remove);
             }
         }
         *last_written = locations;
@@ -413,23 +438,27 @@ impl MvMemory {
         }
     }
 
-    fn remove(&self, tx: TxIdx, location: &MemoryLocation) {
-        match *location {
-            MemoryLocation::Storage(address, slot) => {
-                if let Some(mut versions) = self.slots.get_mut(&(address, slot)) {
-                    versions.writes.remove(tx);
-                }
+    /// Removes `tx`'s entry at `location`, or marks it as an ESTIMATE.
+    fn edit(&self, tx: TxIdx, location: &MemoryLocation, edit: Edit) {
+        fn apply<T>(versions: &mut Versions<T>, tx: TxIdx, edit: Edit) {
+            match edit {
+                Edit::Remove => versions.remove(tx),
+                Edit::Estimate => versions.mark_estimate(tx),
             }
-            _ => {
-                if let Some(mut account) = self.accounts.get_mut(&location.address()) {
-                    match location {
-                        MemoryLocation::Lifecycle(_) => account.lifecycle.remove(tx),
-                        MemoryLocation::Balance(_) => account.balance.remove(tx),
-                        MemoryLocation::Nonce(_) => account.nonce.remove(tx),
-                        MemoryLocation::Code(_) => account.code.remove(tx),
-                        MemoryLocation::Storage(..) => {}
-                    }
-                }
+        }
+        if let MemoryLocation::Storage(address, slot) = *location {
+            if let Some(mut versions) = self.slots.get_mut(&(address, slot)) {
+                apply(&mut versions.writes, tx, edit);
+            }
+            return;
+        }
+        if let Some(mut account) = self.accounts.get_mut(&location.address()) {
+            match location {
+                MemoryLocation::Lifecycle(_) => apply(&mut account.lifecycle, tx, edit),
+                MemoryLocation::Balance(_) => apply(&mut account.balance, tx, edit),
+                MemoryLocation::Nonce(_) => apply(&mut account.nonce, tx, edit),
+                MemoryLocation::Code(_) => apply(&mut account.code, tx, edit),
+                MemoryLocation::Storage(..) => {}
             }
         }
     }
@@ -437,24 +466,7 @@ impl MvMemory {
     /// Marks every write of `tx`'s latest incarnation as an ESTIMATE (the tx was aborted).
     pub(crate) fn convert_writes_to_estimates(&self, tx: TxIdx) {
         for location in self.last_written[tx].lock().iter() {
-            match *location {
-                MemoryLocation::Storage(address, slot) => {
-                    if let Some(mut versions) = self.slots.get_mut(&(address, slot)) {
-                        versions.writes.mark_estimate(tx);
-                    }
-                }
-                _ => {
-                    if let Some(mut account) = self.accounts.get_mut(&location.address()) {
-                        match location {
-                            MemoryLocation::Lifecycle(_) => account.lifecycle.mark_estimate(tx),
-                            MemoryLocation::Balance(_) => account.balance.mark_estimate(tx),
-                            MemoryLocation::Nonce(_) => account.nonce.mark_estimate(tx),
-                            MemoryLocation::Code(_) => account.code.mark_estimate(tx),
-                            MemoryLocation::Storage(..) => {}
-                        }
-                    }
-                }
-            }
+            self.edit(tx, location, Edit::Estimate);
         }
     }
 

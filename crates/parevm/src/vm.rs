@@ -191,6 +191,8 @@ impl<S: Storage + ?Sized> VmDb<'_, S> {
         code: Option<CodeValue>,
     ) -> Result<Option<AccountInfo>, ReadError> {
         let tx = self.tx;
+        // The lazy-recipient path has read (and recorded) the code already.
+        let code_recorded = code.is_some();
         let info = self.state.account(address, |account| {
             if !account.exists(tx)? {
                 return Ok(None);
@@ -211,10 +213,12 @@ impl<S: Storage + ?Sized> VmDb<'_, S> {
             ReadValue::Balance(balance),
         );
         self.record(MemoryLocation::Nonce(address), ReadValue::Nonce(nonce));
-        self.record(
-            MemoryLocation::Code(address),
-            ReadValue::CodeHash(code.hash),
-        );
+        if !code_recorded {
+            self.record(
+                MemoryLocation::Code(address),
+                ReadValue::CodeHash(code.hash),
+            );
+        }
         Ok(Some(AccountInfo {
             balance,
             nonce,
