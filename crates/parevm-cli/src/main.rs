@@ -1,6 +1,7 @@
 //! `parevm`: run ethereum/tests state tests and real mainnet blocks through the parallel
 //! executor, checking it against the expected results and the sequential executor.
 
+mod analyze;
 mod bench;
 mod block;
 mod statetest;
@@ -31,6 +32,9 @@ enum Command {
     /// Execute mainnet block fixtures sequentially and in parallel, compare the two and the
     /// header.
     Block(block::Args),
+    /// Trace blocks' reads and writes: dependency graph, critical path, hot locations, and a
+    /// simulated Block-STM schedule at several thread counts.
+    Analyze(analyze::Args),
 }
 
 /// The parallel executor for `--threads` (default: all cores), choosing sequential execution for
@@ -50,5 +54,6 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(&args),
         Command::Statetest(args) => statetest::run(&args),
         Command::Block(args) => block::run(&args),
+        Command::Analyze(args) => analyze::run(&args),
     }
 }

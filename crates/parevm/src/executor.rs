@@ -19,7 +19,7 @@ use crate::{
     scheduler::{Scheduler, Task},
     sequential::{check_block_gas, receipt_of},
     storage::{OverlayStorage, Storage},
-    types::TxVersion,
+    types::{MemoryLocation, TxVersion, WriteKind},
     vm::{BlockVm, TxFailure, TxResult, VersionedState, VmWorker},
 };
 
@@ -39,6 +39,19 @@ impl Default for ExecutorConfig {
             concurrency: std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
             force_parallel: false,
         }
+    }
+}
+
+impl ExecutorConfig {
+    /// Why [`ParallelExecutor::execute`] under this configuration would run `block` sequentially
+    /// (judged from what is known before running it), or `None` when it would run Block-STM.
+    pub fn sequential_reason(&self, block: &Block<Recovered<TxEnvelope>>) -> Option<String> {
+        if self.force_parallel {
+            return None;
+        }
+        let txs = block.body.transactions.len();
+        let threads = self.concurrency.get().min(txs.max(1));
+        sequential_reason(threads, block, &previous_of_sender(block))
     }
 }
 
@@ -153,6 +166,7 @@ impl ParallelExecutor {
                 workers,
                 previous_of_sender,
                 &counters,
+                None,
             )
         }));
         stats.executions = counters.executions.load(Ordering::Relaxed);
@@ -195,8 +209,46 @@ fn panic_message(panic: Breach) -> String {
     }
 }
 
+/// What one transaction's final incarnation read and wrote: (reads, writes with their kind).
+pub(crate) type Accesses = (Vec<MemoryLocation>, Vec<(MemoryLocation, WriteKind)>);
+
+/// A traced block: its output, each transaction's accesses, and the same-sender chains.
+pub(crate) type Traced = (BlockOutput, Vec<Accesses>, Vec<Option<TxIdx>>);
+
+/// Block-STM on the calling thread alone, which executes every transaction once in block order,
+/// returning the output, each transaction's accesses and the same-sender chains (for analysis).
+pub(crate) fn trace_block_stm<S: Storage + ?Sized>(
+    chain: &ChainSpec,
+    block: &Block<Recovered<TxEnvelope>>,
+    storage: &S,
+) -> Result<Traced, ExecutionError> {
+    let previous = previous_of_sender(block);
+    let mut accesses = Vec::new();
+    let workers = Workers {
+        pool: None,
+        threads: 1,
+    };
+    let counters = Counters::default();
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        execute_block_stm(
+            chain,
+            block,
+            storage,
+            workers,
+            previous.clone(),
+            &counters,
+            Some(&mut accesses),
+        )
+    }));
+    match outcome {
+        Ok(Ok(output)) => Ok((output?, accesses, previous)),
+        Ok(Err(breach)) | Err(breach) => Err(ExecutionError::Internal(panic_message(breach))),
+    }
+}
+
 /// Block-STM over `block`. The outer error is an internal invariant breach (the caller falls back
-/// to sequential execution); the inner result is the block's.
+/// to sequential execution); the inner result is the block's. With `accesses`, each transaction's
+/// final reads and writes are collected there.
 fn execute_block_stm<S: Storage + ?Sized>(
     chain: &ChainSpec,
     block: &Block<Recovered<TxEnvelope>>,
@@ -204,6 +256,7 @@ fn execute_block_stm<S: Storage + ?Sized>(
     workers: Workers<'_>,
     previous_of_sender: Vec<Option<TxIdx>>,
     counters: &Counters,
+    accesses: Option<&mut Vec<Accesses>>,
 ) -> Result<Result<BlockOutput, ExecutionError>, Breach> {
     let header = &block.header;
     let spec = chain.spec_id(header.number, header.timestamp);
@@ -265,6 +318,9 @@ fn execute_block_stm<S: Storage + ?Sized>(
     }
     if let Some(panic) = breach.into_inner() {
         return Err(panic);
+    }
+    if let Some(accesses) = accesses {
+        *accesses = (0..tx_count).map(|tx| mv.accesses(tx)).collect();
     }
 
     let mut receipts = Vec::with_capacity(tx_count);

@@ -82,6 +82,7 @@
 //! ```
 
 mod account_diff;
+pub mod analysis;
 pub mod chain;
 mod error;
 mod executor;
@@ -104,7 +105,7 @@ pub use sequential::execute_sequential;
 pub use storage::{AccountBasic, InMemoryAccount, InMemoryStorage, Storage, StorageError};
 pub use types::{
     CodeValue, Incarnation, Lifecycle, MemoryLocation, MemoryValue, ReadSet, ReadValue, TxIdx,
-    TxVersion, WriteSet,
+    TxVersion, WriteKind, WriteSet,
 };
 
 /// Re-exported dependencies whose types appear in the API.

@@ -22,7 +22,8 @@ use smallvec::SmallVec;
 use crate::{
     storage::{AccountBasic, StorageError},
     types::{
-        CodeValue, Lifecycle, MemoryLocation, MemoryValue, ReadSet, TxIdx, TxVersion, WriteSet,
+        CodeValue, Lifecycle, MemoryLocation, MemoryValue, ReadSet, TxIdx, TxVersion, WriteKind,
+        WriteSet,
     },
 };
 
@@ -92,6 +93,11 @@ impl<T> Versions<T> {
 
     fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+
+    /// `tx`'s own entry.
+    fn get(&self, tx: TxIdx) -> Option<&Entry<T>> {
+        self.position(tx).ok().map(|index| &self.0[index].1)
     }
 }
 
@@ -467,6 +473,43 @@ impl MvMemory {
     pub(crate) fn convert_writes_to_estimates(&self, tx: TxIdx) {
         for location in self.last_written[tx].lock().iter() {
             self.edit(tx, location, Edit::Estimate);
+        }
+    }
+
+    /// The locations `tx`'s latest incarnation read, and those it wrote with how (for analysis).
+    pub(crate) fn accesses(
+        &self,
+        tx: TxIdx,
+    ) -> (Vec<MemoryLocation>, Vec<(MemoryLocation, WriteKind)>) {
+        let reads = self.last_read[tx]
+            .lock()
+            .iter()
+            .map(|(location, _)| *location)
+            .collect();
+        let writes = self.last_written[tx]
+            .lock()
+            .iter()
+            .map(|location| (*location, self.write_kind(tx, location)))
+            .collect();
+        (reads, writes)
+    }
+
+    fn write_kind(&self, tx: TxIdx, location: &MemoryLocation) -> WriteKind {
+        let Some(account) = self.accounts.get(&location.address()) else {
+            return WriteKind::Exact;
+        };
+        match location {
+            MemoryLocation::Balance(_) => match account.balance.get(tx) {
+                Some(Entry::Data(BalanceWrite::Delta(_))) => WriteKind::Delta,
+                _ => WriteKind::Exact,
+            },
+            MemoryLocation::Lifecycle(_) => match account.lifecycle.get(tx) {
+                Some(Entry::Data(lifecycle)) if lifecycle.resets_storage() => {
+                    WriteKind::StorageReset
+                }
+                _ => WriteKind::Exact,
+            },
+            _ => WriteKind::Exact,
         }
     }
 

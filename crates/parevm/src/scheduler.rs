@@ -210,6 +210,13 @@ impl Scheduler {
         }
     }
 
+    /// Whether an index still points inside the block, so that `next_task` may find work
+    /// without waiting for a task to finish (a `None` from it can be spurious then).
+    pub(crate) fn has_unclaimed_indices(&self) -> bool {
+        self.execution_idx.load(Ordering::SeqCst) < self.txs
+            || self.validation_idx.load(Ordering::SeqCst) < self.txs
+    }
+
     /// Parks `tx` until `blocking` finishes executing. Returns `false` when `blocking` already has
     /// (the caller re-executes right away).
     pub(crate) fn add_dependency(&self, tx: TxIdx, blocking: TxIdx) -> bool {

@@ -48,6 +48,18 @@ impl MemoryLocation {
     }
 }
 
+impl std::fmt::Display for MemoryLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Lifecycle(address) => write!(f, "lifecycle of {address}"),
+            Self::Balance(address) => write!(f, "balance of {address}"),
+            Self::Nonce(address) => write!(f, "nonce of {address}"),
+            Self::Code(address) => write!(f, "code of {address}"),
+            Self::Storage(address, slot) => write!(f, "slot {slot:#x} of {address}"),
+        }
+    }
+}
+
 /// An account lifecycle event written by a transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lifecycle {
@@ -95,6 +107,19 @@ pub enum MemoryValue {
     Code(CodeValue),
     /// A storage value.
     Storage(U256),
+}
+
+/// How a transaction wrote a location, as far as dependencies are concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum WriteKind {
+    /// An exact value: readers at higher transactions depend on this write alone.
+    Exact,
+    /// A lazy balance increment: it creates no dependency unless a higher transaction reads the
+    /// exact balance, which then depends on every increment since the last exact write.
+    Delta,
+    /// An account creation or destruction: it also resets the account's storage, so later reads
+    /// of the account's slots depend on it.
+    StorageReset,
 }
 
 /// The value a read observed, kept to validate the read later (value-based validation: a read is
