@@ -1,6 +1,7 @@
 //! The shared mainnet blocks (`<fixtures>/mainnet/blocks/*`): for each block, the parallel
 //! executor at 1, 2 and 8 threads (force_parallel) must equal the sequential executor, and both
-//! must match the header (gas used, logs bloom, and the receipts root from Byzantium on).
+//! must match the header (gas used, logs bloom, and the receipts root from Byzantium on); the
+//! block's analysis (trace, dependency graph, simulation) must succeed.
 //!
 //! The fixtures live in `../shared/fixtures` relative to the repository root; `PAREVM_FIXTURES`
 //! overrides the path. A missing fixtures directory is a failure, never a silent pass.
@@ -11,7 +12,11 @@ use std::{
 };
 
 use libtest_mimic::{Arguments, Failed, Trial};
-use parevm::{ChainSpec, ExecutorConfig, ParallelExecutor, execute_sequential};
+use parevm::{
+    ChainSpec, ExecutorConfig, ParallelExecutor,
+    analysis::{CostModel, DependencyGraph, simulate, trace_block},
+    execute_sequential,
+};
 use parevm_workloads::mainnet::load_block;
 
 const THREADS: [usize; 3] = [1, 2, 8];
@@ -139,9 +144,42 @@ fn run_block(dir: &Path) -> Result<(), Failed> {
             }
         }
     }
+    problems.extend(analysis_problems(&chain, &block, &sequential));
     if problems.is_empty() {
         Ok(())
     } else {
         Err(format!("block {}:\n{}", block.number(), problems.join("\n")).into())
     }
+}
+
+/// The block's analysis: the trace's gas per transaction equals the receipts', and the simulation
+/// finishes at every thread count with at least one execution per transaction.
+fn analysis_problems(
+    chain: &ChainSpec,
+    block: &parevm_workloads::mainnet::MainnetBlock,
+    sequential: &parevm::BlockOutput,
+) -> Vec<String> {
+    let trace = match trace_block(chain, &block.block, &block.storage) {
+        Ok(trace) => trace,
+        Err(error) => return vec![format!("analysis: trace failed: {error}")],
+    };
+    let mut problems = Vec::new();
+    let traced: Vec<u64> = trace.txs.iter().map(|tx| tx.gas_used).collect();
+    let receipts: Vec<u64> = sequential.receipts.iter().map(|r| r.gas_used).collect();
+    if traced != receipts {
+        problems.push("analysis: traced gas differs from the receipts".to_string());
+    }
+    let graph = DependencyGraph::new(&trace);
+    for threads in [1, 2, 8, 32] {
+        match simulate(&graph, threads, &CostModel::default()) {
+            Ok(simulation) if simulation.executions >= graph.txs() => {}
+            Ok(simulation) => problems.push(format!(
+                "analysis: {threads} threads: {} executions for {} txs",
+                simulation.executions,
+                graph.txs()
+            )),
+            Err(error) => problems.push(format!("analysis: {threads} threads: {error}")),
+        }
+    }
+    problems
 }

@@ -386,3 +386,75 @@ mod tests {
         assert!(simulation.executions > n, "{simulation:?}");
     }
 }
+
+#[cfg(test)]
+mod random_tests {
+    use alloy_primitives::{Address, U256};
+
+    use super::*;
+    use crate::{
+        MemoryLocation, WriteKind,
+        analysis::{BlockTrace, TxTrace},
+    };
+
+    /// Random blocks over a few slots and balances, with sender chains: the simulation always
+    /// finishes, executes every tx at least once, and never beats the thread count.
+    #[test]
+    fn random_blocks_finish_within_bounds() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move |below: u64| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) % below
+        };
+        for _ in 0..300 {
+            let txs = 1 + next(60) as usize;
+            let locations = 1 + next(12);
+            let location = |index: u64| match index % 3 {
+                0 => MemoryLocation::Storage(Address::ZERO, U256::from(index)),
+                1 => MemoryLocation::Balance(Address::with_last_byte(index as u8)),
+                _ => MemoryLocation::Nonce(Address::with_last_byte(index as u8)),
+            };
+            let mut last_of_sender = [None; 4];
+            let trace = BlockTrace {
+                txs: (0..txs)
+                    .map(|tx| {
+                        let sender = next(8) as usize;
+                        let previous_of_sender = if sender < 4 {
+                            last_of_sender[sender].replace(tx)
+                        } else {
+                            None
+                        };
+                        TxTrace {
+                            gas_used: 21_000 + next(500_000),
+                            reads: (0..next(4)).map(|_| location(next(locations))).collect(),
+                            writes: (0..next(3))
+                                .map(|_| {
+                                    let kind = if next(4) == 0 {
+                                        WriteKind::Delta
+                                    } else {
+                                        WriteKind::Exact
+                                    };
+                                    (location(next(locations)), kind)
+                                })
+                                .collect(),
+                            previous_of_sender,
+                        }
+                    })
+                    .collect(),
+            };
+            let graph = DependencyGraph::new(&trace);
+            for threads in [1, 2, 3, 4, 8, 16] {
+                let simulation = simulate(&graph, threads, &CostModel::default())
+                    .unwrap_or_else(|error| panic!("{error} on {trace:?}"));
+                assert!(simulation.executions >= txs, "{simulation:?}");
+                assert!(simulation.validations >= txs, "{simulation:?}");
+                assert!(
+                    simulation.speedup <= threads as f64 + 1e-9,
+                    "{simulation:?}"
+                );
+            }
+        }
+    }
+}

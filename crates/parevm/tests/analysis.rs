@@ -1,0 +1,181 @@
+//! `parevm::analysis` on built blocks whose dependency structure is known: the EVM-aware edge
+//! rules, the critical path, and the simulation against what the engine does.
+
+mod common;
+
+use common::*;
+use parevm::{
+    ChainSpec, MemoryLocation,
+    alloy_primitives::{Address, Bytes, TxKind, U256},
+    analysis::{CostModel, DependencyGraph, simulate, trace_block},
+    revm::primitives::hardfork::SpecId,
+};
+
+const SPEC: SpecId = SpecId::CANCUN;
+const HOT: Address = Address::new([0xaa; 20]);
+const COUNTER: Address = Address::new([0xc0; 20]);
+
+fn sender(index: u64) -> Address {
+    let mut bytes = [0x50; 20];
+    bytes[12..].copy_from_slice(&index.to_be_bytes());
+    Address::new(bytes)
+}
+
+fn transfer(
+    from: Address,
+    nonce: u64,
+    to: Address,
+) -> parevm::alloy_consensus::transaction::Recovered<parevm::alloy_consensus::TxEnvelope> {
+    legacy_tx(
+        from,
+        nonce,
+        TxKind::Call(to),
+        U256::from(1),
+        Bytes::new(),
+        21_000,
+    )
+}
+
+fn graph_of(
+    transactions: Vec<
+        parevm::alloy_consensus::transaction::Recovered<parevm::alloy_consensus::TxEnvelope>,
+    >,
+    storage: &parevm::InMemoryStorage,
+) -> DependencyGraph {
+    let block = block(SPEC, transactions);
+    let trace = trace_block(&ChainSpec::mainnet(), &block, storage).expect("traced");
+    let sequential = parevm::execute_sequential(&ChainSpec::mainnet(), &block, storage).unwrap();
+    let gas: Vec<u64> = trace.txs.iter().map(|tx| tx.gas_used).collect();
+    let expected: Vec<u64> = sequential
+        .receipts
+        .iter()
+        .map(|receipt| receipt.gas_used)
+        .collect();
+    assert_eq!(gas, expected, "traced gas differs from the receipts");
+    DependencyGraph::new(&trace)
+}
+
+fn funded(senders: impl IntoIterator<Item = Address>) -> parevm::InMemoryStorage {
+    let mut storage = base_storage(SPEC);
+    for sender in senders {
+        fund(&mut storage, sender, 10 * ETH);
+    }
+    storage
+}
+
+#[test]
+fn lazy_credits_make_no_edges() {
+    // Independent senders paying one hot, codeless recipient and the beneficiary: both are lazy
+    // increments, so nothing depends on anything.
+    let storage = funded((0..32).map(sender));
+    let graph = graph_of(
+        (0..32).map(|i| transfer(sender(i), 0, HOT)).collect(),
+        &storage,
+    );
+    assert_eq!(graph.edges(), 0);
+    assert_eq!(graph.txs(), 32);
+    assert!((graph.ideal_speedup() - 32.0).abs() < 1e-9);
+    assert!(graph.hot_locations(3).is_empty());
+}
+
+#[test]
+fn a_sender_chain_is_a_chain_of_nonce_and_balance_edges() {
+    let storage = funded([sender(0)]);
+    let graph = graph_of(
+        (0..20)
+            .map(|nonce| transfer(sender(0), nonce, HOT))
+            .collect(),
+        &storage,
+    );
+    assert_eq!(graph.edges(), 19);
+    for tx in 1..20 {
+        assert_eq!(graph.previous_of_sender(tx), Some(tx - 1));
+        let dependency = &graph.dependencies(tx)[0];
+        assert_eq!(dependency.tx, tx - 1);
+        assert!(
+            dependency
+                .locations
+                .contains(&MemoryLocation::Nonce(sender(0)))
+        );
+    }
+    let critical = graph.critical_path();
+    assert_eq!(critical.txs, (0..20).collect::<Vec<_>>());
+    assert_eq!(critical.gas, graph.total_gas());
+    assert!((graph.ideal_speedup() - 1.0).abs() < 1e-9);
+    assert!(simulate(&graph, 8, &CostModel::default()).unwrap().speedup < 1.0);
+}
+
+#[test]
+fn reading_an_exact_balance_depends_on_every_lazy_credit_before_it() {
+    // Txs 0..8 credit HOT lazily; tx 8 is sent by HOT, whose balance the sender checks read
+    // exactly.
+    let mut storage = funded((0..8).map(sender));
+    fund(&mut storage, HOT, ETH);
+    let mut transactions: Vec<_> = (0..8).map(|i| transfer(sender(i), 0, HOT)).collect();
+    transactions.push(transfer(HOT, 0, sender(0)));
+    let graph = graph_of(transactions, &storage);
+    let writers: Vec<usize> = graph.dependencies(8).iter().map(|d| d.tx).collect();
+    assert_eq!(writers, (0..8).collect::<Vec<_>>());
+    assert!(
+        graph
+            .dependencies(8)
+            .iter()
+            .all(|d| d.locations == [MemoryLocation::Balance(HOT)])
+    );
+    assert_eq!(
+        graph.hot_locations(1)[0].location,
+        MemoryLocation::Balance(HOT)
+    );
+    assert_eq!(graph.hot_locations(1)[0].edges, 8);
+}
+
+#[test]
+fn storage_conflicts_are_named_and_simulated() {
+    // Even txs add to one counter slot (a chain), odd ones to slots of their own.
+    let mut storage = funded((0..24).map(sender));
+    deploy(&mut storage, COUNTER, code::ADDER);
+    let transactions = (0..24u64)
+        .map(|i| {
+            let slot = if i % 2 == 0 { 0 } else { 100 + i };
+            legacy_tx(
+                sender(i),
+                0,
+                TxKind::Call(COUNTER),
+                U256::ZERO,
+                calldata(&[U256::from(slot), U256::from(1)]),
+                100_000,
+            )
+        })
+        .collect();
+    let graph = graph_of(transactions, &storage);
+    assert_eq!(graph.edges(), 11);
+    let hot = &graph.hot_locations(1)[0];
+    assert_eq!(hot.location, MemoryLocation::Storage(COUNTER, U256::ZERO));
+    assert_eq!(hot.edges, 11);
+    assert_eq!(
+        graph.critical_path().txs,
+        (0..24).step_by(2).collect::<Vec<_>>()
+    );
+    let dot = graph.to_dot("counter");
+    assert!(dot.starts_with("digraph \"counter\""));
+    assert!(dot.contains("tx0 -> tx2 [label=\"slot 0x0 of"));
+    assert!(dot.contains("color=red"));
+    // Half the block is a chain: more threads help, up to about 2x.
+    let one = simulate(&graph, 1, &CostModel::default()).unwrap();
+    let four = simulate(&graph, 4, &CostModel::default()).unwrap();
+    assert!(one.speedup < 1.0 && one.executions_per_tx == 1.0, "{one:?}");
+    assert!(four.speedup > one.speedup && four.speedup < 2.1, "{four:?}");
+    assert!(four.executions >= 24);
+}
+
+#[test]
+fn invalid_blocks_fail_the_trace_like_the_executors() {
+    let storage = funded([sender(0)]);
+    let block = block(
+        SPEC,
+        vec![transfer(sender(0), 0, HOT), transfer(sender(0), 5, HOT)],
+    );
+    let error = trace_block(&ChainSpec::mainnet(), &block, &storage).unwrap_err();
+    let expected = parevm::execute_sequential(&ChainSpec::mainnet(), &block, &storage).unwrap_err();
+    assert_eq!(error.to_string(), expected.to_string());
+}
