@@ -49,11 +49,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         results[0].1 * 100.0
     );
     for intrinsic_gas_weight in [0.1, 0.25, 0.5, 1.0] {
-        for per_tx in [0.0, 2_000.0, 5_000.0, 10_000.0] {
+        for per_tx in [0.0, 2_000.0, 5_000.0] {
             for execution_overhead in [1.0, 1.1, 1.2] {
                 for per_execution in [2_000.0, 5_000.0, 10_000.0, 20_000.0] {
                     for per_suspension in [50_000.0, 100_000.0, 200_000.0] {
-                        for per_block in [0.0, 50_000.0] {
+                        for per_block in [0.0, 100_000.0, 300_000.0] {
                             let cost = CostModel {
                                 intrinsic_gas_weight,
                                 per_tx,
