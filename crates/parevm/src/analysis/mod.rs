@@ -12,7 +12,7 @@
 //!    per transaction at any thread count.
 //!
 //! ```no_run
-//! # fn demo(block: &parevm::alloy_consensus::Block<parevm::alloy_consensus::transaction::Recovered<parevm::alloy_consensus::TxEnvelope>>, storage: &parevm::InMemoryStorage) -> Result<(), parevm::ExecutionError> {
+//! # fn demo(block: &parevm::alloy_consensus::Block<parevm::alloy_consensus::transaction::Recovered<parevm::alloy_consensus::TxEnvelope>>, storage: &parevm::InMemoryStorage) -> Result<(), Box<dyn std::error::Error>> {
 //! use parevm::analysis::{CostModel, DependencyGraph, simulate, trace_block};
 //!
 //! let trace = trace_block(&parevm::ChainSpec::mainnet(), block, storage)?;
