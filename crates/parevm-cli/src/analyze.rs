@@ -12,6 +12,8 @@ use parevm::{
 use parevm_workloads::mainnet::{MainnetBlock, load_block};
 use serde_json::json;
 
+use crate::timing::{median, millis};
+
 /// Arguments of `parevm analyze`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -98,10 +100,10 @@ fn measure(
     for run in 0..=runs.get() {
         let start = Instant::now();
         let expected = execute_sequential(chain, &block.block, &block.storage);
-        let sequential_ms = start.elapsed().as_secs_f64() * 1e3;
+        let sequential_ms = millis(start);
         let start = Instant::now();
         let (output, stats) = executor.execute_with_stats(chain, &block.block, &block.storage);
-        let parallel_ms = start.elapsed().as_secs_f64() * 1e3;
+        let parallel_ms = millis(start);
         let output = output.map_err(|error| error.to_string())?;
         if expected.as_ref().ok() != Some(&output) {
             return Err(format!(
@@ -121,11 +123,6 @@ fn measure(
         sequential_ms: median(&mut sequential),
         parallel_ms: median(&mut parallel),
     })
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 /// Everything reported for one block.

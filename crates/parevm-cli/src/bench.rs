@@ -18,6 +18,8 @@ use parevm::{
 use parevm_workloads::{baseline::run_revm, synthetic};
 use serde_json::json;
 
+use crate::timing::{median, millis};
+
 /// Arguments of `parevm bench`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -62,15 +64,6 @@ struct Measurement {
     stats: ExecutionStats,
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
-fn millis(start: Instant) -> f64 {
-    start.elapsed().as_secs_f64() * 1000.0
-}
-
 fn measure(
     workload: &Workload,
     executor: &ParallelExecutor,
@@ -105,9 +98,9 @@ fn measure(
     Ok(Measurement {
         txs: output.receipts.len(),
         gas_used: output.gas_used,
-        baseline_ms: median(baseline),
-        sequential_ms: median(sequential),
-        parallel_ms: median(parallel),
+        baseline_ms: median(&mut baseline),
+        sequential_ms: median(&mut sequential),
+        parallel_ms: median(&mut parallel),
         stats,
     })
 }

@@ -9,6 +9,8 @@ use parevm::{
 use parevm_workloads::mainnet::{HeaderCheck, MainnetBlock, load_block};
 use serde_json::json;
 
+use crate::timing::{median, millis};
+
 /// Arguments of `parevm block`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -35,11 +37,12 @@ fn timed<T>(runs: NonZeroUsize, mut f: impl FnMut() -> T) -> (T, f64) {
     let mut times = Vec::with_capacity(runs.get());
     for _ in 0..runs.get() {
         let start = Instant::now();
-        result = f();
-        times.push(start.elapsed().as_secs_f64() * 1000.0);
+        let output = f();
+        times.push(millis(start));
+        // Dropping the previous result outside the timed window.
+        result = output;
     }
-    times.sort_by(f64::total_cmp);
-    (result, times[times.len() / 2])
+    (result, median(&mut times))
 }
 
 /// Both executions of one block.

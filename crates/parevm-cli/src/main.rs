@@ -5,6 +5,7 @@ mod analyze;
 mod bench;
 mod block;
 mod statetest;
+mod timing;
 
 use std::process::ExitCode;
 

@@ -599,10 +599,13 @@ fn ten_thousand_transactions_with_bounded_re_execution() {
         let workload = workload(name, gas, 5).expect("known workload");
         let txs = workload.block.body.transactions.len();
         assert!(txs >= 10_000, "{name}: only {txs} transactions");
-        let expected = execute_sequential(&workload.chain, &workload.block, &workload.storage);
+        let expected = execute_sequential(&workload.chain, &workload.block, &workload.storage)
+            .unwrap_or_else(|error| panic!("{name}: sequential execution failed: {error}"));
         let (actual, stats) =
             executor.execute_with_stats(&workload.chain, &workload.block, &workload.storage);
-        assert_eq!(actual.ok(), expected.ok(), "{name}: parallel differs");
+        let actual =
+            actual.unwrap_or_else(|error| panic!("{name}: parallel execution failed: {error}"));
+        assert!(actual == expected, "{name}: parallel differs");
         let per_tx = stats.executions as f64 / txs as f64;
         println!("{name}: {txs} txs, {per_tx:.3} executions per tx, {stats:?}");
         assert!(

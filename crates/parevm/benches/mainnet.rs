@@ -1,5 +1,5 @@
-//! Criterion: the shared mainnet blocks (`$PAREVM_FIXTURES`, default `../../shared/fixtures`
-//! from this crate), `sequential` vs `parallel/{threads}`, with gas throughput.
+//! Criterion: the shared mainnet blocks (`$PAREVM_FIXTURES`, default `../shared/fixtures` from
+//! the repository root), in block-number order, `sequential` vs `parallel/{threads}`, with gas throughput.
 #![allow(missing_docs)]
 
 use std::{num::NonZeroUsize, path::PathBuf};
@@ -20,8 +20,13 @@ fn bench_mainnet(c: &mut Criterion) {
         );
         return;
     };
-    let mut dirs: Vec<PathBuf> = entries
-        .filter_map(|entry| Some(entry.ok()?.path()))
+    // Block directories are named by block number; anything else is not a fixture.
+    let mut dirs: Vec<(u64, PathBuf)> = entries
+        .filter_map(|entry| {
+            let path = entry.ok()?.path();
+            let number = path.file_name()?.to_str()?.parse().ok()?;
+            Some((number, path))
+        })
         .collect();
     dirs.sort();
     let chain = ChainSpec::mainnet();
@@ -34,7 +39,7 @@ fn bench_mainnet(c: &mut Criterion) {
     });
     let mut group = c.benchmark_group("mainnet");
     group.sample_size(10);
-    for dir in dirs {
+    for (_, dir) in dirs {
         let block = parevm_workloads::mainnet::load_block(&dir).expect("fixture loads");
         let number = block.block.header.number;
         group.throughput(Throughput::Elements(block.block.header.gas_used.max(1)));

@@ -46,12 +46,25 @@ impl ExecutorConfig {
     /// Why [`ParallelExecutor::execute`] under this configuration would run `block` sequentially
     /// (judged from what is known before running it), or `None` when it would run Block-STM.
     pub fn sequential_reason(&self, block: &Block<Recovered<TxEnvelope>>) -> Option<String> {
+        self.plan(block, &previous_of_sender(block))
+    }
+
+    /// Worker threads for a block of `txs` transactions: never more than transactions.
+    fn threads_for(&self, txs: usize) -> usize {
+        self.concurrency.get().min(txs.max(1))
+    }
+
+    /// [`Self::sequential_reason`] with the same-sender chains already known.
+    fn plan(
+        &self,
+        block: &Block<Recovered<TxEnvelope>>,
+        previous_of_sender: &[Option<TxIdx>],
+    ) -> Option<String> {
         if self.force_parallel {
             return None;
         }
-        let txs = block.body.transactions.len();
-        let threads = self.concurrency.get().min(txs.max(1));
-        sequential_reason(threads, block, &previous_of_sender(block))
+        let threads = self.threads_for(block.body.transactions.len());
+        sequential_reason(threads, block, previous_of_sender)
     }
 }
 
@@ -135,19 +148,14 @@ impl ParallelExecutor {
         storage: &S,
     ) -> (Result<BlockOutput, ExecutionError>, ExecutionStats) {
         let txs = block.body.transactions.len();
-        let threads = self.config.concurrency.get().min(txs.max(1));
+        let threads = self.config.threads_for(txs);
         let mut stats = ExecutionStats {
             txs,
             threads,
             ..Default::default()
         };
         let previous_of_sender = previous_of_sender(block);
-        let reason = if self.config.force_parallel {
-            None
-        } else {
-            sequential_reason(threads, block, &previous_of_sender)
-        };
-        if let Some(reason) = reason {
+        if let Some(reason) = self.config.plan(block, &previous_of_sender) {
             stats.threads = 1;
             stats.executions = txs;
             stats.sequential_reason = Some(reason);

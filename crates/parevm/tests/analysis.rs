@@ -5,8 +5,9 @@ mod common;
 
 use common::*;
 use parevm::{
-    ChainSpec, MemoryLocation,
-    alloy_primitives::{Address, Bytes, TxKind, U256},
+    ChainSpec, InMemoryStorage, MemoryLocation,
+    alloy_consensus::{TxEnvelope, transaction::Recovered},
+    alloy_primitives::{Address, TxKind, U256},
     analysis::{CostModel, DependencyGraph, simulate, trace_block},
     revm::primitives::hardfork::SpecId,
 };
@@ -15,36 +16,17 @@ const SPEC: SpecId = SpecId::CANCUN;
 const HOT: Address = Address::new([0xaa; 20]);
 const COUNTER: Address = Address::new([0xc0; 20]);
 
-fn sender(index: u64) -> Address {
-    let mut bytes = [0x50; 20];
-    bytes[12..].copy_from_slice(&index.to_be_bytes());
-    Address::new(bytes)
-}
-
-fn transfer(
-    from: Address,
-    nonce: u64,
-    to: Address,
-) -> parevm::alloy_consensus::transaction::Recovered<parevm::alloy_consensus::TxEnvelope> {
-    legacy_tx(
-        from,
-        nonce,
-        TxKind::Call(to),
-        U256::from(1),
-        Bytes::new(),
-        21_000,
-    )
-}
+/// The chain rules of `SPEC` at every height (the mainnet schedule would make the test blocks'
+/// height Frontier).
+const CHAIN: ChainSpec = ChainSpec::fixed(SPEC);
 
 fn graph_of(
-    transactions: Vec<
-        parevm::alloy_consensus::transaction::Recovered<parevm::alloy_consensus::TxEnvelope>,
-    >,
-    storage: &parevm::InMemoryStorage,
+    transactions: Vec<Recovered<TxEnvelope>>,
+    storage: &InMemoryStorage,
 ) -> DependencyGraph {
     let block = block(SPEC, transactions);
-    let trace = trace_block(&ChainSpec::mainnet(), &block, storage).expect("traced");
-    let sequential = parevm::execute_sequential(&ChainSpec::mainnet(), &block, storage).unwrap();
+    let trace = trace_block(&CHAIN, &block, storage).expect("traced");
+    let sequential = parevm::execute_sequential(&CHAIN, &block, storage).unwrap();
     let gas: Vec<u64> = trace.txs.iter().map(|tx| tx.gas_used).collect();
     let expected: Vec<u64> = sequential
         .receipts
@@ -55,21 +37,17 @@ fn graph_of(
     DependencyGraph::new(&trace)
 }
 
-fn funded(senders: impl IntoIterator<Item = Address>) -> parevm::InMemoryStorage {
-    let mut storage = base_storage(SPEC);
-    for sender in senders {
-        fund(&mut storage, sender, 10 * ETH);
-    }
-    storage
-}
-
 #[test]
 fn lazy_credits_make_no_edges() {
     // Independent senders paying one hot, codeless recipient and the beneficiary: both are lazy
     // increments, so nothing depends on anything.
-    let storage = funded((0..32).map(sender));
+    let accounts = senders(32);
+    let storage = funded(SPEC, &accounts);
     let graph = graph_of(
-        (0..32).map(|i| transfer(sender(i), 0, HOT)).collect(),
+        accounts
+            .iter()
+            .map(|sender| transfer(*sender, 0, HOT))
+            .collect(),
         &storage,
     );
     assert_eq!(graph.edges(), 0);
@@ -80,11 +58,10 @@ fn lazy_credits_make_no_edges() {
 
 #[test]
 fn a_sender_chain_is_a_chain_of_nonce_and_balance_edges() {
-    let storage = funded([sender(0)]);
+    let sender = senders(1)[0];
+    let storage = funded(SPEC, &[sender]);
     let graph = graph_of(
-        (0..20)
-            .map(|nonce| transfer(sender(0), nonce, HOT))
-            .collect(),
+        (0..20).map(|nonce| transfer(sender, nonce, HOT)).collect(),
         &storage,
     );
     assert_eq!(graph.edges(), 19);
@@ -95,7 +72,7 @@ fn a_sender_chain_is_a_chain_of_nonce_and_balance_edges() {
         assert!(
             dependency
                 .locations
-                .contains(&MemoryLocation::Nonce(sender(0)))
+                .contains(&MemoryLocation::Nonce(sender))
         );
     }
     let critical = graph.critical_path();
@@ -109,10 +86,14 @@ fn a_sender_chain_is_a_chain_of_nonce_and_balance_edges() {
 fn reading_an_exact_balance_depends_on_every_lazy_credit_before_it() {
     // Txs 0..8 credit HOT lazily; tx 8 is sent by HOT, whose balance the sender checks read
     // exactly.
-    let mut storage = funded((0..8).map(sender));
+    let accounts = senders(8);
+    let mut storage = funded(SPEC, &accounts);
     fund(&mut storage, HOT, ETH);
-    let mut transactions: Vec<_> = (0..8).map(|i| transfer(sender(i), 0, HOT)).collect();
-    transactions.push(transfer(HOT, 0, sender(0)));
+    let mut transactions: Vec<_> = accounts
+        .iter()
+        .map(|sender| transfer(*sender, 0, HOT))
+        .collect();
+    transactions.push(transfer(HOT, 0, accounts[0]));
     let graph = graph_of(transactions, &storage);
     let writers: Vec<usize> = graph.dependencies(8).iter().map(|d| d.tx).collect();
     assert_eq!(writers, (0..8).collect::<Vec<_>>());
@@ -132,13 +113,14 @@ fn reading_an_exact_balance_depends_on_every_lazy_credit_before_it() {
 #[test]
 fn storage_conflicts_are_named_and_simulated() {
     // Even txs add to one counter slot (a chain), odd ones to slots of their own.
-    let mut storage = funded((0..24).map(sender));
+    let accounts = senders(24);
+    let mut storage = funded(SPEC, &accounts);
     deploy(&mut storage, COUNTER, code::ADDER);
     let transactions = (0..24u64)
         .map(|i| {
             let slot = if i % 2 == 0 { 0 } else { 100 + i };
             legacy_tx(
-                sender(i),
+                accounts[i as usize],
                 0,
                 TxKind::Call(COUNTER),
                 U256::ZERO,
@@ -165,17 +147,19 @@ fn storage_conflicts_are_named_and_simulated() {
     let four = simulate(&graph, 4, &CostModel::default()).unwrap();
     assert!(one.speedup < 1.0 && one.executions_per_tx == 1.0, "{one:?}");
     assert!(four.speedup > one.speedup && four.speedup < 2.1, "{four:?}");
-    assert!(four.executions >= 24);
+    // The chain's conflicts are mostly foreseen as ESTIMATE waits, not repeated executions.
+    assert!(four.executions_per_tx < 2.0, "{four:?}");
 }
 
 #[test]
 fn invalid_blocks_fail_the_trace_like_the_executors() {
-    let storage = funded([sender(0)]);
+    let sender = senders(1)[0];
+    let storage = funded(SPEC, &[sender]);
     let block = block(
         SPEC,
-        vec![transfer(sender(0), 0, HOT), transfer(sender(0), 5, HOT)],
+        vec![transfer(sender, 0, HOT), transfer(sender, 5, HOT)],
     );
-    let error = trace_block(&ChainSpec::mainnet(), &block, &storage).unwrap_err();
-    let expected = parevm::execute_sequential(&ChainSpec::mainnet(), &block, &storage).unwrap_err();
+    let error = trace_block(&CHAIN, &block, &storage).unwrap_err();
+    let expected = parevm::execute_sequential(&CHAIN, &block, &storage).unwrap_err();
     assert_eq!(error.to_string(), expected.to_string());
 }

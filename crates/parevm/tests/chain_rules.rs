@@ -62,11 +62,8 @@ fn block_environment_comes_from_the_header() {
         slots[&U256::from(2)],
         U256::from_be_bytes(header.mix_hash.0)
     );
-    let blob_price = chain::block_env(header, spec)
-        .unwrap()
-        .blob_excess_gas_and_price
-        .unwrap()
-        .blob_gasprice;
+    // EIP-4844's formula, computed independently of the engine's block environment.
+    let blob_price = parevm::alloy_eips::eip4844::calc_blob_gasprice(10_000_000);
     assert!(blob_price > 1, "excess blob gas raises the blob base fee");
     assert_eq!(slots[&U256::from(3)], U256::from(blob_price));
     assert_eq!(

@@ -13,20 +13,6 @@ use parevm::{
     revm::primitives::hardfork::SpecId,
 };
 
-fn senders(count: u8) -> Vec<Address> {
-    (1..=count)
-        .map(|i| Address::with_last_byte(0x40 + i))
-        .collect()
-}
-
-fn funded(spec: SpecId, accounts: &[Address]) -> InMemoryStorage {
-    let mut storage = base_storage(spec);
-    for account in accounts {
-        fund(&mut storage, *account, 100 * ETH);
-    }
-    storage
-}
-
 /// The fee a legacy transaction paid the beneficiary under `header(spec)`.
 fn tip_per_gas(spec: SpecId) -> U256 {
     U256::from(10 * GWEI - header(spec).base_fee_per_gas.unwrap_or_default() as u128)

@@ -1,5 +1,6 @@
 //! The shared mainnet blocks (`<fixtures>/mainnet/blocks/*`): for each block, the parallel
-//! executor at 1, 2 and 8 threads (force_parallel) must equal the sequential executor, and both
+//! executor at 1, 2 and 8 threads (force_parallel) must equal the sequential executor (and, in
+//! the determinism trials, at 2, 4, 8 and 16 threads, 50 runs each), and both
 //! must match the header (gas used, logs bloom, and the receipts root from Byzantium on); the
 //! block's analysis (trace, dependency graph, simulation) must succeed.
 //!
@@ -153,7 +154,7 @@ fn run_block(dir: &Path) -> Result<(), Failed> {
 }
 
 /// The block's analysis: the trace's gas per transaction equals the receipts', and the simulation
-/// finishes at every thread count with at least one execution per transaction.
+/// finishes (does not stall) at every thread count.
 fn analysis_problems(
     chain: &ChainSpec,
     block: &parevm_workloads::mainnet::MainnetBlock,
@@ -171,14 +172,8 @@ fn analysis_problems(
     }
     let graph = DependencyGraph::new(&trace);
     for threads in [1, 2, 8, 32] {
-        match simulate(&graph, threads, &CostModel::default()) {
-            Ok(simulation) if simulation.executions >= graph.txs() => {}
-            Ok(simulation) => problems.push(format!(
-                "analysis: {threads} threads: {} executions for {} txs",
-                simulation.executions,
-                graph.txs()
-            )),
-            Err(error) => problems.push(format!("analysis: {threads} threads: {error}")),
+        if let Err(error) = simulate(&graph, threads, &CostModel::default()) {
+            problems.push(format!("analysis: {threads} threads: {error}"));
         }
     }
     problems

@@ -5,6 +5,8 @@ use std::{collections::HashMap, sync::LazyLock};
 
 use parevm::alloy_primitives::{Address, B256, Bytes, U256, hex, keccak256};
 
+use super::builder::Builder;
+
 /// A contract's runtime code with placeholders (immutables) to fill in.
 #[derive(Debug)]
 pub(crate) struct Template {
@@ -201,10 +203,10 @@ impl Erc20 {
             .insert(mapping_slot(address_word(spender), inner), amount);
     }
 
-    /// The code and storage to write at [`Self::address`].
-    pub(crate) fn into_account(mut self) -> (Bytes, HashMap<U256, U256>) {
+    /// Writes the token's code and storage at [`Self::address`] into the pre-state.
+    pub(crate) fn install(mut self, builder: &mut Builder) {
         self.slots.insert(U256::from(2), self.supply);
-        (ERC20.clone(), self.slots)
+        builder.insert_contract(self.address, ERC20.clone(), self.slots);
     }
 }
 

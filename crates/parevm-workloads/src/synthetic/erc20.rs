@@ -7,6 +7,7 @@ use super::{
     builder::Builder,
     contracts::{Erc20, erc20_transfer},
     ether, transfer_fee,
+    transfers::amount,
 };
 
 /// Token symbols, for the tokens' name and symbol slots.
@@ -18,15 +19,11 @@ pub(crate) fn token_balance(builder: &mut Builder) -> U256 {
     ether(builder.rng.between(100, 10_000))
 }
 
-/// A transfer amount: 0.001 to 1 token, never enough to empty a holder (an emptied balance
-/// would earn a refund and change the gas used).
-pub(crate) fn token_amount(builder: &mut Builder) -> U256 {
-    U256::from(builder.rng.between(1_000, 1_000_000)) * U256::from(1_000_000_000_000u64)
-}
-
 /// Appends `from`'s transfer of `token` to `to`.
 pub(crate) fn push_transfer(builder: &mut Builder, token: Address, from: Address, to: Address) {
-    let amount = token_amount(builder);
+    // 0.001 to 1 token: never enough to empty a holder (an emptied balance would earn a refund
+    // and change the gas used).
+    let amount = amount(builder);
     let fee = transfer_fee(builder);
     builder.push_tx(
         from,
@@ -56,9 +53,7 @@ pub fn erc20(gas: u64, seed: u64) -> Workload {
         token.mint(to, to_balance);
         push_transfer(&mut builder, token.address, from, to);
     }
-    let address = token.address;
-    let (code, slots) = token.into_account();
-    builder.insert_contract(address, code, slots);
+    token.install(&mut builder);
     builder.finish("erc20", gas)
 }
 
@@ -106,10 +101,8 @@ pub fn erc20_clusters(gas: u64, seed: u64) -> Workload {
             members[group][to],
         );
     }
-    for token in tokens.drain(..) {
-        let address = token.address;
-        let (code, slots) = token.into_account();
-        builder.insert_contract(address, code, slots);
+    for token in tokens {
+        token.install(&mut builder);
     }
     builder.finish("erc20-clusters", gas)
 }

@@ -45,7 +45,7 @@ impl Mix {
             .map(|_| Cluster::new(&mut builder))
             .collect();
         let deposits: Vec<Address> = (0..DEPOSIT_ADDRESSES)
-            .map(|_| builder.eoa_with_nonce(ether(3), 0))
+            .map(|_| builder.eoa(ether(3)))
             .collect();
         let hot_wallets: Vec<Address> = (0..HOT_WALLETS)
             .map(|_| builder.eoa_with_nonce(ether(100_000), 1_000_000))
@@ -134,9 +134,7 @@ impl Mix {
 
     fn finish(mut self, gas: u64) -> Workload {
         for token in self.tokens {
-            let address = token.address;
-            let (code, slots) = token.into_account();
-            self.builder.insert_contract(address, code, slots);
+            token.install(&mut self.builder);
         }
         for pool in self.pools {
             pool.install(&mut self.builder);

@@ -2,11 +2,7 @@
 
 use parevm::alloy_primitives::{Address, Bytes, U256};
 
-use super::{
-    TRANSFER_GAS, Workload,
-    builder::{Builder, Fee},
-    ether, transfer_fee,
-};
+use super::{TRANSFER_GAS, Workload, builder::Builder, ether, transfer_fee};
 
 /// A recipient that usually exists already (three in four), with some ETH and history.
 pub(crate) fn recipient(builder: &mut Builder) -> Address {
@@ -19,7 +15,7 @@ pub(crate) fn recipient(builder: &mut Builder) -> Address {
     to
 }
 
-/// A transfer amount between 0.001 and 1 ETH.
+/// A transfer amount between 0.001 and 1 ETH (or 18-decimal token).
 pub(crate) fn amount(builder: &mut Builder) -> U256 {
     U256::from(builder.rng.between(1_000, 1_000_000)) * U256::from(1_000_000_000_000u64)
 }
@@ -39,7 +35,7 @@ fn transfers(
     for _ in 0..(gas / TRANSFER_GAS).max(1) {
         let (from, to) = pick(&mut builder);
         let value = amount(&mut builder);
-        let fee: Fee = transfer_fee(&mut builder);
+        let fee = transfer_fee(&mut builder);
         builder.push_tx(from, to, value, Bytes::new(), TRANSFER_GAS, fee);
     }
     builder.finish(name, gas)

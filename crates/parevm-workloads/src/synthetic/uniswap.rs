@@ -124,7 +124,6 @@ impl Cluster {
             token0,
             token1,
         } = self;
-        let (token0, token1) = ((token0.address, token0), (token1.address, token1));
 
         let weth_slots = HashMap::from([
             (U256::ZERO, short_string("Wrapped Ether")),
@@ -140,7 +139,10 @@ impl Cluster {
                 int_word(spacing),
             );
         }
-        for (a, b) in [(token0.0, token1.0), (token1.0, token0.0)] {
+        for (a, b) in [
+            (token0.address, token1.address),
+            (token1.address, token0.address),
+        ] {
             let outer = mapping_slot(address_word(a), U256::from(5));
             let inner = mapping_slot(address_word(b), outer);
             factory_slots.insert(
@@ -153,8 +155,8 @@ impl Cluster {
         builder.insert_contract(
             pool,
             POOL.fill(&[
-                token0.0.as_slice(),
-                token1.0.as_slice(),
+                token0.address.as_slice(),
+                token1.address.as_slice(),
                 factory.as_slice(),
                 pool.as_slice(),
             ]),
@@ -172,10 +174,10 @@ impl Cluster {
         );
 
         let single_swap_slots = HashMap::from([
-            (U256::ZERO, address_word(token0.0)),
+            (U256::ZERO, address_word(token0.address)),
             (
                 U256::from(1),
-                address_word(token1.0) | (U256::from(POOL_FEE) << 160),
+                address_word(token1.address) | (U256::from(POOL_FEE) << 160),
             ),
         ]);
         builder.insert_contract(
@@ -184,10 +186,8 @@ impl Cluster {
             single_swap_slots,
         );
 
-        for (address, token) in [token0, token1] {
-            let (code, slots) = token.into_account();
-            builder.insert_contract(address, code, slots);
-        }
+        token0.install(builder);
+        token1.install(builder);
     }
 }
 

@@ -42,11 +42,8 @@ pub struct DependencyGraph {
     previous_of_sender: Vec<Option<TxIdx>>,
     /// Per tx, its dependencies sorted by tx.
     dependencies: Vec<Vec<Dependency>>,
+    critical_path: CriticalPath,
 }
-
-/// The writes to one location so far, in block order.
-#[derive(Default)]
-struct Writers(Vec<(TxIdx, WriteKind)>);
 
 impl DependencyGraph {
     /// Builds the graph: tx `j` depends on tx `i < j` when it read a location whose value `i`'s
@@ -55,7 +52,8 @@ impl DependencyGraph {
     /// storage read depends on the latest account creation or destruction if that came after the
     /// slot's latest write.
     pub fn new(trace: &BlockTrace) -> Self {
-        let mut writers: HashMap<MemoryLocation, Writers> = HashMap::default();
+        // Per location, its writes so far in block order.
+        let mut writers: HashMap<MemoryLocation, Vec<(TxIdx, WriteKind)>> = HashMap::default();
         let mut resets: HashMap<Address, TxIdx> = HashMap::default();
         let mut dependencies = Vec::with_capacity(trace.txs.len());
         for (tx, traced) in trace.txs.iter().enumerate() {
@@ -67,7 +65,7 @@ impl DependencyGraph {
                 }
             };
             for location in &traced.reads {
-                let history = writers.get(location).map_or(&[][..], |w| &w.0[..]);
+                let history = writers.get(location).map_or(&[][..], Vec::as_slice);
                 match location {
                     MemoryLocation::Balance(_) => {
                         for (writer, kind) in history.iter().rev() {
@@ -98,7 +96,7 @@ impl DependencyGraph {
                 }
             }
             for (location, kind) in &traced.writes {
-                writers.entry(*location).or_default().0.push((tx, *kind));
+                writers.entry(*location).or_default().push((tx, *kind));
                 if *kind == WriteKind::StorageReset {
                     resets.insert(location.address(), tx);
                 }
@@ -110,11 +108,14 @@ impl DependencyGraph {
                     .collect(),
             );
         }
+        let gas: Vec<u64> = trace.txs.iter().map(|tx| tx.gas_used).collect();
+        let critical_path = critical_path(&gas, &dependencies);
         Self {
-            gas: trace.txs.iter().map(|tx| tx.gas_used).collect(),
+            gas,
             reads: trace.txs.iter().map(|tx| tx.reads.len()).collect(),
             previous_of_sender: trace.txs.iter().map(|tx| tx.previous_of_sender).collect(),
             dependencies,
+            critical_path,
         }
     }
 
@@ -154,39 +155,14 @@ impl DependencyGraph {
     }
 
     /// The chain of dependent transactions with the most gas.
-    pub fn critical_path(&self) -> CriticalPath {
-        let mut longest = vec![0u64; self.txs()];
-        let mut previous: Vec<Option<TxIdx>> = vec![None; self.txs()];
-        for tx in 0..self.txs() {
-            let heaviest = self.dependencies[tx]
-                .iter()
-                .map(|dependency| dependency.tx)
-                .max_by_key(|before| (longest[*before], std::cmp::Reverse(*before)));
-            previous[tx] = heaviest;
-            longest[tx] = self.gas[tx] + heaviest.map_or(0, |before| longest[before]);
-        }
-        let Some(end) = (0..self.txs()).max_by_key(|tx| (longest[*tx], std::cmp::Reverse(*tx)))
-        else {
-            return CriticalPath {
-                gas: 0,
-                txs: Vec::new(),
-            };
-        };
-        let mut txs = vec![end];
-        while let Some(before) = previous[*txs.last().expect("non-empty")] {
-            txs.push(before);
-        }
-        txs.reverse();
-        CriticalPath {
-            gas: longest[end],
-            txs,
-        }
+    pub fn critical_path(&self) -> &CriticalPath {
+        &self.critical_path
     }
 
     /// Total gas over critical-path gas: the speedup of an ideal engine with unlimited threads
     /// and no overhead (1 for an empty block).
     pub fn ideal_speedup(&self) -> f64 {
-        let critical = self.critical_path().gas;
+        let critical = self.critical_path.gas;
         if critical == 0 {
             1.0
         } else {
@@ -214,7 +190,7 @@ impl DependencyGraph {
     /// The graph in Graphviz DOT: one node per transaction (with its gas), one edge per
     /// dependency labelled with a location it carries; the critical path in red.
     pub fn to_dot(&self, name: &str) -> String {
-        let critical = self.critical_path().txs;
+        let critical = &self.critical_path.txs;
         let on_path = |tx: TxIdx| critical.binary_search(&tx).is_ok();
         let critical_edges: Vec<(TxIdx, TxIdx)> =
             critical.windows(2).map(|pair| (pair[0], pair[1])).collect();
@@ -251,6 +227,36 @@ impl DependencyGraph {
         }
         dot.push_str("}\n");
         dot
+    }
+}
+
+/// The chain of dependent transactions with the most gas (ties: the earliest).
+fn critical_path(gas: &[u64], dependencies: &[Vec<Dependency>]) -> CriticalPath {
+    let txs = gas.len();
+    let mut longest = vec![0u64; txs];
+    let mut previous: Vec<Option<TxIdx>> = vec![None; txs];
+    for tx in 0..txs {
+        let heaviest = dependencies[tx]
+            .iter()
+            .map(|dependency| dependency.tx)
+            .max_by_key(|before| (longest[*before], std::cmp::Reverse(*before)));
+        previous[tx] = heaviest;
+        longest[tx] = gas[tx] + heaviest.map_or(0, |before| longest[before]);
+    }
+    let Some(end) = (0..txs).max_by_key(|tx| (longest[*tx], std::cmp::Reverse(*tx))) else {
+        return CriticalPath {
+            gas: 0,
+            txs: Vec::new(),
+        };
+    };
+    let mut path = vec![end];
+    while let Some(before) = previous[*path.last().expect("non-empty")] {
+        path.push(before);
+    }
+    path.reverse();
+    CriticalPath {
+        gas: longest[end],
+        txs: path,
     }
 }
 

@@ -328,7 +328,7 @@ mod tests {
 
     /// A block of `gas.len()` transactions where tx `j` reads slot `reads[j]` and writes slot
     /// `writes[j]` (when given), each from its own sender.
-    pub(crate) fn block(gas: &[u64], reads: &[Option<u64>], writes: &[Option<u64>]) -> BlockTrace {
+    fn block(gas: &[u64], reads: &[Option<u64>], writes: &[Option<u64>]) -> BlockTrace {
         let slot = |slot: u64| MemoryLocation::Storage(Address::ZERO, U256::from(slot));
         BlockTrace {
             txs: (0..gas.len())
@@ -385,17 +385,6 @@ mod tests {
         assert!(simulation.speedup <= 1.0 + 1e-9, "{simulation:?}");
         assert!(simulation.executions > n, "{simulation:?}");
     }
-}
-
-#[cfg(test)]
-mod random_tests {
-    use alloy_primitives::{Address, U256};
-
-    use super::*;
-    use crate::{
-        MemoryLocation, WriteKind,
-        analysis::{BlockTrace, TxTrace},
-    };
 
     /// Random blocks over a few slots and balances, with sender chains: the simulation always
     /// finishes, executes every tx at least once, and never beats the thread count.

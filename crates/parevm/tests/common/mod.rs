@@ -144,6 +144,34 @@ mod alloy_eips_addresses {
         address!("0x0000BBdDc7CE488642fb579F8B00f3a590007251");
 }
 
+/// `count` (at most 191) distinct externally owned accounts: 0x…41, 0x…42, …
+pub fn senders(count: u8) -> Vec<Address> {
+    (1..=count)
+        .map(|i| Address::with_last_byte(0x40 + i))
+        .collect()
+}
+
+/// The base pre-state of `spec` with 100 ETH in each of `accounts`.
+pub fn funded(spec: SpecId, accounts: &[Address]) -> InMemoryStorage {
+    let mut storage = base_storage(spec);
+    for account in accounts {
+        fund(&mut storage, *account, 100 * ETH);
+    }
+    storage
+}
+
+/// A 1-wei transfer from `from` (at `nonce`) to `to`.
+pub fn transfer(from: Address, nonce: u64, to: Address) -> Recovered<TxEnvelope> {
+    legacy_tx(
+        from,
+        nonce,
+        TxKind::Call(to),
+        U256::from(1),
+        Bytes::new(),
+        21_000,
+    )
+}
+
 pub fn fund(storage: &mut InMemoryStorage, address: Address, wei: u128) {
     storage.insert_account_with_code(address, U256::from(wei), 0, Bytes::new(), HashMap::new());
 }
