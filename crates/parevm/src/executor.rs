@@ -488,30 +488,10 @@ fn run_worker<S: Storage + ?Sized>(
     counters: &Counters,
 ) {
     let mut worker = VmWorker::new(vm);
-    let mut task: Option<Task> = None;
-    let mut idle_rounds = 0u32;
-    while !scheduler.done() {
-        task = match task {
-            Some(Task::Execute(version)) => {
-                try_execute(&mut worker, scheduler, results, counters, version)
-            }
-            Some(Task::Validate(version)) => try_validate(vm, scheduler, counters, version),
-            None => {
-                let next = scheduler.next_task();
-                if next.is_none() {
-                    idle_rounds += 1;
-                    if idle_rounds < 64 {
-                        std::hint::spin_loop();
-                    } else {
-                        scheduler.park();
-                    }
-                } else {
-                    idle_rounds = 0;
-                }
-                next
-            }
-        };
-    }
+    scheduler.run_worker(
+        |version| try_execute(&mut worker, scheduler, results, counters, version),
+        |version| try_validate(vm, scheduler, counters, version),
+    );
 }
 
 fn try_execute<S: Storage + ?Sized>(

@@ -94,6 +94,7 @@ mod pre_state;
 mod scheduler;
 mod sequential;
 pub mod storage;
+mod sync;
 mod types;
 mod vm;
 

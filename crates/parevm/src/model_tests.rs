@@ -1,11 +1,13 @@
-//! Model tests of the Block-STM core: the real [`Scheduler`] and [`MvMemory`] driven by a mock VM
-//! whose transactions read and write abstract slots (scripted per seed, with random delays), at 1
-//! to 16 threads. Every final value and every read of every transaction's final incarnation must
-//! equal a sequential run's.
+//! Model tests of the Block-STM core: the real [`Scheduler`] (with its worker loop) and
+//! [`MvMemory`] driven by a mock VM whose transactions read and write abstract slots (scripted per
+//! seed, with random delays), at 1 to 16 threads. Every final value and every read of every
+//! transaction's final incarnation must equal a sequential run's.
+//!
+//! Under the `shuttle` feature the same mock blocks run on shuttle's threads instead, which
+//! explores the scheduler's interleavings (see `interleavings`).
 
 use std::{
     collections::HashMap,
-    sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
 
@@ -206,40 +208,16 @@ fn validate(mv: &MvMemory, scheduler: &Scheduler, version: TxVersion) -> Option<
     scheduler.finish_validation(tx, aborted)
 }
 
-/// Block-STM over the mock block: the final reads of every tx and the final slots.
-fn parallel(txs: &[MockTx], threads: usize) -> (Vec<Vec<U256>>, HashMap<u64, U256>) {
-    let mv = MvMemory::new(txs.len());
-    let scheduler = Scheduler::new(txs.len());
-    let stuck = AtomicBool::new(false);
-    std::thread::scope(|scope| {
-        for _ in 0..threads {
-            scope.spawn(|| {
-                let mut task = None;
-                let deadline = Instant::now() + Duration::from_secs(20);
-                while !scheduler.done() {
-                    if Instant::now() > deadline {
-                        stuck.store(true, Ordering::Relaxed);
-                        scheduler.halt();
-                        break;
-                    }
-                    task = match task {
-                        Some(Task::Execute(version)) => {
-                            execute(&mv, &scheduler, txs, version, deadline)
-                        }
-                        Some(Task::Validate(version)) => validate(&mv, &scheduler, version),
-                        None => scheduler.next_task().or_else(|| {
-                            std::hint::spin_loop();
-                            None
-                        }),
-                    };
-                }
-            });
-        }
-    });
-    assert!(
-        !stuck.load(Ordering::Relaxed),
-        "the scheduler did not finish (hang)"
+/// Runs one worker of Block-STM over the mock block.
+fn run_worker(mv: &MvMemory, scheduler: &Scheduler, txs: &[MockTx], deadline: Instant) {
+    scheduler.run_worker(
+        |version| execute(mv, scheduler, txs, version, deadline),
+        |version| validate(mv, scheduler, version),
     );
+}
+
+/// The final reads of every tx and the final slots, once the block is done.
+fn outcome(mv: &MvMemory, txs: &[MockTx]) -> (Vec<Vec<U256>>, HashMap<u64, U256>) {
     let observed = (0..txs.len())
         .map(|tx| {
             mv.with_read_set(tx, |read_set| {
@@ -259,11 +237,23 @@ fn parallel(txs: &[MockTx], threads: usize) -> (Vec<Vec<U256>>, HashMap<u64, U25
         .map(|slot| {
             (
                 slot,
-                read(&mv, slot, txs.len()).expect("no ESTIMATE after the block"),
+                read(mv, slot, txs.len()).expect("no ESTIMATE after the block"),
             )
         })
         .collect();
     (observed, state)
+}
+
+/// The sequential outcome the parallel runs must reproduce: every tx's reads, and the final
+/// value of every slot some incarnation may write.
+fn expected(txs: &[MockTx]) -> (Vec<Vec<U256>>, HashMap<u64, U256>) {
+    let (reads, written) = sequential(txs);
+    // Slots the sequential run did not write keep their pre-block value.
+    let state = candidate_slots(txs)
+        .into_iter()
+        .map(|slot| (slot, written.get(&slot).copied().unwrap_or(base(slot))))
+        .collect();
+    (reads, state)
 }
 
 /// Every slot some incarnation of the block may write.
@@ -277,17 +267,36 @@ fn candidate_slots(txs: &[MockTx]) -> Vec<u64> {
     slots
 }
 
+/// Block-STM over the mock block on OS threads, with a watchdog that halts a hung block.
+#[cfg(not(feature = "shuttle"))]
+fn parallel(txs: &[MockTx], threads: usize) -> (Vec<Vec<U256>>, HashMap<u64, U256>) {
+    let mv = MvMemory::new(txs.len());
+    let scheduler = Scheduler::new(txs.len());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let stuck = std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| run_worker(&mv, &scheduler, txs, deadline));
+        }
+        while !scheduler.done() {
+            if Instant::now() > deadline {
+                scheduler.halt();
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        false
+    });
+    assert!(!stuck, "the scheduler did not finish (hang)");
+    outcome(&mv, txs)
+}
+
+#[cfg(not(feature = "shuttle"))]
 #[test]
 fn scheduler_and_memory_match_sequential_read_by_read() {
     let mut final_reads = 0usize;
     for seed in 0..2_000u64 {
         let txs = block(seed);
-        let (expected_reads, written) = sequential(&txs);
-        // Slots the sequential run did not write keep their pre-block value.
-        let expected_state: HashMap<u64, U256> = candidate_slots(&txs)
-            .into_iter()
-            .map(|slot| (slot, written.get(&slot).copied().unwrap_or(base(slot))))
-            .collect();
+        let (expected_reads, expected_state) = expected(&txs);
         for threads in [1, 2, 3, 4, 8, 16] {
             if seed % 8 != 0 && threads > 4 {
                 continue; // the many-thread runs are slow on 2 cores: every 8th seed
@@ -305,4 +314,84 @@ fn scheduler_and_memory_match_sequential_read_by_read() {
         }
     }
     assert!(final_reads > 10_000, "the generated blocks read too little");
+}
+
+/// The mock blocks under shuttle, which runs the threads one at a time and picks which one
+/// goes next at every lock, atomic and spin: each test explores many interleavings of the
+/// scheduler per block. Its condition variable never times out, so a lost wake-up is a deadlock
+/// here, and shuttle reports a deadlock or a run past its step bound as a failure.
+#[cfg(feature = "shuttle")]
+mod interleavings {
+    use std::sync::Arc;
+
+    use ::shuttle::{
+        Config, MaxSteps, Runner,
+        scheduler::{DfsScheduler, PctScheduler, RandomScheduler, Scheduler as Exploration},
+    };
+
+    use super::*;
+
+    /// A small mock block: up to `max_txs` transactions, without busy-waits (shuttle decides the
+    /// interleaving).
+    fn small_block(seed: u64, max_txs: usize) -> Vec<MockTx> {
+        let mut txs = block(seed);
+        txs.truncate(max_txs);
+        for tx in &mut txs {
+            tx.spin = 0;
+        }
+        txs
+    }
+
+    /// Explores `threads` workers on the block of `seed` with `exploration`, checking every run
+    /// against the sequential outcome.
+    fn explore(seed: u64, max_txs: usize, threads: usize, exploration: impl Exploration + 'static) {
+        let txs = Arc::new(small_block(seed, max_txs));
+        let expected = Arc::new(expected(&txs));
+        let mut config = Config::new();
+        config.max_steps = MaxSteps::FailAfter(200_000);
+        Runner::new(exploration, config).run(move || {
+            let mv = Arc::new(MvMemory::new(txs.len()));
+            let scheduler = Arc::new(Scheduler::new(txs.len()));
+            let deadline = Instant::now() + Duration::from_secs(60);
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    let (mv, scheduler, txs) = (mv.clone(), scheduler.clone(), txs.clone());
+                    ::shuttle::thread::spawn(move || run_worker(&mv, &scheduler, &txs, deadline))
+                })
+                .collect();
+            for worker in workers {
+                worker.join().expect("a worker panicked");
+            }
+            assert!(
+                scheduler.done(),
+                "seed {seed}: workers returned before the block was done"
+            );
+            assert_eq!(
+                outcome(&mv, &txs),
+                *expected,
+                "seed {seed}, {threads} threads: outcome differs from sequential"
+            );
+        });
+    }
+
+    #[test]
+    fn shuttle_random_interleavings_match_sequential() {
+        for seed in 0..300 {
+            explore(seed, 8, 2 + (seed % 3) as usize, RandomScheduler::new(400));
+        }
+    }
+
+    #[test]
+    fn shuttle_priority_interleavings_match_sequential() {
+        for seed in 0..150 {
+            explore(seed, 6, 3, PctScheduler::new(3, 40));
+        }
+    }
+
+    #[test]
+    fn shuttle_dfs_explores_tiny_blocks() {
+        for seed in 0..40 {
+            explore(seed, 3, 2, DfsScheduler::new(Some(500), false));
+        }
+    }
 }

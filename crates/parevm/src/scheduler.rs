@@ -2,15 +2,26 @@
 //! transaction order, tracks each transaction's status and incarnation, and parks transactions
 //! that read an ESTIMATE until the transaction they depend on finishes executing.
 
-use std::{
-    sync::atomic::{AtomicBool, AtomicUsize, Ordering},
-    time::Duration,
-};
+use std::{sync::atomic::Ordering, time::Duration};
 
 use crossbeam_utils::CachePadded;
-use parking_lot::{Condvar, Mutex};
 
-use crate::types::{Incarnation, TxIdx, TxVersion};
+use crate::{
+    sync::{AtomicBool, AtomicUsize, Condvar, Mutex, spin_loop},
+    types::{Incarnation, TxIdx, TxVersion},
+};
+
+/// Idle rounds a worker busy-waits before it parks.
+#[cfg(not(feature = "shuttle"))]
+const SPIN_ROUNDS: u32 = 64;
+/// Under shuttle, every round is a yield point: park soon, so that the explored interleavings
+/// reach the parking paths.
+#[cfg(feature = "shuttle")]
+const SPIN_ROUNDS: u32 = 1;
+
+/// The longest a parked worker sleeps without a notification. Wake-ups are not lost (the shuttle
+/// tests run without this timeout); it only bounds the cost of a bug there.
+const PARK_TIMEOUT: Duration = Duration::from_millis(1);
 
 /// Where a transaction is in its life.
 ///
@@ -66,8 +77,9 @@ pub(crate) struct Scheduler {
     /// Workers with nothing to do sleep here until a task may have appeared.
     idle: Mutex<()>,
     wake: Condvar,
-    /// Workers asleep in `park` (Relaxed: only decides whether a notification is worth sending;
-    /// a missed one costs at most the park timeout).
+    /// Workers in `park`. SeqCst with the indices and `done_marker`: a worker counts itself
+    /// before it checks for work, and a notifier publishes work before it checks for sleepers, so
+    /// one of the two always sees the other.
     sleepers: AtomicUsize,
 }
 
@@ -95,21 +107,51 @@ impl Scheduler {
         }
     }
 
-    /// Sleeps until another worker publishes work (or a short timeout): idle workers park instead
-    /// of spinning or yielding, which schedulers such as Linux's EEVDF punish.
-    pub(crate) fn park(&self) {
-        let mut guard = self.idle.lock();
-        if self.done() {
-            return;
+    /// Runs one worker until the block is done: takes tasks from the scheduler, and hands each to
+    /// `execute` or `validate`, which return the follow-up task they claimed, if any. With nothing
+    /// to do, the worker busy-waits a few rounds and then parks.
+    pub(crate) fn run_worker(
+        &self,
+        mut execute: impl FnMut(TxVersion) -> Option<Task>,
+        mut validate: impl FnMut(TxVersion) -> Option<Task>,
+    ) {
+        let mut task: Option<Task> = None;
+        let mut idle_rounds = 0u32;
+        while !self.done() {
+            task = match task {
+                Some(Task::Execute(version)) => execute(version),
+                Some(Task::Validate(version)) => validate(version),
+                None => {
+                    let next = self.next_task();
+                    if next.is_some() {
+                        idle_rounds = 0;
+                    } else if idle_rounds < SPIN_ROUNDS {
+                        idle_rounds += 1;
+                        spin_loop();
+                    } else {
+                        self.park();
+                    }
+                    next
+                }
+            };
         }
-        self.sleepers.fetch_add(1, Ordering::Relaxed);
-        self.wake.wait_for(&mut guard, Duration::from_micros(200));
-        self.sleepers.fetch_sub(1, Ordering::Relaxed);
     }
 
-    /// Wakes parked workers: new tasks may be available.
+    /// Sleeps until another worker publishes work or the block is done, unless there may be work
+    /// now. Idle workers park instead of spinning or yielding, which schedulers such as Linux's
+    /// EEVDF punish.
+    fn park(&self) {
+        let guard = self.idle.lock();
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        if !self.done() && !self.has_unclaimed_indices() {
+            drop(self.wake.wait_timeout(guard, PARK_TIMEOUT));
+        }
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Wakes parked workers: new tasks may be available, or the block is done.
     fn notify(&self) {
-        if self.sleepers.load(Ordering::Relaxed) > 0 {
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
             let _guard = self.idle.lock();
             self.wake.notify_all();
         }

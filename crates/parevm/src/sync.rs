@@ -1,0 +1,98 @@
+//! The synchronization primitives of the [`Scheduler`](crate::scheduler::Scheduler): `parking_lot`
+//! and `std` normally, and shuttle's instrumented ones under the test-only `shuttle` feature, so
+//! that the shuttle tests can explore the scheduler's interleavings (a shuttle build's scheduler
+//! works only inside a shuttle test).
+
+#[cfg(not(feature = "shuttle"))]
+mod imp {
+    use std::time::Duration;
+
+    pub(crate) use parking_lot::{Mutex, MutexGuard};
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicUsize};
+
+    /// A condition variable whose timed wait hands the guard back.
+    #[derive(Debug, Default)]
+    pub(crate) struct Condvar(parking_lot::Condvar);
+
+    impl Condvar {
+        pub(crate) fn new() -> Self {
+            Self::default()
+        }
+
+        /// Waits for a notification or `timeout`, whichever comes first.
+        pub(crate) fn wait_timeout<'a, T>(
+            &self,
+            mut guard: MutexGuard<'a, T>,
+            timeout: Duration,
+        ) -> MutexGuard<'a, T> {
+            self.0.wait_for(&mut guard, timeout);
+            guard
+        }
+
+        pub(crate) fn notify_all(&self) {
+            self.0.notify_all();
+        }
+    }
+
+    /// A hint for one round of a busy-wait.
+    pub(crate) fn spin_loop() {
+        std::hint::spin_loop();
+    }
+}
+
+#[cfg(feature = "shuttle")]
+mod imp {
+    use std::{sync::PoisonError, time::Duration};
+
+    pub(crate) use shuttle::sync::{
+        MutexGuard,
+        atomic::{AtomicBool, AtomicUsize},
+    };
+
+    /// shuttle's mutex behind `parking_lot`'s API (no poisoning).
+    #[derive(Debug, Default)]
+    pub(crate) struct Mutex<T>(shuttle::sync::Mutex<T>);
+
+    impl<T> Mutex<T> {
+        pub(crate) fn new(value: T) -> Self {
+            Self(shuttle::sync::Mutex::new(value))
+        }
+
+        pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
+            self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        }
+    }
+
+    /// shuttle's condition variable. Its timed wait never times out, so a lost wake-up shows as a
+    /// deadlock in the shuttle tests instead of being hidden by the timeout.
+    #[derive(Debug, Default)]
+    pub(crate) struct Condvar(shuttle::sync::Condvar);
+
+    impl Condvar {
+        pub(crate) fn new() -> Self {
+            Self::default()
+        }
+
+        pub(crate) fn wait_timeout<'a, T>(
+            &self,
+            guard: MutexGuard<'a, T>,
+            timeout: Duration,
+        ) -> MutexGuard<'a, T> {
+            match self.0.wait_timeout(guard, timeout) {
+                Ok((guard, _)) => guard,
+                Err(poisoned) => poisoned.into_inner().0,
+            }
+        }
+
+        pub(crate) fn notify_all(&self) {
+            self.0.notify_all();
+        }
+    }
+
+    /// A busy-wait round is a yield point for shuttle.
+    pub(crate) fn spin_loop() {
+        shuttle::thread::yield_now();
+    }
+}
+
+pub(crate) use imp::*;
