@@ -21,6 +21,9 @@ pub(crate) struct Args {
     /// Worker threads of the parallel executor (default: all cores).
     #[arg(long)]
     threads: Option<NonZeroUsize>,
+    /// Run Block-STM on every block, even where the executor would choose sequential execution.
+    #[arg(long)]
+    force_parallel: bool,
     /// Timed runs of each executor per block, after one untimed warm-up run; the median is
     /// reported.
     #[arg(long, default_value = "3")]
@@ -151,10 +154,12 @@ fn first_difference(
     {
         return format!(": receipt of transaction {index}");
     }
-    let accounts = sequential
+    let mut accounts: Vec<_> = sequential
         .state_changes
         .keys()
-        .chain(parallel.state_changes.keys());
+        .chain(parallel.state_changes.keys())
+        .collect();
+    accounts.sort_unstable();
     for address in accounts {
         if sequential.state_changes.get(address) != parallel.state_changes.get(address) {
             return format!(": state change of account {address}");
@@ -164,7 +169,7 @@ fn first_difference(
 }
 
 pub(crate) fn run(args: &Args) -> ExitCode {
-    let executor = crate::executor(args.threads);
+    let executor = crate::executor(args.threads, args.force_parallel);
     if !args.json {
         println!(
             "{:>10} {:>5} {:>11} {:>7} {:>13} {:>11} {:>7} {:>5}  header check",

@@ -39,14 +39,17 @@ enum Command {
 }
 
 /// The parallel executor for `--threads` (default: all cores), choosing sequential execution for
-/// blocks where Block-STM does not pay.
-pub(crate) fn executor(threads: Option<std::num::NonZeroUsize>) -> parevm::ParallelExecutor {
+/// blocks where Block-STM does not pay unless `force_parallel`.
+pub(crate) fn executor(
+    threads: Option<std::num::NonZeroUsize>,
+    force_parallel: bool,
+) -> parevm::ParallelExecutor {
     let concurrency = threads.unwrap_or_else(|| {
         std::thread::available_parallelism().unwrap_or(std::num::NonZeroUsize::MIN)
     });
     parevm::ParallelExecutor::new(parevm::ExecutorConfig {
         concurrency,
-        force_parallel: false,
+        force_parallel,
     })
 }
 

@@ -467,7 +467,7 @@ fn is_transaction_rejection(error: &ExecutionError) -> bool {
 /// coinbase with a zero reward after the transaction, valid or not): before Spurious Dragon
 /// (EIP-161) that touch creates the coinbase as an empty account if it did not exist.
 fn check_rejected(unit: &TestUnit, case: &Test, spec: SpecId) -> Result<(), String> {
-    let mut accounts = post_accounts(unit, &StateChanges::new());
+    let mut accounts = post_accounts(unit, &StateChanges::default());
     if !spec.is_enabled_in(SpecId::SPURIOUS_DRAGON) {
         accounts
             .entry(unit.env.current_coinbase)

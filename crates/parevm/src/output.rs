@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use alloy_consensus::{Eip658Value, Receipt, ReceiptEnvelope, ReceiptWithBloom, TxType};
-use alloy_primitives::{Address, B256, Bloom, Bytes, Log, U256};
+use alloy_primitives::{Address, B256, Bloom, Bytes, Log, U256, map::AddressMap};
 use revm::primitives::KECCAK_EMPTY;
 
 /// The receipt of one transaction.
@@ -79,9 +79,9 @@ impl AccountState {
     }
 }
 
-/// The state changes of a block, by address (ordered, so that outputs compare and print
-/// deterministically).
-pub type StateChanges = BTreeMap<Address, AccountChange>;
+/// The state changes of a block, by address: a hash map, cheap to build for blocks that touch
+/// tens of thousands of accounts (sort the keys to print them in a stable order).
+pub type StateChanges = AddressMap<AccountChange>;
 
 /// Folds `later` changes on top of `earlier` ones (inserting the smaller map into the larger).
 pub(crate) fn merge_changes(earlier: &mut StateChanges, mut later: StateChanges) {
@@ -115,7 +115,8 @@ pub(crate) fn merge_changes(earlier: &mut StateChanges, mut later: StateChanges)
 }
 
 /// The result of executing a block: the same for the parallel and the sequential executor.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Its `Debug` rendering lists the state changes by address, so equal outputs print the same.
+#[derive(Clone, PartialEq, Eq)]
 pub struct BlockOutput {
     /// One receipt per transaction, in block order.
     pub receipts: Vec<TxReceipt>,
@@ -125,7 +126,30 @@ pub struct BlockOutput {
     pub state_changes: StateChanges,
 }
 
+impl std::fmt::Debug for BlockOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        struct Sorted<'a>(Vec<(&'a Address, &'a AccountChange)>);
+        impl std::fmt::Debug for Sorted<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_map().entries(self.0.iter().copied()).finish()
+            }
+        }
+        f.debug_struct("BlockOutput")
+            .field("receipts", &self.receipts)
+            .field("gas_used", &self.gas_used)
+            .field("state_changes", &Sorted(self.sorted_state_changes()))
+            .finish()
+    }
+}
+
 impl BlockOutput {
+    /// The state changes sorted by address: a stable order to print, diff or hash them in.
+    pub fn sorted_state_changes(&self) -> Vec<(&Address, &AccountChange)> {
+        let mut changes: Vec<_> = self.state_changes.iter().collect();
+        changes.sort_unstable_by_key(|(address, _)| **address);
+        changes
+    }
+
     /// The receipts trie root, receipts in EIP-658 form (valid from Byzantium on).
     pub fn receipts_root(&self) -> B256 {
         let envelopes: Vec<ReceiptEnvelope> =
@@ -142,5 +166,37 @@ impl BlockOutput {
             }
         }
         bloom
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Equal outputs print the same whatever order their state changes were inserted in.
+    #[test]
+    fn debug_rendering_ignores_insertion_order() {
+        let change = |byte: u8| AccountChange {
+            info: None,
+            storage_reset: byte.is_multiple_of(2),
+            storage: BTreeMap::new(),
+        };
+        let output = |bytes: &mut dyn Iterator<Item = u8>| BlockOutput {
+            receipts: Vec::new(),
+            gas_used: 0,
+            state_changes: bytes
+                .map(|byte| (Address::repeat_byte(byte), change(byte)))
+                .collect(),
+        };
+        let forward = output(&mut (0..=255));
+        let mut backward = output(&mut (0..=255).rev());
+        // Grown from small to large, so its buckets differ from the other map's.
+        backward.state_changes.shrink_to_fit();
+        assert_eq!(forward, backward);
+        let rendered = format!("{forward:?}");
+        assert_eq!(rendered, format!("{backward:?}"));
+        let first = rendered.find(&Address::repeat_byte(1).to_string());
+        let second = rendered.find(&Address::repeat_byte(2).to_string());
+        assert!(first < second, "sorted by address");
     }
 }

@@ -55,9 +55,14 @@ pub(crate) struct SequentialState<'a, S: ?Sized> {
 
 impl<'a, S: Storage + ?Sized> SequentialState<'a, S> {
     pub(crate) fn new(storage: &'a S) -> Self {
+        Self::with_capacity(storage, 0)
+    }
+
+    /// A state expecting about `accounts` accounts (no rehashing while the block runs).
+    pub(crate) fn with_capacity(storage: &'a S, accounts: usize) -> Self {
         Self {
             storage,
-            accounts: HashMap::default(),
+            accounts: HashMap::with_capacity_and_hasher(accounts, Default::default()),
             code: HashMap::default(),
         }
     }
@@ -183,19 +188,11 @@ impl<'a, S: Storage + ?Sized> SequentialState<'a, S> {
     }
 
     /// The accounts the block changed, with their final state.
-    pub(crate) fn into_changes(mut self) -> StateChanges {
-        // Sort the addresses, not the (large) changes: the map is then built from sorted input.
-        let mut addresses: Vec<Address> = self
-            .accounts
-            .iter()
-            .filter(|(_, account)| account.changed)
-            .map(|(address, _)| *address)
-            .collect();
-        addresses.sort_unstable();
-        addresses
+    pub(crate) fn into_changes(self) -> StateChanges {
+        self.accounts
             .into_iter()
-            .filter_map(|address| {
-                let account = self.accounts.remove(&address)?;
+            .filter(|(_, account)| account.changed)
+            .map(|(address, account)| {
                 let info = account.info.map(|info| AccountState {
                     balance: info.balance,
                     nonce: info.nonce,
@@ -213,7 +210,7 @@ impl<'a, S: Storage + ?Sized> SequentialState<'a, S> {
                     storage_reset: account.storage_reset,
                     storage: account.written,
                 };
-                Some((address, change))
+                (address, change)
             })
             .collect()
     }
@@ -328,7 +325,9 @@ pub fn execute_sequential<S: Storage + ?Sized>(
         base: storage,
         changes: &changes,
     };
-    let mut state = SequentialState::new(&overlay);
+    // A transaction touches two or three accounts, most of them new ones in big blocks.
+    let mut state =
+        SequentialState::with_capacity(&overlay, 2 * block.body.transactions.len() + 16);
     let mut receipts = Vec::with_capacity(block.body.transactions.len());
     let mut gas_used = 0u64;
     {
