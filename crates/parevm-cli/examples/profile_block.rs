@@ -1,5 +1,7 @@
-//! Repeats one mainnet block sequentially and in parallel and prints median times and counters.
-//! `cargo run --release -p parevm-cli --example profile_block -- DIR [THREADS] [REPEAT]`
+//! Repeats one block sequentially and in parallel (Block-STM forced) and prints median times and
+//! counters: a mainnet block directory, or a synthetic workload name (`@NAME[:GAS]`, 200 Mgas by default), for
+//! profilers. `cargo run --release -p parevm-cli --example profile_block -- DIR|@NAME [THREADS]
+//! [REPEAT] [par]` (`par`: skip the sequential runs).
 #![allow(missing_docs)]
 
 use std::{num::NonZeroUsize, path::PathBuf, time::Instant};
@@ -11,11 +13,26 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let dir = PathBuf::from(args.next().expect("block dir"));
+    let target = args.next().expect("block dir or @workload");
     let threads: usize = args.next().map_or(2, |t| t.parse().unwrap());
     let repeat: usize = args.next().map_or(20, |r| r.parse().unwrap());
-    let block = parevm_workloads::mainnet::load_block(&dir).expect("load");
-    let chain = parevm::ChainSpec::mainnet();
+    let parallel_only = args.next().as_deref() == Some("par");
+    let (chain, block, storage) = match target.strip_prefix('@') {
+        Some(name) => {
+            let (name, gas) = name
+                .split_once(':')
+                .map_or((name, 200_000_000), |(name, gas)| {
+                    (name, gas.parse().expect("gas"))
+                });
+            let workload = parevm_workloads::synthetic::workload(name, gas, 1).expect("workload");
+            (workload.chain, workload.block, workload.storage)
+        }
+        None => {
+            let loaded =
+                parevm_workloads::mainnet::load_block(&PathBuf::from(&target)).expect("load");
+            (parevm::ChainSpec::mainnet(), loaded.block, loaded.storage)
+        }
+    };
     let executor = ParallelExecutor::new(ExecutorConfig {
         concurrency: NonZeroUsize::new(threads).unwrap(),
         force_parallel: true,
@@ -23,17 +40,22 @@ fn main() {
     let (mut seq, mut par) = (Vec::new(), Vec::new());
     let mut stats = None;
     for _ in 0..repeat {
+        if !parallel_only {
+            let start = Instant::now();
+            let _ = parevm::execute_sequential(&chain, &block, &storage);
+            seq.push(start.elapsed().as_secs_f64() * 1e3);
+        }
         let start = Instant::now();
-        let _ = parevm::execute_sequential(&chain, &block.block, &block.storage);
-        seq.push(start.elapsed().as_secs_f64() * 1e3);
-        let start = Instant::now();
-        let (_, s) = executor.execute_with_stats(&chain, &block.block, &block.storage);
+        let (_, s) = executor.execute_with_stats(&chain, &block, &storage);
         par.push(start.elapsed().as_secs_f64() * 1e3);
         stats = Some(s);
     }
     seq.sort_by(f64::total_cmp);
     par.sort_by(f64::total_cmp);
-    let (s, p) = (seq[repeat / 2], par[repeat / 2]);
+    let (s, p) = (
+        seq.get(repeat / 2).copied().unwrap_or(f64::NAN),
+        par[repeat / 2],
+    );
     println!(
         "seq {s:.3} ms  par {p:.3} ms  speedup {:.2}  {:?}",
         s / p,

@@ -296,6 +296,39 @@ fn uniswap_hot_pool() {
     assert_eq!(distinct(&from), from.len(), "distinct swappers");
 }
 
+/// Every swap of a hot pool depends on the one before: at two threads (not forced), Block-STM
+/// gives way once conflicts dominate, keeps its committed prefix and runs the rest sequentially,
+/// and the output is still the sequential one. Forced, it never gives way.
+#[test]
+fn conflict_heavy_block_gives_way_to_sequential_execution() {
+    let workload = workload("uniswap-hot-pool", 60_000_000, 1).expect("known workload");
+    let txs = workload.block.body.transactions.len();
+    let expected = execute_sequential(&workload.chain, &workload.block, &workload.storage);
+    let expected = expected.expect("sequential execution");
+    let (mut gave_way, runs) = (0, 10);
+    for force_parallel in [false, true] {
+        let executor = ParallelExecutor::new(ExecutorConfig {
+            concurrency: NonZeroUsize::new(2).unwrap(),
+            force_parallel,
+        });
+        for _ in 0..runs {
+            let (output, stats) =
+                executor.execute_with_stats(&workload.chain, &workload.block, &workload.storage);
+            assert_eq!(output.expect("parallel execution"), expected);
+            assert_eq!(stats.sequential_reason, None, "Block-STM ran");
+            if let Some(from) = stats.sequential_from {
+                assert!(!force_parallel, "forced Block-STM gave way");
+                assert!(from < txs);
+                gave_way += 1;
+            }
+        }
+    }
+    assert!(
+        gave_way > 0,
+        "Block-STM never gave way in {runs} runs of a hot pool"
+    );
+}
+
 #[test]
 fn mixed() {
     let (workload, output) = run("mixed", GAS, None);

@@ -4,7 +4,7 @@
 use std::{
     num::NonZeroUsize,
     panic::AssertUnwindSafe,
-    sync::atomic::{AtomicUsize, Ordering},
+    sync::atomic::{AtomicBool, AtomicUsize, Ordering},
 };
 
 use alloy_consensus::{Block, Transaction, TxEnvelope, transaction::Recovered};
@@ -14,10 +14,10 @@ use crate::{
     BlockOutput, ChainSpec, ExecutionError, TxIdx, chain,
     mv_memory::MvMemory,
     mv_memory::ReadError,
-    output::{AccountChange, AccountState, StateChanges, merge_changes},
+    output::{StateChanges, merge_changes},
     pre_state::PreState,
     scheduler::{Scheduler, Task},
-    sequential::{check_block_gas, receipt_of},
+    sequential::{SequentialState, check_block_gas, execute_txs, receipt_of},
     storage::{OverlayStorage, Storage},
     types::{MemoryLocation, TxVersion, WriteKind},
     vm::{BlockVm, TxFailure, TxResult, VersionedState, VmWorker},
@@ -88,6 +88,9 @@ pub struct ExecutionStats {
     pub sender_waits: usize,
     /// Why the block ran sequentially instead, if it did.
     pub sequential_reason: Option<String>,
+    /// Set when Block-STM met so many conflicts that it gave way: transactions before this index
+    /// kept their parallel results, the rest ran sequentially on top of them.
+    pub sequential_from: Option<TxIdx>,
 }
 
 /// The parallel block executor. Create one and reuse it across blocks: its worker threads are
@@ -106,6 +109,41 @@ struct Counters {
     aborts: AtomicUsize,
     dependency_waits: AtomicUsize,
     sender_waits: AtomicUsize,
+    /// Whether Block-STM may give way to sequential execution when conflicts dominate.
+    may_give_way: bool,
+    /// Set when it did.
+    gave_way: AtomicBool,
+    /// The committed prefix it kept then.
+    sequential_from: Mutex<Option<TxIdx>>,
+}
+
+/// Block-STM gives way once at least this many executions ran (and a sixteenth of the block's
+/// transactions), if more than [`GIVE_WAY_WASTE_PERCENT`] percent of them were wasted.
+const GIVE_WAY_MIN_EXECUTIONS: usize = 32;
+
+/// The share of wasted executions (aborted by validation, or stopped at an ESTIMATE), in percent
+/// of all executions, above which conflicts dominate: each transaction then waits for its
+/// predecessor, and threads only add overhead (a hot pool, a chain of dependent calls). Mainnet
+/// blocks that still gain at two threads stay below a third.
+const GIVE_WAY_WASTE_PERCENT: usize = 40;
+
+impl Counters {
+    /// Halts Block-STM, so that the rest of the block runs sequentially, if it may and conflicts
+    /// dominate so far (called after each wasted execution).
+    fn give_way_if_conflicts_dominate(&self, scheduler: &Scheduler, txs: usize) {
+        if !self.may_give_way {
+            return;
+        }
+        let executions = self.executions.load(Ordering::Relaxed);
+        let wasted =
+            self.aborts.load(Ordering::Relaxed) + self.dependency_waits.load(Ordering::Relaxed);
+        if executions >= GIVE_WAY_MIN_EXECUTIONS.max(txs / 16)
+            && wasted * 100 > executions * GIVE_WAY_WASTE_PERCENT
+            && !self.gave_way.swap(true, Ordering::Relaxed)
+        {
+            scheduler.halt();
+        }
+    }
 }
 
 impl ParallelExecutor {
@@ -161,7 +199,10 @@ impl ParallelExecutor {
             stats.sequential_reason = Some(reason);
             return (crate::execute_sequential(chain, block, storage), stats);
         }
-        let counters = Counters::default();
+        let counters = Counters {
+            may_give_way: !self.config.force_parallel,
+            ..Default::default()
+        };
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let workers = Workers {
                 pool: self.pool.as_ref(),
@@ -182,6 +223,7 @@ impl ParallelExecutor {
         stats.aborts = counters.aborts.load(Ordering::Relaxed);
         stats.dependency_waits = counters.dependency_waits.load(Ordering::Relaxed);
         stats.sender_waits = counters.sender_waits.load(Ordering::Relaxed);
+        stats.sequential_from = *counters.sequential_from.lock();
         match result {
             Ok(Ok(output)) => (output, stats),
             Ok(Err(breach)) | Err(breach) => {
@@ -331,9 +373,18 @@ fn execute_block_stm<S: Storage + ?Sized>(
         *accesses = (0..tx_count).map(|tx| mv.accesses(tx)).collect();
     }
 
+    // Normally every transaction; after Block-STM gave way, the prefix whose results are final.
+    let committed = if counters.gave_way.load(Ordering::Relaxed) {
+        let committed = committed_prefix(&vm, &scheduler, &results);
+        *counters.sequential_from.lock() = Some(committed);
+        committed
+    } else {
+        tx_count
+    };
     let mut receipts = Vec::with_capacity(tx_count);
     let mut gas_used = 0u64;
-    for (index, (tx, result)) in block.body.transactions.iter().zip(results).enumerate() {
+    let committed_txs = block.body.transactions.iter().zip(results).take(committed);
+    for (index, (tx, result)) in committed_txs.enumerate() {
         if let Err(error) = check_block_gas(index, tx, gas_used, header.gas_limit) {
             return Ok(Err(error));
         }
@@ -347,7 +398,7 @@ fn execute_block_stm<S: Storage + ?Sized>(
         gas_used += result.tx_gas_used();
         receipts.push(receipt_of(tx, result, gas_used));
     }
-    let tx_changes = match collect_changes(&vm.state, tx_count) {
+    let tx_changes = match collect_changes(&vm.state, committed) {
         Ok(tx_changes) => tx_changes,
         Err(ReadError::Storage(source)) => {
             return Ok(Err(ExecutionError::Storage {
@@ -357,8 +408,29 @@ fn execute_block_stm<S: Storage + ?Sized>(
         }
         Err(ReadError::Blocked(tx)) => return Err(breach_of(format!("ESTIMATE of tx {tx} left"))),
     };
-    drop(vm);
+    let BlockVm { block_env, cfg, .. } = vm;
     merge_changes(&mut changes, tx_changes);
+    if committed < tx_count {
+        // The rest of the block, one transaction after another on top of the committed prefix.
+        let overlay = OverlayStorage {
+            base: storage,
+            changes: &changes,
+        };
+        let mut state = SequentialState::with_capacity(&overlay, 2 * (tx_count - committed) + 16);
+        let env = (spec, block_env, cfg);
+        if let Err(error) = execute_txs(
+            &mut state,
+            env,
+            block,
+            committed,
+            &mut gas_used,
+            &mut receipts,
+        ) {
+            return Ok(Err(error));
+        }
+        let suffix_changes = state.into_changes();
+        merge_changes(&mut changes, suffix_changes);
+    }
     let post = match chain::post_block_changes(chain, spec, block, storage, &changes) {
         Ok(post) => post,
         Err(error) => return Ok(Err(error)),
@@ -369,6 +441,27 @@ fn execute_block_stm<S: Storage + ?Sized>(
         gas_used,
         state_changes: changes,
     }))
+}
+
+/// After Block-STM gave way: the longest prefix of transactions whose latest incarnation executed
+/// successfully and still validates against the versions below it. By induction on the index,
+/// those versions are final, so these results and writes are the sequential ones.
+fn committed_prefix<S: Storage + ?Sized>(
+    vm: &BlockVm<'_, S>,
+    scheduler: &Scheduler,
+    results: &[Mutex<Option<TxResult>>],
+) -> TxIdx {
+    let state = &vm.state;
+    (0..results.len())
+        .find(|&tx| {
+            let committed = scheduler.is_executed(tx)
+                && matches!(*results[tx].lock(), Some(Ok(_)))
+                && state
+                    .mv
+                    .with_read_set(tx, |read_set| state.validate(read_set, tx));
+            !committed
+        })
+        .unwrap_or(results.len())
 }
 
 /// Blocks with less gas than this run sequentially: Block-STM's fixed cost (waking workers,
@@ -515,6 +608,7 @@ fn try_execute<S: Storage + ?Sized>(
         match worker.execute(tx) {
             Err(blocked) => {
                 counters.dependency_waits.fetch_add(1, Ordering::Relaxed);
+                counters.give_way_if_conflicts_dominate(scheduler, worker.txs());
                 if scheduler.add_dependency(tx, blocked.0) {
                     return None;
                 }
@@ -547,6 +641,7 @@ fn try_validate<S: Storage + ?Sized>(
     if aborted {
         counters.aborts.fetch_add(1, Ordering::Relaxed);
         vm.state.mv.convert_writes_to_estimates(tx);
+        counters.give_way_if_conflicts_dominate(scheduler, vm.txs.len());
     }
     scheduler.finish_validation(tx, aborted)
 }
@@ -556,27 +651,7 @@ fn collect_changes<S: Storage + ?Sized>(
     state: &VersionedState<'_, S>,
     txs: usize,
 ) -> Result<StateChanges, ReadError> {
-    let accounts = state
+    state
         .mv
-        .final_state(txs, |address| state.pre.basic(address))?;
-    Ok(accounts
-        .into_iter()
-        .map(|account| {
-            let info = account.info.map(|(basic, code)| AccountState {
-                balance: basic.balance,
-                nonce: basic.nonce,
-                code_hash: basic.code_hash,
-                code: code
-                    .and_then(|code| code.code)
-                    .filter(|code| !code.is_empty())
-                    .map(|code| code.original_bytes()),
-            });
-            let change = AccountChange {
-                info,
-                storage_reset: account.storage_reset.is_some(),
-                storage: account.slots.into_iter().collect(),
-            };
-            (account.address, change)
-        })
-        .collect())
+        .final_changes(txs, |address| state.pre.basic(address))
 }

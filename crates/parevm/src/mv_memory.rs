@@ -9,17 +9,21 @@
 //! writer; hot ones are appended to in roughly increasing order).
 
 use std::{
-    collections::HashSet,
+    collections::{BTreeMap, HashSet},
     sync::atomic::{AtomicBool, Ordering},
 };
 
-use alloy_primitives::{Address, U256, map::DefaultHashBuilder};
+use alloy_primitives::{
+    Address, U256,
+    map::{AddressMap, DefaultHashBuilder, Entry as MapEntry},
+};
 use dashmap::DashMap;
 use parking_lot::Mutex;
 use revm::primitives::KECCAK_EMPTY;
 use smallvec::SmallVec;
 
 use crate::{
+    output::{AccountChange, AccountState, StateChanges},
     storage::{AccountBasic, StorageError},
     types::{
         CodeValue, Lifecycle, MemoryLocation, MemoryValue, ReadSet, TxIdx, TxVersion, WriteKind,
@@ -247,6 +251,33 @@ impl AccountVersions {
         Ok(false)
     }
 
+    /// The account's change after all `txs` (storage left empty) and its latest storage reset.
+    fn final_change(&self, txs: TxIdx) -> Result<(AccountChange, Option<TxIdx>), Blocked> {
+        let reset = self.last_storage_reset(txs);
+        let info = if self.exists(txs)? {
+            let code = self.code(txs)?;
+            Some(AccountState {
+                balance: self.balance(txs)?,
+                nonce: self.nonce(txs)?,
+                code_hash: code.hash,
+                // Bytes only when the block wrote code (and it is not empty).
+                code: code
+                    .code
+                    .filter(|_| !self.code.is_empty())
+                    .map(|code| code.original_bytes())
+                    .filter(|code| !code.is_empty()),
+            })
+        } else {
+            None
+        };
+        let change = AccountChange {
+            info,
+            storage_reset: reset.is_some(),
+            storage: BTreeMap::new(),
+        };
+        Ok((change, reset))
+    }
+
     /// The index of the latest storage reset below `tx`.
     fn last_storage_reset(&self, tx: TxIdx) -> Option<TxIdx> {
         self.lifecycle
@@ -265,18 +296,6 @@ struct SlotVersions {
     writes: Versions<U256>,
 }
 
-/// The final state of one account written by the block.
-pub(crate) struct FinalAccount {
-    /// The account.
-    pub(crate) address: Address,
-    /// Its written slots after the last storage reset, with their final values, in slot order.
-    pub(crate) slots: Vec<(U256, U256)>,
-    /// The account at the end (`None`: it does not exist), with whether code was written.
-    pub(crate) info: Option<(AccountBasic, Option<CodeValue>)>,
-    /// The tx of the latest storage reset, if any.
-    pub(crate) storage_reset: Option<TxIdx>,
-}
-
 /// The multi-version data structure of Block-STM.
 pub(crate) struct MvMemory {
     accounts: DashMap<Address, AccountVersions, DefaultHashBuilder>,
@@ -293,9 +312,14 @@ pub(crate) struct MvMemory {
 
 impl MvMemory {
     pub(crate) fn new(txs: usize) -> Self {
+        // Presized so that shards do not rehash while workers publish: a transaction writes two
+        // or three accounts (sender, recipient, beneficiary), most of them distinct in big blocks.
         Self {
-            accounts: DashMap::default(),
-            slots: DashMap::default(),
+            accounts: DashMap::with_capacity_and_hasher(
+                2 * txs + 16,
+                DefaultHashBuilder::default(),
+            ),
+            slots: DashMap::with_capacity_and_hasher(txs + 16, DefaultHashBuilder::default()),
             any_storage_reset: AtomicBool::new(false),
             last_written: (0..txs).map(|_| Mutex::new(Vec::new())).collect(),
             last_read: (0..txs).map(|_| Mutex::new(Vec::new())).collect(),
@@ -518,65 +542,55 @@ impl MvMemory {
         f(&self.last_read[tx].lock())
     }
 
-    /// The final state (after all `txs`) of every account the block wrote, and every written
-    /// slot's final value, grouped by account. Accounts with only slot writes are included.
-    pub(crate) fn final_state(
+    /// The block's state changes from the final versions (after all `txs`): every account the
+    /// block wrote, with its final state, and every written slot's final value (slots written
+    /// before the account's latest storage reset dropped). Accounts with only slot writes are
+    /// included. One pass over the accounts, one over the slots, no sorting.
+    pub(crate) fn final_changes(
         &self,
         txs: TxIdx,
         load: impl Fn(&Address) -> Result<Option<AccountBasic>, StorageError>,
-    ) -> Result<Vec<FinalAccount>, ReadError> {
-        let mut slots_by_account: std::collections::HashMap<Address, Vec<(U256, TxIdx, U256)>> =
-            std::collections::HashMap::new();
+    ) -> Result<StateChanges, ReadError> {
+        let mut changes =
+            StateChanges::with_capacity_and_hasher(self.accounts.len(), Default::default());
+        // The latest storage reset of each account that has one (slots written before it are gone).
+        let mut resets: AddressMap<TxIdx> = AddressMap::default();
+        // Exclusive shard guards: accounts written without being read (lazy recipients) get their
+        // pre-block value loaded in place.
+        for mut entry in self.accounts.iter_mut() {
+            if !entry.has_writes() {
+                continue;
+            }
+            let address = *entry.key();
+            if entry.base.is_none() {
+                entry.base = Some(load(&address)?);
+            }
+            let (change, reset) = entry.final_change(txs)?;
+            if let Some(reset) = reset {
+                resets.insert(address, reset);
+            }
+            changes.insert(address, change);
+        }
         for item in self.slots.iter() {
-            if let Some((writer, value)) = item.writes.latest(txs)? {
-                let (address, slot) = *item.key();
-                slots_by_account
-                    .entry(address)
-                    .or_default()
-                    .push((slot, writer, *value));
+            let Some((writer, value)) = item.writes.latest(txs)? else {
+                continue;
+            };
+            let (address, slot) = *item.key();
+            let change = match changes.entry(address) {
+                MapEntry::Occupied(entry) => entry.into_mut(),
+                MapEntry::Vacant(entry) => {
+                    let (change, reset) =
+                        self.with_account(address, &load, |account| account.final_change(txs))??;
+                    if let Some(reset) = reset {
+                        resets.insert(address, reset);
+                    }
+                    entry.insert(change)
+                }
+            };
+            if resets.get(&address).is_none_or(|reset| writer >= *reset) {
+                change.storage.insert(slot, *value);
             }
         }
-        let mut addresses: Vec<Address> = self
-            .accounts
-            .iter()
-            .filter(|account| account.has_writes())
-            .map(|account| *account.key())
-            .collect();
-        addresses.extend(slots_by_account.keys().copied());
-        addresses.sort_unstable();
-        addresses.dedup();
-        let mut result = Vec::with_capacity(addresses.len());
-        for address in addresses {
-            let (info, storage_reset) = self.with_account(address, &load, |account| {
-                let reset = account.last_storage_reset(txs);
-                let info = if account.exists(txs)? {
-                    let code = account.code(txs)?;
-                    let basic = AccountBasic {
-                        balance: account.balance(txs)?,
-                        nonce: account.nonce(txs)?,
-                        code_hash: code.hash,
-                    };
-                    Some((basic, (!account.code.is_empty()).then_some(code)))
-                } else {
-                    None
-                };
-                Ok::<_, Blocked>((info, reset))
-            })??;
-            let mut slots: Vec<(U256, U256)> = slots_by_account
-                .remove(&address)
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|(_, writer, _)| storage_reset.is_none_or(|reset| *writer >= reset))
-                .map(|(slot, _, value)| (slot, value))
-                .collect();
-            slots.sort_unstable();
-            result.push(FinalAccount {
-                address,
-                slots,
-                info,
-                storage_reset,
-            });
-        }
-        Ok(result)
+        Ok(changes)
     }
 }

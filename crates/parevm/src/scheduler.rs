@@ -162,7 +162,14 @@ impl Scheduler {
         self.done_marker.load(Ordering::SeqCst)
     }
 
-    /// Stops the block early (a worker failed): every worker returns from `next_task`.
+    /// Whether `tx`'s latest incarnation finished executing and has not been aborted since (its
+    /// result and writes belong together).
+    pub(crate) fn is_executed(&self, tx: TxIdx) -> bool {
+        self.states[tx].lock().status == Status::Executed
+    }
+
+    /// Stops the block early (a worker failed, or Block-STM gives way to sequential execution):
+    /// every worker returns from `run_worker` after its current task.
     pub(crate) fn halt(&self) {
         self.done_marker.store(true, Ordering::SeqCst);
         self.notify();

@@ -11,7 +11,10 @@ use alloy_primitives::{Address, B256, U256};
 use revm::{
     Database, ExecuteEvm,
     bytecode::Bytecode,
-    context::result::{EVMError, ExecutionResult},
+    context::{
+        BlockEnv, CfgEnv,
+        result::{EVMError, ExecutionResult},
+    },
     database_interface::DBErrorMarker,
     primitives::{KECCAK_EMPTY, hardfork::SpecId},
     state::{AccountInfo, EvmState},
@@ -309,6 +312,34 @@ pub(crate) fn check_block_gas(
     Ok(())
 }
 
+/// Executes transactions `first..` of `block` one after another on `state` with plain revm,
+/// committing each, appending their receipts and adding their gas to `gas_used`.
+pub(crate) fn execute_txs<S: Storage + ?Sized>(
+    state: &mut SequentialState<'_, S>,
+    (spec, block_env, cfg): (SpecId, BlockEnv, CfgEnv),
+    block: &Block<Recovered<TxEnvelope>>,
+    first: TxIdx,
+    gas_used: &mut u64,
+    receipts: &mut Vec<TxReceipt>,
+) -> Result<(), ExecutionError> {
+    let gas_limit = block.header.gas_limit;
+    let mut evm = chain::build_evm(state, block_env, cfg);
+    for (index, tx) in block.body.transactions.iter().enumerate().skip(first) {
+        check_block_gas(index, tx, *gas_used, gas_limit)?;
+        let tx_env = chain::tx_env(index, tx)?;
+        let outcome = evm
+            .transact(tx_env)
+            .map_err(|error| map_evm_error(index, error))?;
+        evm.ctx
+            .journaled_state
+            .database
+            .commit(spec, &outcome.state);
+        *gas_used += outcome.result.tx_gas_used();
+        receipts.push(receipt_of(tx, outcome.result, *gas_used));
+    }
+    Ok(())
+}
+
 /// Executes a block one transaction after another with plain revm: the reference result.
 pub fn execute_sequential<S: Storage + ?Sized>(
     chain: &ChainSpec,
@@ -330,22 +361,8 @@ pub fn execute_sequential<S: Storage + ?Sized>(
         SequentialState::with_capacity(&overlay, 2 * block.body.transactions.len() + 16);
     let mut receipts = Vec::with_capacity(block.body.transactions.len());
     let mut gas_used = 0u64;
-    {
-        let mut evm = chain::build_evm(&mut state, block_env, cfg);
-        for (index, tx) in block.body.transactions.iter().enumerate() {
-            check_block_gas(index, tx, gas_used, header.gas_limit)?;
-            let tx_env = chain::tx_env(index, tx)?;
-            let outcome = evm
-                .transact(tx_env)
-                .map_err(|error| map_evm_error(index, error))?;
-            evm.ctx
-                .journaled_state
-                .database
-                .commit(spec, &outcome.state);
-            gas_used += outcome.result.tx_gas_used();
-            receipts.push(receipt_of(tx, outcome.result, gas_used));
-        }
-    }
+    let env = (spec, block_env, cfg);
+    execute_txs(&mut state, env, block, 0, &mut gas_used, &mut receipts)?;
     let tx_changes = state.into_changes();
     merge_changes(&mut changes, tx_changes);
     let post = chain::post_block_changes(chain, spec, block, storage, &changes)?;
