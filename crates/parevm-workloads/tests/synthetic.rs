@@ -618,6 +618,29 @@ fn every_workload_is_deterministic_at_every_thread_count() {
     }
 }
 
+/// One executor runs different blocks one after another, growing and shrinking (it keeps its
+/// multi-version memory across blocks): each output is still the sequential one.
+#[test]
+fn one_executor_across_different_blocks() {
+    let executor = ParallelExecutor::new(ExecutorConfig {
+        concurrency: NonZeroUsize::new(2).unwrap(),
+        force_parallel: true,
+    });
+    let sizes = [3_000_000, 300_000, 6_000_000];
+    for (round, gas) in sizes.into_iter().enumerate() {
+        for name in NAMES {
+            let workload = workload(name, gas, round as u64 + 1).expect("known workload");
+            let expected = execute_sequential(&workload.chain, &workload.block, &workload.storage);
+            let actual = executor.execute(&workload.chain, &workload.block, &workload.storage);
+            assert_eq!(
+                format!("{actual:?}"),
+                format!("{expected:?}"),
+                "{name} at {gas} gas after other blocks"
+            );
+        }
+    }
+}
+
 /// Blocks of 10,000+ transactions run to the sequential result without unbounded re-execution.
 #[test]
 fn ten_thousand_transactions_with_bounded_re_execution() {

@@ -101,6 +101,9 @@ pub struct ParallelExecutor {
     config: ExecutorConfig,
     /// `concurrency - 1` persistent workers; the calling thread is the last one.
     pool: Option<rayon::ThreadPool>,
+    /// The multi-version memory of the previous block, kept for the next one (taken by the block
+    /// that runs; a concurrent call on the same executor makes its own).
+    memory: Mutex<Option<MvMemory>>,
 }
 
 #[derive(Default)]
@@ -161,7 +164,11 @@ impl ParallelExecutor {
                     .ok()
             })
             .flatten();
-        Self { config, pool }
+        Self {
+            config,
+            pool,
+            memory: Mutex::new(None),
+        }
     }
 
     /// The configuration.
@@ -204,21 +211,32 @@ impl ParallelExecutor {
             may_give_way: !self.config.force_parallel,
             ..Default::default()
         };
+        let mut mv = self
+            .memory
+            .lock()
+            .take()
+            .unwrap_or_else(|| MvMemory::new(0));
+        mv.reset(txs);
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            let workers = Workers {
+            let engine = Engine {
                 pool: self.pool.as_ref(),
                 threads,
+                mv: &mv,
             };
             execute_block_stm(
                 chain,
                 block,
                 storage,
-                workers,
+                engine,
                 previous_of_sender,
                 &counters,
                 None,
             )
         }));
+        if matches!(result, Ok(Ok(_))) {
+            // A block whose worker panicked may have left the memory half-written: it is dropped.
+            *self.memory.lock() = Some(mv);
+        }
         stats.executions = counters.executions.load(Ordering::Relaxed);
         stats.validations = counters.validations.load(Ordering::Relaxed);
         stats.aborts = counters.aborts.load(Ordering::Relaxed);
@@ -248,10 +266,12 @@ impl ParallelExecutor {
 
 type Breach = Box<dyn std::any::Any + Send>;
 
-/// The threads that run one block: the pool's workers plus the calling thread.
-struct Workers<'a> {
+/// What one Block-STM run executes on: the threads (the pool's workers plus the calling thread)
+/// and the multi-version memory (emptied, reused across blocks).
+struct Engine<'a> {
     pool: Option<&'a rayon::ThreadPool>,
     threads: usize,
+    mv: &'a MvMemory,
 }
 
 fn panic_message(panic: Breach) -> String {
@@ -279,9 +299,11 @@ pub(crate) fn trace_block_stm<S: Storage + ?Sized>(
 ) -> Result<Traced, ExecutionError> {
     let previous = previous_of_sender(block);
     let mut accesses = Vec::new();
-    let workers = Workers {
+    let mv = MvMemory::new(block.body.transactions.len());
+    let engine = Engine {
         pool: None,
         threads: 1,
+        mv: &mv,
     };
     let counters = Counters::default();
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
@@ -289,7 +311,7 @@ pub(crate) fn trace_block_stm<S: Storage + ?Sized>(
             chain,
             block,
             storage,
-            workers,
+            engine,
             previous.clone(),
             &counters,
             Some(&mut accesses),
@@ -308,7 +330,7 @@ fn execute_block_stm<S: Storage + ?Sized>(
     chain: &ChainSpec,
     block: &Block<Recovered<TxEnvelope>>,
     storage: &S,
-    workers: Workers<'_>,
+    engine: Engine<'_>,
     previous_of_sender: Vec<Option<TxIdx>>,
     counters: &Counters,
     accesses: Option<&mut Vec<Accesses>>,
@@ -339,8 +361,10 @@ fn execute_block_stm<S: Storage + ?Sized>(
     };
     let pre = PreState::new(&overlay);
     let tx_count = txs.len();
-    let mv = MvMemory::new(tx_count);
-    let state = VersionedState { mv: &mv, pre: &pre };
+    let state = VersionedState {
+        mv: engine.mv,
+        pre: &pre,
+    };
     let vm = BlockVm {
         spec,
         block_env,
@@ -362,9 +386,9 @@ fn execute_block_stm<S: Storage + ?Sized>(
             breach.lock().get_or_insert(panic);
         }
     };
-    match workers.pool {
+    match engine.pool {
         Some(pool) => pool.in_place_scope(|scope| {
-            for _ in 1..workers.threads {
+            for _ in 1..engine.threads {
                 scope.spawn(|_| work());
             }
             work();
@@ -375,7 +399,7 @@ fn execute_block_stm<S: Storage + ?Sized>(
         return Err(panic);
     }
     if let Some(accesses) = accesses {
-        *accesses = (0..tx_count).map(|tx| mv.accesses(tx)).collect();
+        *accesses = (0..tx_count).map(|tx| engine.mv.accesses(tx)).collect();
     }
 
     // Normally every transaction; after Block-STM gave way, the prefix whose results are final.

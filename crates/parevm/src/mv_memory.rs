@@ -296,6 +296,28 @@ struct SlotVersions {
     writes: Versions<U256>,
 }
 
+impl std::fmt::Debug for MvMemory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MvMemory")
+            .field("accounts", &self.accounts.len())
+            .field("slots", &self.slots.len())
+            .field("txs", &self.last_written.len())
+            .finish()
+    }
+}
+
+/// Accounts a block of `txs` transactions is expected to touch, so that the map's shards do not
+/// rehash while workers publish: a transaction writes two or three accounts (sender, recipient,
+/// beneficiary), most of them distinct in big blocks.
+fn account_capacity(txs: usize) -> usize {
+    2 * txs + 16
+}
+
+/// Storage slots a block of `txs` transactions is expected to touch.
+fn slot_capacity(txs: usize) -> usize {
+    txs + 16
+}
+
 /// The multi-version data structure of Block-STM.
 pub(crate) struct MvMemory {
     accounts: DashMap<Address, AccountVersions, DefaultHashBuilder>,
@@ -312,18 +334,50 @@ pub(crate) struct MvMemory {
 
 impl MvMemory {
     pub(crate) fn new(txs: usize) -> Self {
-        // Presized so that shards do not rehash while workers publish: a transaction writes two
-        // or three accounts (sender, recipient, beneficiary), most of them distinct in big blocks.
         Self {
             accounts: DashMap::with_capacity_and_hasher(
-                2 * txs + 16,
+                account_capacity(txs),
                 DefaultHashBuilder::default(),
             ),
-            slots: DashMap::with_capacity_and_hasher(txs + 16, DefaultHashBuilder::default()),
+            slots: DashMap::with_capacity_and_hasher(
+                slot_capacity(txs),
+                DefaultHashBuilder::default(),
+            ),
             any_storage_reset: AtomicBool::new(false),
             last_written: (0..txs).map(|_| Mutex::new(Vec::new())).collect(),
             last_read: (0..txs).map(|_| Mutex::new(Vec::new())).collect(),
         }
+    }
+
+    /// Empties the memory for a block of `txs` transactions, keeping its allocations: the maps'
+    /// tables stay sized for the largest block seen, so the next block neither rehashes nor
+    /// faults in fresh pages.
+    pub(crate) fn reset(&mut self, txs: usize) {
+        if self.accounts.capacity() < account_capacity(txs) {
+            self.accounts = DashMap::with_capacity_and_hasher(
+                account_capacity(txs),
+                DefaultHashBuilder::default(),
+            );
+        } else {
+            self.accounts.clear();
+        }
+        if self.slots.capacity() < slot_capacity(txs) {
+            self.slots = DashMap::with_capacity_and_hasher(
+                slot_capacity(txs),
+                DefaultHashBuilder::default(),
+            );
+        } else {
+            self.slots.clear();
+        }
+        *self.any_storage_reset.get_mut() = false;
+        for locations in &mut self.last_written {
+            locations.get_mut().clear();
+        }
+        for reads in &mut self.last_read {
+            reads.get_mut().clear();
+        }
+        self.last_written.resize_with(txs, Default::default);
+        self.last_read.resize_with(txs, Default::default);
     }
 
     /// Runs `read` on the versions of `address`, loading its pre-block value first if needed.

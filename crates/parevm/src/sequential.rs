@@ -1,8 +1,6 @@
 //! The sequential reference executor: plain revm, one transaction after another, over a cache of
 //! the pre-block state. It is the oracle the parallel engine is checked against.
 
-use std::collections::BTreeMap;
-
 use alloy_primitives::map::{HashMap, hash_map::Entry};
 
 use alloy_consensus::{Block, Transaction, TxEnvelope, transaction::Recovered};
@@ -36,16 +34,23 @@ impl DBErrorMarker for StorageError {}
 struct CachedAccount {
     /// `None` when the account does not exist.
     info: Option<AccountInfo>,
-    /// Slots read or written.
-    storage: HashMap<U256, U256>,
+    /// Slots read or written since the last storage reset (one map for both: a write is one
+    /// insert).
+    storage: HashMap<U256, CachedSlot>,
     /// Whether pre-block storage is gone (reads of unknown slots give zero).
     storage_reset: bool,
     /// Whether the block wrote anything to this account.
     changed: bool,
     /// Whether the block wrote code.
     code_written: bool,
-    /// Slots written by the block since the last storage reset.
-    written: BTreeMap<U256, U256>,
+}
+
+/// One slot as the sequential executor sees it.
+#[derive(Debug, Clone, Copy)]
+struct CachedSlot {
+    value: U256,
+    /// Whether the block wrote it (since the account's last storage reset).
+    written: bool,
 }
 
 /// A revm [`Database`] over a [`Storage`] that applies each transaction's writes: the state of
@@ -113,7 +118,6 @@ impl<'a, S: Storage + ?Sized> SequentialState<'a, S> {
             }
             Some(Lifecycle::Created) => {
                 cached.storage.clear();
-                cached.written.clear();
                 cached.storage_reset = true;
                 cached.info.get_or_insert_with(empty_info);
             }
@@ -138,8 +142,11 @@ impl<'a, S: Storage + ?Sized> SequentialState<'a, S> {
             }
         }
         for (slot, value) in diff.storage {
-            cached.storage.insert(slot, value);
-            cached.written.insert(slot, value);
+            let written = CachedSlot {
+                value,
+                written: true,
+            };
+            cached.storage.insert(slot, written);
         }
     }
 
@@ -211,7 +218,13 @@ impl<'a, S: Storage + ?Sized> SequentialState<'a, S> {
                 let change = AccountChange {
                     info,
                     storage_reset: account.storage_reset,
-                    storage: account.written,
+                    // Collected into a B-tree in one sorted bulk build.
+                    storage: account
+                        .storage
+                        .into_iter()
+                        .filter(|(_, slot)| slot.written)
+                        .map(|(key, slot)| (key, slot.value))
+                        .collect(),
                 };
                 (address, change)
             })
@@ -248,15 +261,19 @@ impl<S: Storage + ?Sized> Database for SequentialState<'_, S> {
     fn storage(&mut self, address: Address, index: U256) -> Result<U256, Self::Error> {
         let storage = self.storage;
         let cached = self.account(address)?;
-        if let Some(value) = cached.storage.get(&index) {
-            return Ok(*value);
+        if let Some(slot) = cached.storage.get(&index) {
+            return Ok(slot.value);
         }
         let value = if cached.storage_reset || cached.info.is_none() {
             U256::ZERO
         } else {
             storage.storage(&address, &index)?
         };
-        cached.storage.insert(index, value);
+        let read = CachedSlot {
+            value,
+            written: false,
+        };
+        cached.storage.insert(index, read);
         Ok(value)
     }
 
