@@ -352,7 +352,10 @@ fn execute_block_stm<S: Storage + ?Sized>(
     })();
     let (block_env, cfg, txs, mut changes) = match prepared {
         Ok(prepared) => prepared,
-        Err(error) => return Ok(Err(error)),
+        // The block cannot run. Which error sequential execution meets first depends on its
+        // order (pre-block calls, then each transaction's gas check before its conversion), so it
+        // gives the error.
+        Err(_) => return Ok(crate::execute_sequential(chain, block, storage)),
     };
 
     let overlay = OverlayStorage {

@@ -539,6 +539,32 @@ fn gas_limit_above_what_is_left_in_the_block_is_rejected() {
     );
 }
 
+/// A block's first error is the one sequential execution meets first: a gas limit above what is
+/// left at tx 1 wins over a transaction revm cannot even take (an empty 7702 authorization list)
+/// at tx 2, although the parallel engine converts every transaction before running any.
+#[test]
+fn the_first_error_in_block_order_wins_over_a_later_unconvertible_transaction() {
+    let spec = SpecId::PRAGUE;
+    let accounts = senders(3);
+    let storage = funded(spec, &accounts);
+    let to = TxKind::Call(Address::repeat_byte(0x42));
+    let txs = vec![
+        legacy_tx(accounts[0], 0, to, U256::from(1), Bytes::new(), 30_000),
+        legacy_tx(accounts[1], 0, to, U256::from(1), Bytes::new(), 30_000),
+        eip7702_tx(accounts[2], 0, accounts[0], Bytes::new(), vec![]),
+    ];
+    let mut block = block(spec, txs);
+    block.header.gas_limit = 50_000;
+    let result = assert_parallel_matches("first error", &ChainSpec::fixed(spec), &block, &storage);
+    assert!(
+        matches!(
+            result,
+            Err(ExecutionError::TxGasLimitAboveRemaining { index: 1, .. })
+        ),
+        "{result:?}"
+    );
+}
+
 #[test]
 fn eip7702_authorization_rules() {
     use parevm::revm::context::result::InvalidTransaction;
