@@ -113,8 +113,9 @@ struct Counters {
     aborts: AtomicUsize,
     dependency_waits: AtomicUsize,
     sender_waits: AtomicUsize,
-    /// Whether Block-STM may give way to sequential execution when conflicts dominate.
-    may_give_way: bool,
+    /// Executions after which Block-STM may give way to sequential execution when conflicts
+    /// dominate (`None`: it never does).
+    give_way_after: Option<usize>,
     /// Set when it did.
     gave_way: AtomicBool,
     /// The committed prefix it kept then.
@@ -127,21 +128,30 @@ const GIVE_WAY_MIN_EXECUTIONS: usize = 32;
 
 /// The share of wasted executions (aborted by validation, or stopped at an ESTIMATE), in percent
 /// of all executions, above which conflicts dominate: each transaction then waits for its
-/// predecessor, and threads only add overhead (a hot pool, a chain of dependent calls). Mainnet
-/// blocks that still gain at two threads stay below a third.
+/// predecessor, and threads only add overhead (a hot pool, a chain of dependent calls). The
+/// mainnet block with the most conflicts that still gains at two threads (6137495, 1.5–1.6
+/// executions per transaction) wastes about 35%.
 const GIVE_WAY_WASTE_PERCENT: usize = 40;
 
 impl Counters {
+    /// Counters of a block of `txs` transactions, which may give way unless `forced`.
+    fn new(txs: usize, forced: bool) -> Self {
+        Self {
+            give_way_after: (!forced).then(|| GIVE_WAY_MIN_EXECUTIONS.max(txs / 16)),
+            ..Default::default()
+        }
+    }
+
     /// Halts Block-STM, so that the rest of the block runs sequentially, if it may and conflicts
     /// dominate so far (called after each wasted execution).
-    fn give_way_if_conflicts_dominate(&self, scheduler: &Scheduler, txs: usize) {
-        if !self.may_give_way {
+    fn give_way_if_conflicts_dominate(&self, scheduler: &Scheduler) {
+        let Some(min_executions) = self.give_way_after else {
             return;
-        }
+        };
         let executions = self.executions.load(Ordering::Relaxed);
         let wasted =
             self.aborts.load(Ordering::Relaxed) + self.dependency_waits.load(Ordering::Relaxed);
-        if executions >= GIVE_WAY_MIN_EXECUTIONS.max(txs / 16)
+        if executions >= min_executions
             && wasted * 100 > executions * GIVE_WAY_WASTE_PERCENT
             && !self.gave_way.swap(true, Ordering::Relaxed)
         {
@@ -207,16 +217,15 @@ impl ParallelExecutor {
             stats.sequential_reason = Some(reason);
             return (crate::execute_sequential(chain, block, storage), stats);
         }
-        let counters = Counters {
-            may_give_way: !self.config.force_parallel,
-            ..Default::default()
+        let counters = Counters::new(txs, self.config.force_parallel);
+        let reused = self.memory.lock().take();
+        let mv = match reused {
+            Some(mut mv) => {
+                mv.reset(txs);
+                mv
+            }
+            None => MvMemory::new(txs),
         };
-        let mut mv = self
-            .memory
-            .lock()
-            .take()
-            .unwrap_or_else(|| MvMemory::new(0));
-        mv.reset(txs);
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let engine = Engine {
                 pool: self.pool.as_ref(),
@@ -448,7 +457,7 @@ fn execute_block_stm<S: Storage + ?Sized>(
             base: storage,
             changes: &changes,
         };
-        let mut state = SequentialState::with_capacity(&overlay, 2 * (tx_count - committed) + 16);
+        let mut state = SequentialState::for_txs(&overlay, tx_count - committed);
         let env = (spec, block_env, cfg);
         if let Err(error) = execute_txs(
             &mut state,
@@ -641,7 +650,7 @@ fn try_execute<S: Storage + ?Sized>(
         match worker.execute(tx) {
             Err(blocked) => {
                 counters.dependency_waits.fetch_add(1, Ordering::Relaxed);
-                counters.give_way_if_conflicts_dominate(scheduler, worker.txs());
+                counters.give_way_if_conflicts_dominate(scheduler);
                 if scheduler.add_dependency(tx, blocked.0) {
                     return None;
                 }
@@ -674,7 +683,7 @@ fn try_validate<S: Storage + ?Sized>(
     if aborted {
         counters.aborts.fetch_add(1, Ordering::Relaxed);
         vm.state.mv.convert_writes_to_estimates(tx);
-        counters.give_way_if_conflicts_dominate(scheduler, vm.txs.len());
+        counters.give_way_if_conflicts_dominate(scheduler);
     }
     scheduler.finish_validation(tx, aborted)
 }

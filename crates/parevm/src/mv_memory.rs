@@ -10,6 +10,7 @@
 
 use std::{
     collections::{BTreeMap, HashSet},
+    hash::Hash,
     sync::atomic::{AtomicBool, Ordering},
 };
 
@@ -27,7 +28,7 @@ use crate::{
     storage::{AccountBasic, StorageError},
     types::{
         CodeValue, Lifecycle, MemoryLocation, MemoryValue, ReadSet, TxIdx, TxVersion, WriteKind,
-        WriteSet,
+        WriteSet, expected_accounts,
     },
 };
 
@@ -306,15 +307,24 @@ impl std::fmt::Debug for MvMemory {
     }
 }
 
-/// Accounts a block of `txs` transactions is expected to touch, so that the map's shards do not
-/// rehash while workers publish: a transaction writes two or three accounts (sender, recipient,
-/// beneficiary), most of them distinct in big blocks.
-fn account_capacity(txs: usize) -> usize {
-    2 * txs + 16
+/// A concurrent map sized for `capacity` entries, so that its shards do not rehash while workers
+/// publish.
+fn presized<K: Eq + Hash, V>(capacity: usize) -> DashMap<K, V, DefaultHashBuilder> {
+    DashMap::with_capacity_and_hasher(capacity, DefaultHashBuilder::default())
+}
+
+/// Empties `map`, keeping its table when it already holds `capacity` entries (a new, presized one
+/// otherwise).
+fn clear_for<K: Eq + Hash, V>(map: &mut DashMap<K, V, DefaultHashBuilder>, capacity: usize) {
+    if map.capacity() < capacity {
+        *map = presized(capacity);
+    } else {
+        map.clear();
+    }
 }
 
 /// Storage slots a block of `txs` transactions is expected to touch.
-fn slot_capacity(txs: usize) -> usize {
+fn expected_slots(txs: usize) -> usize {
     txs + 16
 }
 
@@ -335,14 +345,8 @@ pub(crate) struct MvMemory {
 impl MvMemory {
     pub(crate) fn new(txs: usize) -> Self {
         Self {
-            accounts: DashMap::with_capacity_and_hasher(
-                account_capacity(txs),
-                DefaultHashBuilder::default(),
-            ),
-            slots: DashMap::with_capacity_and_hasher(
-                slot_capacity(txs),
-                DefaultHashBuilder::default(),
-            ),
+            accounts: presized(expected_accounts(txs)),
+            slots: presized(expected_slots(txs)),
             any_storage_reset: AtomicBool::new(false),
             last_written: (0..txs).map(|_| Mutex::new(Vec::new())).collect(),
             last_read: (0..txs).map(|_| Mutex::new(Vec::new())).collect(),
@@ -353,22 +357,8 @@ impl MvMemory {
     /// tables stay sized for the largest block seen, so the next block neither rehashes nor
     /// faults in fresh pages.
     pub(crate) fn reset(&mut self, txs: usize) {
-        if self.accounts.capacity() < account_capacity(txs) {
-            self.accounts = DashMap::with_capacity_and_hasher(
-                account_capacity(txs),
-                DefaultHashBuilder::default(),
-            );
-        } else {
-            self.accounts.clear();
-        }
-        if self.slots.capacity() < slot_capacity(txs) {
-            self.slots = DashMap::with_capacity_and_hasher(
-                slot_capacity(txs),
-                DefaultHashBuilder::default(),
-            );
-        } else {
-            self.slots.clear();
-        }
+        clear_for(&mut self.accounts, expected_accounts(txs));
+        clear_for(&mut self.slots, expected_slots(txs));
         *self.any_storage_reset.get_mut() = false;
         for locations in &mut self.last_written {
             locations.get_mut().clear();

@@ -24,7 +24,7 @@ use crate::{
     chain::{self, ChainSpec},
     output::{AccountChange, AccountState, BlockOutput, StateChanges, TxReceipt, merge_changes},
     storage::{OverlayStorage, Storage, StorageError},
-    types::Lifecycle,
+    types::{Lifecycle, expected_accounts},
 };
 
 impl DBErrorMarker for StorageError {}
@@ -63,14 +63,14 @@ pub(crate) struct SequentialState<'a, S: ?Sized> {
 
 impl<'a, S: Storage + ?Sized> SequentialState<'a, S> {
     pub(crate) fn new(storage: &'a S) -> Self {
-        Self::with_capacity(storage, 0)
+        Self::for_txs(storage, 0)
     }
 
-    /// A state expecting about `accounts` accounts (no rehashing while the block runs).
-    pub(crate) fn with_capacity(storage: &'a S, accounts: usize) -> Self {
+    /// A state sized for `txs` transactions' accounts (no rehashing while the block runs).
+    pub(crate) fn for_txs(storage: &'a S, txs: usize) -> Self {
         Self {
             storage,
-            accounts: HashMap::with_capacity_and_hasher(accounts, Default::default()),
+            accounts: HashMap::with_capacity_and_hasher(expected_accounts(txs), Default::default()),
             code: HashMap::default(),
         }
     }
@@ -373,9 +373,7 @@ pub fn execute_sequential<S: Storage + ?Sized>(
         base: storage,
         changes: &changes,
     };
-    // A transaction touches two or three accounts, most of them new ones in big blocks.
-    let mut state =
-        SequentialState::with_capacity(&overlay, 2 * block.body.transactions.len() + 16);
+    let mut state = SequentialState::for_txs(&overlay, block.body.transactions.len());
     let mut receipts = Vec::with_capacity(block.body.transactions.len());
     let mut gas_used = 0u64;
     let env = (spec, block_env, cfg);

@@ -19,6 +19,13 @@ pub struct TxVersion {
     pub incarnation: Incarnation,
 }
 
+/// Accounts a block of `txs` transactions is expected to touch, to size maps up front: a
+/// transaction touches two or three (sender, recipient, beneficiary), most of them distinct in
+/// big blocks.
+pub(crate) fn expected_accounts(txs: usize) -> usize {
+    2 * txs + 16
+}
+
 /// A unit of state that transactions read and write. Locations are compared by value (address and
 /// slot), never by a hash alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

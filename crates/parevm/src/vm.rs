@@ -327,11 +327,6 @@ impl<'a, S: Storage + ?Sized> VmWorker<'a, S> {
         self.block.previous_of_sender[tx]
     }
 
-    /// Transactions in the block.
-    pub(crate) fn txs(&self) -> usize {
-        self.block.txs.len()
-    }
-
     /// The block's multi-version memory.
     pub(crate) fn mv(&self) -> &'a MvMemory {
         self.block.state.mv

@@ -512,57 +512,41 @@ fn invalid_transactions_give_the_same_error_at_every_thread_count() {
     }
 }
 
+/// A gas limit above what is left in the block is the block's error, at the transaction where it
+/// happens; and the first error in block order wins over a later transaction revm cannot even
+/// take (an empty 7702 authorization list), although the parallel engine converts every
+/// transaction before running any.
 #[test]
 fn gas_limit_above_what_is_left_in_the_block_is_rejected() {
-    let spec = SpecId::CANCUN;
-    let accounts = senders(3);
-    let storage = funded(spec, &accounts);
-    let to = TxKind::Call(Address::repeat_byte(0x42));
-    let txs: Vec<_> = accounts
-        .iter()
-        .map(|sender| legacy_tx(*sender, 0, to, U256::from(1), Bytes::new(), 30_000))
-        .collect();
-    let mut block = block(spec, txs);
-    block.header.gas_limit = 60_000;
-    let result =
-        assert_parallel_matches("remaining gas", &ChainSpec::fixed(spec), &block, &storage);
-    assert!(
-        matches!(
-            result,
-            Err(ExecutionError::TxGasLimitAboveRemaining {
-                index: 2,
-                gas_limit: 30_000,
-                remaining: 18_000
-            })
-        ),
-        "{result:?}"
-    );
-}
-
-/// A block's first error is the one sequential execution meets first: a gas limit above what is
-/// left at tx 1 wins over a transaction revm cannot even take (an empty 7702 authorization list)
-/// at tx 2, although the parallel engine converts every transaction before running any.
-#[test]
-fn the_first_error_in_block_order_wins_over_a_later_unconvertible_transaction() {
     let spec = SpecId::PRAGUE;
     let accounts = senders(3);
     let storage = funded(spec, &accounts);
     let to = TxKind::Call(Address::repeat_byte(0x42));
-    let txs = vec![
-        legacy_tx(accounts[0], 0, to, U256::from(1), Bytes::new(), 30_000),
-        legacy_tx(accounts[1], 0, to, U256::from(1), Bytes::new(), 30_000),
-        eip7702_tx(accounts[2], 0, accounts[0], Bytes::new(), vec![]),
+    let transfer = |sender| legacy_tx(sender, 0, to, U256::from(1), Bytes::new(), 30_000);
+    let unconvertible = eip7702_tx(accounts[2], 0, accounts[0], Bytes::new(), vec![]);
+    let cases = [
+        // Two transfers of 21,000 gas leave 18,000 for the third.
+        ("remaining gas", transfer(accounts[2]), 60_000, 2, 18_000),
+        // One leaves 29,000 for the second; the third cannot be converted.
+        ("first error", unconvertible, 50_000, 1, 29_000),
     ];
-    let mut block = block(spec, txs);
-    block.header.gas_limit = 50_000;
-    let result = assert_parallel_matches("first error", &ChainSpec::fixed(spec), &block, &storage);
-    assert!(
-        matches!(
-            result,
-            Err(ExecutionError::TxGasLimitAboveRemaining { index: 1, .. })
-        ),
-        "{result:?}"
-    );
+    for (name, third, block_gas_limit, index, remaining) in cases {
+        let mut block = block(
+            spec,
+            vec![transfer(accounts[0]), transfer(accounts[1]), third],
+        );
+        block.header.gas_limit = block_gas_limit;
+        let result = assert_parallel_matches(name, &ChainSpec::fixed(spec), &block, &storage);
+        let expected = ExecutionError::TxGasLimitAboveRemaining {
+            index,
+            gas_limit: 30_000,
+            remaining,
+        };
+        assert!(
+            matches!(&result, Err(error) if error.to_string() == expected.to_string()),
+            "{name}: {result:?}"
+        );
+    }
 }
 
 #[test]
