@@ -35,7 +35,7 @@ fn main() {
     };
     let executor = ParallelExecutor::new(ExecutorConfig {
         concurrency: NonZeroUsize::new(threads).unwrap(),
-        force_parallel: true,
+        strategy: parevm::Strategy::BlockStm,
     });
     let (mut seq, mut par) = (Vec::new(), Vec::new());
     let mut stats = None;

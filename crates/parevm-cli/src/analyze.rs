@@ -93,7 +93,7 @@ fn measure(
 ) -> Result<Measurement, String> {
     let executor = ParallelExecutor::new(ExecutorConfig {
         concurrency: threads,
-        force_parallel: true,
+        strategy: parevm::Strategy::BlockStm,
     });
     let (mut sequential, mut parallel, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     let mut executions_per_tx = 0.0;
@@ -208,7 +208,7 @@ fn analyze(
             simulate(&graph, threads.get(), cost).map_err(|error| error.to_string())?;
         let config = ExecutorConfig {
             concurrency: *threads,
-            force_parallel: false,
+            strategy: parevm::Strategy::Auto,
         };
         let measurement = if args.measure && threads.get() <= cores {
             Some(measure(chain, &block, *threads, args.runs)?)

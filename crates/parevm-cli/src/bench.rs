@@ -31,9 +31,10 @@ pub(crate) struct Args {
     /// Worker threads of the parallel executor (default: all cores).
     #[arg(long)]
     threads: Option<NonZeroUsize>,
-    /// Run Block-STM on every block, even where the executor would choose sequential execution.
-    #[arg(long)]
-    force_parallel: bool,
+    /// How the parallel executor runs each block: chosen per block (`auto`), or one strategy on
+    /// every block.
+    #[arg(long, value_enum, default_value_t = crate::StrategyArg::Auto)]
+    strategy: crate::StrategyArg,
     /// Runs of each executor per workload; medians are reported.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
@@ -190,7 +191,7 @@ fn load(name: &str, args: &Args, fixtures: &Path) -> Result<Workload, String> {
 /// Runs `parevm bench`.
 pub(crate) fn run(args: &Args) -> ExitCode {
     let fixtures = fixtures_dir(args.fixtures.as_deref());
-    let executor = crate::executor(args.threads, args.force_parallel);
+    let executor = crate::executor(args.threads, args.strategy);
     let (names, notes) = expand(args, &fixtures);
     for note in &notes {
         eprintln!("{note}");

@@ -21,9 +21,10 @@ pub(crate) struct Args {
     /// Worker threads of the parallel executor (default: all cores).
     #[arg(long)]
     threads: Option<NonZeroUsize>,
-    /// Run Block-STM on every block, even where the executor would choose sequential execution.
-    #[arg(long)]
-    force_parallel: bool,
+    /// How the parallel executor runs each block: chosen per block (`auto`), or one strategy on
+    /// every block.
+    #[arg(long, value_enum, default_value_t = crate::StrategyArg::Auto)]
+    strategy: crate::StrategyArg,
     /// Timed runs of each executor per block, after one untimed warm-up run; the median is
     /// reported.
     #[arg(long, default_value = "3")]
@@ -169,7 +170,7 @@ fn first_difference(
 }
 
 pub(crate) fn run(args: &Args) -> ExitCode {
-    let executor = crate::executor(args.threads, args.force_parallel);
+    let executor = crate::executor(args.threads, args.strategy);
     if !args.json {
         println!(
             "{:>10} {:>5} {:>11} {:>7} {:>13} {:>11} {:>7} {:>5}  header check",

@@ -28,7 +28,7 @@ struct Cli {
 enum Command {
     /// Benchmark built-in workloads and mainnet blocks: baseline revm, sequential, parallel.
     Bench(bench::Args),
-    /// Run GeneralStateTests JSON files through the parallel executor (force_parallel).
+    /// Run GeneralStateTests JSON files through the parallel executor (Block-STM, or `--strategy`).
     Statetest(statetest::Args),
     /// Execute mainnet block fixtures sequentially and in parallel, compare the two and the
     /// header.
@@ -38,19 +38,43 @@ enum Command {
     Analyze(analyze::Args),
 }
 
-/// The parallel executor for `--threads` (default: all cores), choosing sequential execution for
-/// blocks where Block-STM does not pay unless `force_parallel`.
+/// The parallel executor for `--threads` (default: all cores) running `strategy`.
 pub(crate) fn executor(
     threads: Option<std::num::NonZeroUsize>,
-    force_parallel: bool,
+    strategy: StrategyArg,
 ) -> parevm::ParallelExecutor {
     let concurrency = threads.unwrap_or_else(|| {
         std::thread::available_parallelism().unwrap_or(std::num::NonZeroUsize::MIN)
     });
     parevm::ParallelExecutor::new(parevm::ExecutorConfig {
         concurrency,
-        force_parallel,
+        strategy: strategy.into(),
     })
+}
+
+/// `--strategy`: how the parallel executor runs each block.
+#[derive(Debug, Clone, Copy, Default, clap::ValueEnum)]
+pub(crate) enum StrategyArg {
+    /// Chosen per block by the executor.
+    #[default]
+    Auto,
+    /// One transaction after another.
+    Sequential,
+    /// Block-STM on every block.
+    BlockStm,
+    /// Speculation and in-order commit on every block.
+    Pipeline,
+}
+
+impl From<StrategyArg> for parevm::Strategy {
+    fn from(strategy: StrategyArg) -> Self {
+        match strategy {
+            StrategyArg::Auto => Self::Auto,
+            StrategyArg::Sequential => Self::Sequential,
+            StrategyArg::BlockStm => Self::BlockStm,
+            StrategyArg::Pipeline => Self::Pipeline,
+        }
+    }
 }
 
 fn main() -> ExitCode {

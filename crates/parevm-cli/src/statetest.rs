@@ -27,6 +27,9 @@ pub(crate) struct Args {
     /// cores).
     #[arg(long, default_value = "2")]
     threads: NonZeroUsize,
+    /// The parallel engine every case runs through.
+    #[arg(long, value_enum, default_value_t = crate::StrategyArg::BlockStm)]
+    strategy: crate::StrategyArg,
     /// A skip list to use instead of the built-in one (`PATTERN  REASON` per line).
     #[arg(long)]
     skip_list: Option<PathBuf>,
@@ -63,7 +66,7 @@ pub(crate) fn run(args: &Args) -> ExitCode {
     let totals = Mutex::new(Totals::default());
     let config = ExecutorConfig {
         concurrency: args.threads,
-        force_parallel: true,
+        strategy: args.strategy.into(),
     };
     std::thread::scope(|scope| {
         for _ in 0..workers {

@@ -59,7 +59,7 @@ fn mutate(mut bytes: Vec<u8>, keep: usize, edits: &[(usize, u8)]) -> Vec<u8> {
 fn executor() -> ParallelExecutor {
     ParallelExecutor::new(ExecutorConfig {
         concurrency: NonZeroUsize::new(2).unwrap(),
-        force_parallel: true,
+        strategy: parevm::Strategy::BlockStm,
     })
 }
 

@@ -17,7 +17,7 @@ fn resident_bytes() -> Option<u64> {
 fn memory_stays_bounded_over_thousands_of_blocks() {
     let executor = ParallelExecutor::new(ExecutorConfig {
         concurrency: std::num::NonZeroUsize::new(2).unwrap(),
-        force_parallel: true,
+        strategy: parevm::Strategy::BlockStm,
     });
     let workload = workload("mixed", 3_000_000, 9).expect("known workload");
     let run = |count: usize| {

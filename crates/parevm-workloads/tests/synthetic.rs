@@ -10,7 +10,7 @@ use std::{
 };
 
 use parevm::{
-    BlockOutput, ExecutorConfig, ParallelExecutor, Storage,
+    BlockOutput, ExecutorConfig, ParallelExecutor, Storage, Strategy,
     alloy_consensus::Transaction,
     alloy_primitives::{Address, B256, TxKind, U256, keccak256},
     execute_sequential,
@@ -90,17 +90,31 @@ fn run(name: &str, gas: u64, expected_txs: Option<u64>) -> (Workload, BlockOutpu
     let other = synthetic::workload(name, gas, SEED + 1).unwrap();
     assert_ne!(other.block, workload.block, "{name}: the seed matters");
 
-    let executor = ParallelExecutor::new(ExecutorConfig {
-        concurrency: NonZeroUsize::new(2).unwrap(),
-        force_parallel: true,
-    });
-    let (parallel, stats) = executor.execute_with_stats(&workload.chain, block, &workload.storage);
-    assert_eq!(stats.sequential_reason, None, "{name}: parallel fell back");
-    assert_eq!(
-        parallel.as_ref().ok(),
-        Some(&output),
-        "{name}: parallel differs"
-    );
+    for (strategy, threads) in [
+        (Strategy::BlockStm, 2),
+        (Strategy::Pipeline, 2),
+        (Strategy::Pipeline, 1),
+        (Strategy::Auto, 2),
+    ] {
+        let executor = ParallelExecutor::new(ExecutorConfig {
+            concurrency: NonZeroUsize::new(threads).unwrap(),
+            strategy,
+        });
+        let (parallel, stats) =
+            executor.execute_with_stats(&workload.chain, block, &workload.storage);
+        if strategy != Strategy::Auto {
+            assert_eq!(stats.strategy, strategy, "{name}: {strategy} ran");
+            assert_eq!(
+                stats.sequential_reason, None,
+                "{name}: {strategy} fell back"
+            );
+        }
+        assert_eq!(
+            parallel.as_ref().ok(),
+            Some(&output),
+            "{name}: {strategy} at {threads} threads differs"
+        );
+    }
     (workload, output)
 }
 
@@ -309,7 +323,11 @@ fn conflict_heavy_block_gives_way_to_sequential_execution() {
     for force_parallel in [false, true] {
         let executor = ParallelExecutor::new(ExecutorConfig {
             concurrency: NonZeroUsize::new(2).unwrap(),
-            force_parallel,
+            strategy: if force_parallel {
+                Strategy::BlockStm
+            } else {
+                Strategy::Auto
+            },
         });
         for _ in 0..runs {
             let (output, stats) =
@@ -589,7 +607,7 @@ fn erc20_pre_state_reads_back_through_the_getters() {
     assert!(call("totalSupply()", &[])[0] > balance);
 }
 
-/// Every workload executed 50 times at 2, 4, 8 and 16 threads (Block-STM forced) gives
+/// Every workload executed 50 times at 2, 4, 8 and 16 threads by each engine gives
 /// byte-identical output: the `Debug` rendering of every run equals the sequential one.
 #[test]
 fn every_workload_is_deterministic_at_every_thread_count() {
@@ -599,32 +617,41 @@ fn every_workload_is_deterministic_at_every_thread_count() {
             "{:?}",
             execute_sequential(&workload.chain, &workload.block, &workload.storage)
         );
-        for threads in [2, 4, 8, 16] {
-            let executor = ParallelExecutor::new(ExecutorConfig {
-                concurrency: std::num::NonZeroUsize::new(threads).unwrap(),
-                force_parallel: true,
-            });
-            for run in 0..50 {
-                let actual = format!(
-                    "{:?}",
-                    executor.execute(&workload.chain, &workload.block, &workload.storage)
-                );
-                assert!(
-                    actual == expected,
-                    "{name}: run {run} at {threads} threads differs"
-                );
+        for strategy in [Strategy::BlockStm, Strategy::Pipeline] {
+            for threads in [2, 4, 8, 16] {
+                let executor = ParallelExecutor::new(ExecutorConfig {
+                    concurrency: std::num::NonZeroUsize::new(threads).unwrap(),
+                    strategy,
+                });
+                for run in 0..50 {
+                    let actual = format!(
+                        "{:?}",
+                        executor.execute(&workload.chain, &workload.block, &workload.storage)
+                    );
+                    assert!(
+                        actual == expected,
+                        "{name}: {strategy} run {run} at {threads} threads differs"
+                    );
+                }
             }
         }
     }
 }
 
 /// One executor runs different blocks one after another, growing and shrinking (it keeps its
-/// multi-version memory across blocks): each output is still the sequential one.
+/// multi-version memory across blocks; planned, it switches engines): each output is still the
+/// sequential one.
 #[test]
 fn one_executor_across_different_blocks() {
+    for strategy in [Strategy::BlockStm, Strategy::Auto] {
+        one_executor_across_blocks(strategy);
+    }
+}
+
+fn one_executor_across_blocks(strategy: Strategy) {
     let executor = ParallelExecutor::new(ExecutorConfig {
         concurrency: NonZeroUsize::new(2).unwrap(),
-        force_parallel: true,
+        strategy,
     });
     let sizes = [3_000_000, 300_000, 6_000_000];
     for (round, gas) in sizes.into_iter().enumerate() {
@@ -635,7 +662,7 @@ fn one_executor_across_different_blocks() {
             assert_eq!(
                 format!("{actual:?}"),
                 format!("{expected:?}"),
-                "{name} at {gas} gas after other blocks"
+                "{name} at {gas} gas after other blocks ({strategy})"
             );
         }
     }
@@ -646,7 +673,7 @@ fn one_executor_across_different_blocks() {
 fn ten_thousand_transactions_with_bounded_re_execution() {
     let executor = ParallelExecutor::new(ExecutorConfig {
         concurrency: std::num::NonZeroUsize::new(2).unwrap(),
-        force_parallel: true,
+        strategy: parevm::Strategy::BlockStm,
     });
     for (name, gas) in [
         ("raw-transfers-hot", 220_000_000),

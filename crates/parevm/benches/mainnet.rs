@@ -35,7 +35,7 @@ fn bench_mainnet(c: &mut Criterion) {
         .max(2);
     let executor = ParallelExecutor::new(ExecutorConfig {
         concurrency: NonZeroUsize::new(threads).unwrap(),
-        force_parallel: false,
+        strategy: parevm::Strategy::Auto,
     });
     let mut group = c.benchmark_group("mainnet");
     group.sample_size(10);

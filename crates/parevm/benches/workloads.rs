@@ -30,7 +30,7 @@ fn bench_workloads(c: &mut Criterion) {
         while threads <= cores.max(2) {
             let executor = ParallelExecutor::new(ExecutorConfig {
                 concurrency: NonZeroUsize::new(threads).unwrap(),
-                force_parallel: false,
+                strategy: parevm::Strategy::Auto,
             });
             group.bench_with_input(BenchmarkId::new("parallel", threads), &threads, |b, _| {
                 b.iter(|| {

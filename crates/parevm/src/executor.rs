@@ -15,6 +15,7 @@ use crate::{
     mv_memory::MvMemory,
     mv_memory::ReadError,
     output::{StateChanges, merge_changes},
+    pipeline::{PipelineCounters, execute_pipeline},
     pre_state::PreState,
     scheduler::{Scheduler, Task},
     sequential::{SequentialState, check_block_gas, execute_txs, receipt_of},
@@ -23,30 +24,62 @@ use crate::{
     vm::{BlockVm, TxFailure, TxResult, VersionedState, VmWorker},
 };
 
+/// How a block is executed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub enum Strategy {
+    /// Chosen per block from what is known before running it (transactions, gas, senders).
+    #[default]
+    Auto,
+    /// One transaction after another on the calling thread.
+    Sequential,
+    /// Block-STM: optimistic execution on every thread against a multi-version memory,
+    /// validation, re-execution on conflict.
+    BlockStm,
+    /// Speculation on every thread against the pre-block state, validated and committed in
+    /// block order (a stale transaction is re-executed by the committer).
+    Pipeline,
+}
+
+impl std::fmt::Display for Strategy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Sequential => "sequential",
+            Self::BlockStm => "Block-STM",
+            Self::Pipeline => "pipeline",
+        })
+    }
+}
+
 /// How the parallel executor runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ExecutorConfig {
     /// Number of worker threads.
     pub concurrency: NonZeroUsize,
-    /// Run Block-STM even when the block looks better executed sequentially (tests use this to
-    /// exercise the parallel path on every block).
-    pub force_parallel: bool,
+    /// The strategy: [`Strategy::Auto`] lets the executor choose per block; any other runs every
+    /// block that way (tests use this to exercise each engine on every block).
+    pub strategy: Strategy,
 }
 
 impl Default for ExecutorConfig {
     fn default() -> Self {
         Self {
             concurrency: std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN),
-            force_parallel: false,
+            strategy: Strategy::Auto,
         }
     }
 }
 
 impl ExecutorConfig {
     /// Why [`ParallelExecutor::execute`] under this configuration would run `block` sequentially
-    /// (judged from what is known before running it), or `None` when it would run Block-STM.
+    /// (judged from what is known before running it), or `None` when it would run in parallel.
     pub fn sequential_reason(&self, block: &Block<Recovered<TxEnvelope>>) -> Option<String> {
-        self.plan(block, &previous_of_sender(block))
+        self.plan(block, &previous_of_sender(block)).1
+    }
+
+    /// The strategy this configuration runs `block` with (never [`Strategy::Auto`]).
+    pub fn strategy_for(&self, block: &Block<Recovered<TxEnvelope>>) -> Strategy {
+        self.plan(block, &previous_of_sender(block)).0
     }
 
     /// Worker threads for a block of `txs` transactions: never more than transactions.
@@ -54,17 +87,21 @@ impl ExecutorConfig {
         self.concurrency.get().min(txs.max(1))
     }
 
-    /// [`Self::sequential_reason`] with the same-sender chains already known.
+    /// The strategy for `block`, with the reason when it is sequential, the same-sender chains
+    /// already known.
     fn plan(
         &self,
         block: &Block<Recovered<TxEnvelope>>,
         previous_of_sender: &[Option<TxIdx>],
-    ) -> Option<String> {
-        if self.force_parallel {
-            return None;
+    ) -> (Strategy, Option<String>) {
+        match self.strategy {
+            Strategy::Auto => {
+                let threads = self.threads_for(block.body.transactions.len());
+                plan_block(threads, block, previous_of_sender)
+            }
+            Strategy::Sequential => (Strategy::Sequential, Some("configured".into())),
+            forced => (forced, None),
         }
-        let threads = self.threads_for(block.body.transactions.len());
-        sequential_reason(threads, block, previous_of_sender)
     }
 }
 
@@ -87,6 +124,8 @@ pub struct ExecutionStats {
     /// Executions deferred until the sender's previous transaction executed (dependency known
     /// from the transaction list).
     pub sender_waits: usize,
+    /// The strategy the block ran with.
+    pub strategy: Strategy,
     /// Why the block ran sequentially instead, if it did.
     pub sequential_reason: Option<String>,
     /// Set when Block-STM met so many conflicts that it gave way: transactions before this index
@@ -211,13 +250,21 @@ impl ParallelExecutor {
             ..Default::default()
         };
         let previous_of_sender = previous_of_sender(block);
-        if let Some(reason) = self.config.plan(block, &previous_of_sender) {
-            stats.threads = 1;
-            stats.executions = txs;
-            stats.sequential_reason = Some(reason);
-            return (crate::execute_sequential(chain, block, storage), stats);
+        let (strategy, reason) = self.config.plan(block, &previous_of_sender);
+        stats.strategy = strategy;
+        match strategy {
+            Strategy::Sequential | Strategy::Auto => {
+                stats.threads = 1;
+                stats.executions = txs;
+                stats.sequential_reason = reason;
+                return (crate::execute_sequential(chain, block, storage), stats);
+            }
+            Strategy::Pipeline => {
+                return self.execute_pipeline(chain, block, storage, &previous_of_sender, stats);
+            }
+            Strategy::BlockStm => {}
         }
-        let counters = Counters::new(txs, self.config.force_parallel);
+        let counters = Counters::new(txs, self.config.strategy == Strategy::BlockStm);
         let reused = self.memory.lock().take();
         let mv = match reused {
             Some(mut mv) => {
@@ -260,6 +307,56 @@ impl ParallelExecutor {
             Ok(Ok(output)) => (output, stats),
             Ok(Err(breach)) | Err(breach) => {
                 let reason = panic_message(breach);
+                stats.sequential_reason = Some(format!(
+                    "internal error, re-executed sequentially: {reason}"
+                ));
+                let sequential = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    crate::execute_sequential(chain, block, storage)
+                }))
+                .unwrap_or_else(|panic| Err(ExecutionError::Internal(panic_message(panic))));
+                (sequential, stats)
+            }
+        }
+    }
+}
+
+impl ParallelExecutor {
+    /// Runs `block` through the pipeline; an internal error (a panic) falls back to sequential
+    /// execution.
+    fn execute_pipeline<S: Storage + ?Sized>(
+        &self,
+        chain: &ChainSpec,
+        block: &Block<Recovered<TxEnvelope>>,
+        storage: &S,
+        previous_of_sender: &[Option<TxIdx>],
+        mut stats: ExecutionStats,
+    ) -> (Result<BlockOutput, ExecutionError>, ExecutionStats) {
+        let counters = PipelineCounters::default();
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            execute_pipeline(
+                chain,
+                block,
+                storage,
+                previous_of_sender,
+                self.pool.as_ref(),
+                stats.threads,
+                &counters,
+            )
+        }));
+        stats.executions =
+            counters.speculations.load(Ordering::Relaxed) + counters.direct.load(Ordering::Relaxed);
+        stats.validations = counters.validations.load(Ordering::Relaxed);
+        stats.aborts = counters.rejected.load(Ordering::Relaxed);
+        match result {
+            Ok(Err(ExecutionError::Internal(reason))) => {
+                stats.sequential_reason = Some(format!(
+                    "internal error, re-executed sequentially: {reason}"
+                ));
+                (crate::execute_sequential(chain, block, storage), stats)
+            }
+            Ok(result) => (result, stats),
+            Err(panic) => {
+                let reason = panic_message(panic);
                 stats.sequential_reason = Some(format!(
                     "internal error, re-executed sequentially: {reason}"
                 ));
@@ -505,37 +602,40 @@ fn committed_prefix<S: Storage + ?Sized>(
         .unwrap_or(results.len())
 }
 
-/// Blocks with less gas than this run sequentially: Block-STM's fixed cost (waking workers,
-/// assembling the output) does not pay below it.
+/// Blocks with less gas than this run sequentially: the fixed cost of parallel execution (waking
+/// workers, assembling the output) does not pay below it.
 const MIN_PARALLEL_GAS: u64 = 5_000_000;
 
 /// Blocks with fewer transactions than this run sequentially.
 const MIN_PARALLEL_TXS: usize = 16;
 
 /// Block-STM's per-transaction overhead (versioned reads, publication, validation) is amortized
-/// by heavy transactions and by threads: a block runs in parallel only if its gas per transaction
-/// is at least this divided by the thread count (25,000 at 2 threads: plain transfers run
-/// sequentially there, ERC-20 transfers, swaps and most mainnet blocks in parallel). Calibrated on
-/// the 2-core machine of `docs/benchmarks.md` (mainnet blocks of 22–24k gas per transaction lose
-/// at 2 threads, ERC-20 blocks of 26k gain 1.2×).
-const GAS_PER_TX_TIMES_THREADS: u64 = 50_000;
+/// by heavy transactions and by threads: a block runs Block-STM only if its gas per transaction is
+/// at least this divided by the thread count (38,000 at 2 threads: swaps, the mixed workload and
+/// most recent mainnet blocks; 9,500 at 8 threads: every block). Lighter blocks run the pipeline,
+/// whose overhead is lower but whose committer executes every conflicting transaction itself.
+/// Calibrated on the 2-core machine of `docs/benchmarks.md`: ERC-20 transfers (34,600 gas) gain
+/// 1.5× with the pipeline and 1.2–1.3× with Block-STM; the mixed workload (39,900) 0.7–0.95× and
+/// 1.35×.
+const BLOCK_STM_GAS_PER_TX_TIMES_THREADS: u64 = 76_000;
 
-/// Why the block should run sequentially, judged from what is known before running it: `None`
-/// when Block-STM is expected to pay.
-fn sequential_reason(
+/// The strategy for a block, judged from what is known before running it, with the reason when
+/// it is sequential.
+fn plan_block(
     threads: usize,
     block: &Block<Recovered<TxEnvelope>>,
     previous_of_sender: &[Option<TxIdx>],
-) -> Option<String> {
+) -> (Strategy, Option<String>) {
+    let sequential = |reason: String| (Strategy::Sequential, Some(reason));
     let txs = previous_of_sender.len();
     if txs < 2 {
-        return Some("fewer than two transactions".into());
+        return sequential("fewer than two transactions".into());
     }
     if threads < 2 {
-        return Some("one thread".into());
+        return sequential("one thread".into());
     }
     if txs < MIN_PARALLEL_TXS {
-        return Some(format!(
+        return sequential(format!(
             "{txs} transactions (fewer than {MIN_PARALLEL_TXS})"
         ));
     }
@@ -555,14 +655,7 @@ fn sequential_reason(
         gas_used => gas_used,
     };
     if gas < MIN_PARALLEL_GAS {
-        return Some(format!("{gas} gas (less than {MIN_PARALLEL_GAS})"));
-    }
-    let gas_per_tx = gas / txs as u64;
-    let min_gas_per_tx = GAS_PER_TX_TIMES_THREADS / threads as u64;
-    if gas_per_tx < min_gas_per_tx {
-        return Some(format!(
-            "{gas_per_tx} gas per transaction: too light to pay for parallel execution at {threads} threads (needs {min_gas_per_tx})"
-        ));
+        return sequential(format!("{gas} gas (less than {MIN_PARALLEL_GAS})"));
     }
     // The longest same-sender chain executes in order whatever the threads: when it covers most
     // of the block, parallelism cannot pay for its overhead.
@@ -575,11 +668,23 @@ fn sequential_reason(
         }
     }
     if longest * 3 > txs * 2 {
-        return Some(format!(
+        return sequential(format!(
             "one sender's nonce chain covers {longest} of {txs} transactions"
         ));
     }
-    None
+    let gas_per_tx = gas / txs as u64;
+    if gas_per_tx >= BLOCK_STM_GAS_PER_TX_TIMES_THREADS / threads as u64 {
+        return (Strategy::BlockStm, None);
+    }
+    // The pipeline leaves a transaction that follows one of its sender's to the committer.
+    let followers = previous_of_sender.iter().flatten().count();
+    if followers * 2 > txs {
+        return sequential(format!(
+            "{gas_per_tx} gas per transaction, {followers} of {txs} transactions follow one of \
+             their sender's: too light for Block-STM, too chained for the pipeline"
+        ));
+    }
+    (Strategy::Pipeline, None)
 }
 
 /// For each transaction, the previous transaction of the same sender in the block.

@@ -90,6 +90,7 @@ mod executor;
 mod model_tests;
 mod mv_memory;
 mod output;
+mod pipeline;
 mod pre_state;
 mod scheduler;
 mod sequential;
@@ -100,7 +101,7 @@ mod vm;
 
 pub use chain::ChainSpec;
 pub use error::ExecutionError;
-pub use executor::{ExecutionStats, ExecutorConfig, ParallelExecutor};
+pub use executor::{ExecutionStats, ExecutorConfig, ParallelExecutor, Strategy};
 pub use output::{AccountChange, AccountState, BlockOutput, StateChanges, TxReceipt};
 pub use sequential::execute_sequential;
 pub use storage::{AccountBasic, InMemoryAccount, InMemoryStorage, Storage, StorageError};

@@ -1,6 +1,8 @@
 //! The sequential reference executor: plain revm, one transaction after another, over a cache of
 //! the pre-block state. It is the oracle the parallel engine is checked against.
 
+use std::borrow::BorrowMut;
+
 use alloy_primitives::map::{HashMap, hash_map::Entry};
 
 use alloy_consensus::{Block, Transaction, TxEnvelope, transaction::Recovered};
@@ -14,6 +16,7 @@ use revm::{
         result::{EVMError, ExecutionResult},
     },
     database_interface::DBErrorMarker,
+    handler::{MainnetContext, MainnetEvm},
     primitives::{KECCAK_EMPTY, hardfork::SpecId},
     state::{AccountInfo, EvmState},
 };
@@ -23,7 +26,7 @@ use crate::{
     account_diff::{AccountDiff, diff_account},
     chain::{self, ChainSpec},
     output::{AccountChange, AccountState, BlockOutput, StateChanges, TxReceipt, merge_changes},
-    storage::{OverlayStorage, Storage, StorageError},
+    storage::{AccountBasic, OverlayStorage, Storage, StorageError},
     types::{Lifecycle, expected_accounts},
 };
 
@@ -95,6 +98,22 @@ impl<'a, S: Storage + ?Sized> SequentialState<'a, S> {
         }
     }
 
+    /// The account's basic fields now (`None`: it does not exist).
+    pub(crate) fn basic_fields(
+        &mut self,
+        address: Address,
+    ) -> Result<Option<AccountBasic>, StorageError> {
+        Ok(self
+            .account(address)?
+            .info
+            .as_ref()
+            .map(|info| AccountBasic {
+                balance: info.balance,
+                nonce: info.nonce,
+                code_hash: info.code_hash,
+            }))
+    }
+
     /// Applies the writes of one transaction (or system call).
     pub(crate) fn commit(&mut self, spec: SpecId, state: &EvmState) {
         for (address, account) in state {
@@ -104,7 +123,8 @@ impl<'a, S: Storage + ?Sized> SequentialState<'a, S> {
         }
     }
 
-    fn apply_diff(&mut self, address: Address, diff: AccountDiff) {
+    /// Applies one account's writes.
+    pub(crate) fn apply_diff(&mut self, address: Address, diff: AccountDiff) {
         let cached = self.accounts.entry(address).or_default();
         cached.changed = true;
         match diff.lifecycle {
@@ -343,17 +363,36 @@ pub(crate) fn execute_txs<S: Storage + ?Sized>(
     let mut evm = chain::build_evm(state, block_env, cfg);
     for (index, tx) in block.body.transactions.iter().enumerate().skip(first) {
         check_block_gas(index, tx, *gas_used, gas_limit)?;
-        let tx_env = chain::tx_env(index, tx)?;
-        let outcome = evm
-            .transact(tx_env)
-            .map_err(|error| map_evm_error(index, error))?;
-        evm.ctx
-            .journaled_state
-            .database
-            .commit(spec, &outcome.state);
-        *gas_used += outcome.result.tx_gas_used();
-        receipts.push(receipt_of(tx, outcome.result, *gas_used));
+        execute_tx(&mut evm, spec, index, tx, gas_used, receipts)?;
     }
+    Ok(())
+}
+
+/// Executes transaction `index` with plain revm over the sequential state and commits it,
+/// appending its receipt and adding its gas to `gas_used` (the block gas check is the caller's).
+pub(crate) fn execute_tx<'s, S, DB>(
+    evm: &mut MainnetEvm<MainnetContext<DB>>,
+    spec: SpecId,
+    index: TxIdx,
+    tx: &Recovered<TxEnvelope>,
+    gas_used: &mut u64,
+    receipts: &mut Vec<TxReceipt>,
+) -> Result<(), ExecutionError>
+where
+    S: Storage + ?Sized + 's,
+    DB: Database<Error = StorageError> + BorrowMut<SequentialState<'s, S>>,
+{
+    let tx_env = chain::tx_env(index, tx)?;
+    let outcome = evm
+        .transact(tx_env)
+        .map_err(|error| map_evm_error(index, error))?;
+    evm.ctx
+        .journaled_state
+        .database
+        .borrow_mut()
+        .commit(spec, &outcome.state);
+    *gas_used += outcome.result.tx_gas_used();
+    receipts.push(receipt_of(tx, outcome.result, *gas_used));
     Ok(())
 }
 

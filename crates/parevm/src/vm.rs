@@ -21,7 +21,7 @@ use revm::{
     database_interface::DBErrorMarker,
     handler::{EvmTr, FrameResult, Handler, MainnetContext, MainnetEvm, post_execution},
     interpreter::interpreter_action::FrameInit,
-    primitives::{KECCAK_EMPTY, TxKind, hardfork::SpecId},
+    primitives::{KECCAK_EMPTY, hardfork::SpecId},
     state::AccountInfo,
 };
 
@@ -231,9 +231,25 @@ impl<S: Storage + ?Sized> VmDb<'_, S> {
 
 /// revm's mainnet handler, except that a non-zero beneficiary fee is computed and left to the
 /// caller (as a lazy delta) instead of being paid inside the EVM.
-struct LazyFeeHandler<EVM> {
+pub(crate) struct LazyFeeHandler<EVM> {
     fee: Cell<U256>,
     _evm: std::marker::PhantomData<EVM>,
+}
+
+impl<EVM> Default for LazyFeeHandler<EVM> {
+    fn default() -> Self {
+        Self {
+            fee: Cell::new(U256::ZERO),
+            _evm: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<EVM> LazyFeeHandler<EVM> {
+    /// The fee the last run left to the caller (zero when revm paid it).
+    pub(crate) fn fee(&self) -> U256 {
+        self.fee.get()
+    }
 }
 
 impl<EVM> Handler for LazyFeeHandler<EVM>
@@ -336,16 +352,7 @@ impl<'a, S: Storage + ?Sized> VmWorker<'a, S> {
     pub(crate) fn execute(&mut self, tx: TxIdx) -> Result<Incarnation, Blocked> {
         let block = self.block;
         let tx_env = &block.txs[tx];
-        let lazy_recipient = match tx_env.kind {
-            TxKind::Call(to)
-                if !tx_env.value.is_zero()
-                    && to != tx_env.caller
-                    && tx_env.tx_type != alloy_consensus::TxType::Eip7702 as u8 =>
-            {
-                Some(to)
-            }
-            _ => None,
-        };
+        let lazy_recipient = crate::pipeline::lazy_recipient(tx_env);
         {
             let db = &mut self.evm.ctx.journaled_state.database;
             db.tx = tx;
@@ -354,10 +361,7 @@ impl<'a, S: Storage + ?Sized> VmWorker<'a, S> {
             db.lazy_recipient_applied = false;
         }
         self.evm.ctx.tx = tx_env.clone();
-        let mut handler = LazyFeeHandler {
-            fee: Cell::new(U256::ZERO),
-            _evm: std::marker::PhantomData,
-        };
+        let mut handler = LazyFeeHandler::default();
         let result = handler.run(&mut self.evm);
         let evm_state = self.evm.finalize();
         let db = &mut self.evm.ctx.journaled_state.database;
@@ -380,7 +384,7 @@ impl<'a, S: Storage + ?Sized> VmWorker<'a, S> {
                 });
             }
         };
-        let fee = handler.fee.get();
+        let fee = handler.fee();
         let beneficiary = block.block_env.beneficiary;
         let mut write_set = WriteSet::new();
         let mut beneficiary_destroyed = false;

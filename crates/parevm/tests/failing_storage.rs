@@ -70,16 +70,20 @@ fn failing_storage_gives_the_error_or_the_right_answer() {
         parevm::execute_sequential(&chain, &block, &counting).expect("no failure injected");
         let total_reads = counting.reads.load(Ordering::SeqCst);
         for fail_at in 1..=total_reads + 2 {
-            for threads in [0, 1, 2, 8] {
+            let runs_of_engines = ENGINES
+                .iter()
+                .flat_map(|strategy| [1, 2, 8].map(|threads| (Some(*strategy), threads)));
+            for (strategy, threads) in [(None, 0)].into_iter().chain(runs_of_engines) {
                 let failing = FailingStorage {
                     inner: &storage,
                     reads: AtomicUsize::new(0),
                     fail_at,
                 };
-                let result = if threads == 0 {
-                    parevm::execute_sequential(&chain, &block, &failing)
-                } else {
-                    executor(threads).execute(&chain, &block, &failing)
+                let result = match strategy {
+                    None => parevm::execute_sequential(&chain, &block, &failing),
+                    Some(strategy) => {
+                        executor_with(strategy, threads).execute(&chain, &block, &failing)
+                    }
                 };
                 runs += 1;
                 match result {

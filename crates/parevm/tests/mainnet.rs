@@ -1,6 +1,7 @@
 //! The shared mainnet blocks (`<fixtures>/mainnet/blocks/*`): for each block, the parallel
-//! executor at 1, 2 and 8 threads (force_parallel) must equal the sequential executor (and, in
-//! the determinism trials, at 2, 4, 8 and 16 threads, 50 runs each), and both
+//! executor at 1, 2 and 8 threads, with each engine forced (Block-STM, the pipeline) and as
+//! planned, must equal the sequential executor (and, in the determinism trials, at 2, 4, 8 and 16
+//! threads, 50 runs of each engine), and both
 //! must match the header (gas used, logs bloom, and the receipts root from Byzantium on); the
 //! block's analysis (trace, dependency graph, simulation) must succeed.
 //!
@@ -14,7 +15,7 @@ use std::{
 
 use libtest_mimic::{Arguments, Failed, Trial};
 use parevm::{
-    ChainSpec, ExecutorConfig, ParallelExecutor,
+    ChainSpec, ExecutorConfig, ParallelExecutor, Strategy,
     analysis::{CostModel, DependencyGraph, simulate, trace_block},
     execute_sequential,
 };
@@ -82,7 +83,7 @@ fn trials() -> Vec<Trial> {
 /// Runs of each thread count in the determinism trials.
 const DETERMINISM_RUNS: usize = 50;
 
-/// The block executed `DETERMINISM_RUNS` times at 2, 4, 8 and 16 threads (Block-STM forced) gives
+/// The block executed `DETERMINISM_RUNS` times at 2, 4, 8 and 16 threads by each engine gives
 /// byte-identical output: the `Debug` rendering of every run equals the sequential one.
 fn run_determinism(dir: &Path) -> Result<(), Failed> {
     let block = load_block(dir).map_err(|error| error.to_string())?;
@@ -91,20 +92,23 @@ fn run_determinism(dir: &Path) -> Result<(), Failed> {
         "{:?}",
         execute_sequential(&chain, &block.block, &block.storage)
     );
-    for threads in [2, 4, 8, 16] {
-        let executor = ParallelExecutor::new(ExecutorConfig {
-            concurrency: NonZeroUsize::new(threads).expect("non-zero"),
-            force_parallel: true,
-        });
-        for run in 0..DETERMINISM_RUNS {
-            let actual = format!(
-                "{:?}",
-                executor.execute(&chain, &block.block, &block.storage)
-            );
-            if actual != expected {
-                return Err(
-                    format!("run {run} at {threads} threads differs from sequential").into(),
+    for strategy in [Strategy::BlockStm, Strategy::Pipeline] {
+        for threads in [2, 4, 8, 16] {
+            let executor = ParallelExecutor::new(ExecutorConfig {
+                concurrency: NonZeroUsize::new(threads).expect("non-zero"),
+                strategy,
+            });
+            for run in 0..DETERMINISM_RUNS {
+                let actual = format!(
+                    "{:?}",
+                    executor.execute(&chain, &block.block, &block.storage)
                 );
+                if actual != expected {
+                    return Err(format!(
+                        "{strategy} run {run} at {threads} threads differs from sequential"
+                    )
+                    .into());
+                }
             }
         }
     }
@@ -124,21 +128,19 @@ fn run_block(dir: &Path) -> Result<(), Failed> {
             .iter()
             .map(|mismatch| format!("sequential: {mismatch}")),
     );
-    // Block-STM forced on every block at each thread count, then as users run it (the planner
-    // may choose sequential execution, and Block-STM may give way to it when conflicts dominate).
-    let configs = THREADS
-        .iter()
-        .map(|threads| (*threads, true))
-        .chain([(2, false), (8, false)]);
-    for (threads, force_parallel) in configs {
+    // Each engine forced on every block at each thread count, then as users run it (the planner
+    // chooses sequential execution, the pipeline or Block-STM, and Block-STM may give way to
+    // sequential execution when conflicts dominate).
+    let configs = [Strategy::BlockStm, Strategy::Pipeline]
+        .into_iter()
+        .flat_map(|strategy| THREADS.iter().map(move |threads| (*threads, strategy)))
+        .chain([(2, Strategy::Auto), (8, Strategy::Auto)]);
+    for (threads, strategy) in configs {
         let executor = ParallelExecutor::new(ExecutorConfig {
             concurrency: NonZeroUsize::new(threads).unwrap_or(NonZeroUsize::MIN),
-            force_parallel,
+            strategy,
         });
-        let run = format!(
-            "{threads} threads ({})",
-            if force_parallel { "forced" } else { "planned" }
-        );
+        let run = format!("{threads} threads ({strategy})");
         match executor.execute(&chain, &block.block, &block.storage) {
             Err(error) => problems.push(format!("{run}: execution failed: {error}")),
             Ok(parallel) => {

@@ -1,5 +1,7 @@
-//! ethereum/tests GeneralStateTests through the parallel executor (force_parallel, 2 threads):
-//! one trial per fixture file under `<fixtures>/ethereum-tests/GeneralStateTests`.
+//! ethereum/tests GeneralStateTests through the parallel executor, each case through both engines:
+//! Block-STM at 2 threads, and the pipeline at 1 thread (which speculates every transaction and
+//! validates it against the committed state before applying it). One trial per fixture file under
+//! `<fixtures>/ethereum-tests/GeneralStateTests`.
 //!
 //! The fixtures live in `../shared/fixtures` relative to the repository root; `PAREVM_FIXTURES`
 //! overrides the path. Files and tests on the skip list (`parevm-workloads/statetest-skips.txt`)
@@ -12,7 +14,7 @@ use std::{
 };
 
 use libtest_mimic::{Arguments, Failed, Trial};
-use parevm::{ExecutorConfig, ParallelExecutor};
+use parevm::{ExecutorConfig, ParallelExecutor, Strategy};
 use parevm_workloads::statetest::{SkipList, SpecName, collect_files, fork_spec, run_file};
 
 /// At most this many failure lines per file in a trial's message.
@@ -88,10 +90,25 @@ fn trials() -> Vec<Trial> {
     trials
 }
 
+/// The engines every case runs through: (strategy, threads).
+const ENGINES: [(Strategy, usize); 2] = [(Strategy::BlockStm, 2), (Strategy::Pipeline, 1)];
+
 fn run_trial(path: &Path, skips: &SkipList) -> Result<(), Failed> {
+    for (strategy, threads) in ENGINES {
+        run_engine(path, skips, strategy, threads)?;
+    }
+    Ok(())
+}
+
+fn run_engine(
+    path: &Path,
+    skips: &SkipList,
+    strategy: Strategy,
+    threads: usize,
+) -> Result<(), Failed> {
     let executor = ParallelExecutor::new(ExecutorConfig {
-        concurrency: NonZeroUsize::new(2).unwrap_or(NonZeroUsize::MIN),
-        force_parallel: true,
+        concurrency: NonZeroUsize::new(threads).unwrap_or(NonZeroUsize::MIN),
+        strategy,
     });
     let execute = |chain: &_, block: &_, storage: &_| executor.execute(chain, block, storage);
     let report = run_file(path, skips, &execute);
@@ -100,7 +117,7 @@ fn run_trial(path: &Path, skips: &SkipList) -> Result<(), Failed> {
         return Ok(());
     }
     let mut message = format!(
-        "{} of {} case(s) failed:\n",
+        "{strategy} at {threads} thread(s): {} of {} case(s) failed:\n",
         report.failed(),
         report.cases.len()
     );

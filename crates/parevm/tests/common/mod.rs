@@ -280,13 +280,20 @@ pub fn create2_address(factory: Address, init_code: &[u8]) -> Address {
 }
 
 pub fn executor(threads: usize) -> ParallelExecutor {
+    executor_with(parevm::Strategy::BlockStm, threads)
+}
+
+pub fn executor_with(strategy: parevm::Strategy, threads: usize) -> ParallelExecutor {
     ParallelExecutor::new(ExecutorConfig {
         concurrency: NonZeroUsize::new(threads).unwrap(),
-        force_parallel: true,
+        strategy,
     })
 }
 
-/// Executes sequentially and in parallel at 1, 2, 4, 8 and 16 threads; asserts equality and
+/// The parallel engines every check runs.
+pub const ENGINES: [parevm::Strategy; 2] = [parevm::Strategy::BlockStm, parevm::Strategy::Pipeline];
+
+/// Executes sequentially and with each engine at 1, 2, 4, 8 and 16 threads; asserts equality and
 /// returns the sequential result.
 pub fn assert_parallel_matches(
     context: &str,
@@ -295,12 +302,15 @@ pub fn assert_parallel_matches(
     storage: &InMemoryStorage,
 ) -> Result<BlockOutput, ExecutionError> {
     let sequential = parevm::execute_sequential(chain, block, storage);
-    for threads in [1, 2, 4, 8, 16] {
-        let parallel = executor(threads).execute(chain, block, storage);
-        if let Some(difference) = first_difference(&sequential, &parallel) {
-            panic!(
-                "{context}: parallel at {threads} threads differs from sequential: {difference}"
-            );
+    for strategy in ENGINES {
+        for threads in [1, 2, 4, 8, 16] {
+            let parallel = executor_with(strategy, threads).execute(chain, block, storage);
+            if let Some(difference) = first_difference(&sequential, &parallel) {
+                panic!(
+                    "{context}: {strategy} at {threads} threads differs from sequential: \
+                     {difference}"
+                );
+            }
         }
     }
     sequential

@@ -1,0 +1,613 @@
+//! The pipeline: speculative execution on every thread, in-order commit.
+//!
+//! Every thread speculates: it claims the next unclaimed transaction and executes it against the
+//! pre-block state, recording each value it read (accounts, slots) and the writes it made. One
+//! thread at a time is the committer: it walks the block in order over the sequential executor's
+//! own state and, for each transaction,
+//! - if a speculation is ready, validates it — every value it read must equal the committed
+//!   state's value now — and applies its writes, or re-executes the transaction directly on the
+//!   committed state when a read is stale;
+//! - if nobody claimed it yet, executes it directly (it is next in order: no speculation needed);
+//! - if another thread is still speculating it, hands the committer role back and speculates
+//!   further ahead; the thread that finishes that speculation takes the role.
+//!
+//! The output is the sequential executor's by construction: the committed state is
+//! [`SequentialState`], every transaction's effect on it is either revm's on that very state or a
+//! speculation whose reads all matched it (revm is deterministic in what it reads). Lazy balance
+//! increments keep independent transactions independent: the beneficiary's fee and the credit of
+//! a plain transfer to an account without code are added at commit time instead of being read.
+//!
+//! Compared with Block-STM it has no multi-version memory, no concurrent maps on the read path
+//! and no validation wave: speculation reads the immutable pre-block state, and the serial part
+//! (validation and applying writes, which sequential execution does anyway) overlaps with
+//! speculation. Its limit is that a transaction depending on an earlier one of the same block is
+//! executed on the committer, serially: it suits few threads and blocks with few conflicts.
+
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering, fence};
+
+use alloy_consensus::{Block, TxEnvelope, transaction::Recovered};
+use alloy_primitives::{Address, B256, U256};
+use parking_lot::Mutex;
+use revm::{
+    Database, ExecuteEvm,
+    bytecode::Bytecode,
+    context::{BlockEnv, CfgEnv, TxEnv, result::ExecutionResult},
+    handler::{Handler, MainnetContext, MainnetEvm},
+    primitives::{KECCAK_EMPTY, TxKind, hardfork::SpecId},
+    state::AccountInfo,
+};
+
+use crate::{
+    ChainSpec, ExecutionError, TxIdx,
+    account_diff::{AccountDiff, diff_account},
+    chain,
+    mv_memory::ReadError,
+    output::{BlockOutput, TxReceipt, merge_changes},
+    pre_state::PreState,
+    sequential::{SequentialState, check_block_gas, execute_tx, receipt_of},
+    storage::{AccountBasic, OverlayStorage, Storage},
+    vm::LazyFeeHandler,
+};
+
+/// Counters of one pipelined block.
+#[derive(Debug, Default)]
+pub(crate) struct PipelineCounters {
+    /// Speculations run (whether used or not).
+    pub(crate) speculations: AtomicUsize,
+    /// Transactions the committer executed itself (unclaimed, or a stale speculation).
+    pub(crate) direct: AtomicUsize,
+    /// Speculations validated at commit.
+    pub(crate) validations: AtomicUsize,
+    /// Speculations rejected at commit (a stale read, or one the committer cannot apply).
+    pub(crate) rejected: AtomicUsize,
+}
+
+/// Speculation stops once at least this many speculations were validated, if more than
+/// [`GIVE_UP_REJECTED_PERCENT`] percent of them were rejected: conflicts dominate (a hot pool,
+/// a chain of dependent calls), and each rejected speculation only delays the committer.
+const GIVE_UP_MIN_VALIDATIONS: usize = 32;
+
+/// See [`GIVE_UP_MIN_VALIDATIONS`].
+const GIVE_UP_REJECTED_PERCENT: usize = 50;
+
+/// A slot's state: nobody took the transaction yet.
+const UNCLAIMED: u8 = 0;
+/// A thread is speculating it.
+const SPECULATING: u8 = 1;
+/// Its speculation is ready (possibly unusable: `None`).
+const READY: u8 = 2;
+/// The committer took it: executed directly.
+const TAKEN: u8 = 3;
+
+/// One transaction's place in the pipeline.
+struct Slot {
+    status: AtomicU8,
+    speculation: Mutex<Option<Speculation>>,
+}
+
+/// A value a speculation read from the pre-block state.
+enum Read {
+    /// An account (`None`: it did not exist).
+    Account(Address, Option<AccountBasic>),
+    /// The recipient of a plain value transfer had no code (its balance was not read).
+    CodelessRecipient(Address),
+    /// A storage slot.
+    Storage(Address, U256, U256),
+}
+
+/// What one speculative execution produced, to be validated and applied at commit.
+struct Speculation {
+    result: ExecutionResult,
+    reads: Vec<Read>,
+    writes: Vec<(Address, AccountDiff)>,
+    /// A lazy credit to the transfer's recipient.
+    credit: Option<(Address, U256)>,
+    /// The beneficiary's fee (lazy).
+    fee: U256,
+}
+
+/// The revm database of a speculation: the pre-block state, every read recorded.
+struct SpeculativeDb<'a, S: ?Sized> {
+    pre: &'a PreState<'a, S>,
+    reads: Vec<Read>,
+    /// The recipient eligible for a lazy credit, and whether it got one.
+    lazy_recipient: Option<Address>,
+    lazy_recipient_applied: bool,
+}
+
+impl<S: Storage + ?Sized> Database for SpeculativeDb<'_, S> {
+    type Error = ReadError;
+
+    fn basic(&mut self, address: Address) -> Result<Option<AccountInfo>, ReadError> {
+        let account = self.pre.basic(&address)?;
+        if self.lazy_recipient == Some(address)
+            && account.is_none_or(|account| account.code_hash == KECCAK_EMPTY)
+        {
+            // No code runs: nothing observes the balance, which is credited at commit.
+            self.lazy_recipient_applied = true;
+            self.reads.push(Read::CodelessRecipient(address));
+            return Ok(Some(AccountInfo {
+                code_hash: KECCAK_EMPTY,
+                code: Some(Bytecode::default()),
+                ..Default::default()
+            }));
+        }
+        self.reads.push(Read::Account(address, account));
+        Ok(account.map(|account| AccountInfo {
+            balance: account.balance,
+            nonce: account.nonce,
+            code_hash: account.code_hash,
+            code: None,
+            account_id: None,
+        }))
+    }
+
+    fn code_by_hash(&mut self, code_hash: B256) -> Result<Bytecode, ReadError> {
+        Ok(self.pre.code_by_hash(&code_hash)?)
+    }
+
+    fn storage(&mut self, address: Address, slot: U256) -> Result<U256, ReadError> {
+        let value = self.pre.storage(&address, &slot)?;
+        self.reads.push(Read::Storage(address, slot, value));
+        Ok(value)
+    }
+
+    fn block_hash(&mut self, number: u64) -> Result<B256, ReadError> {
+        Ok(self.pre.block_hash(number)?)
+    }
+}
+
+/// What every thread of a pipelined block shares.
+struct Shared<'a, S: ?Sized> {
+    block: &'a Block<Recovered<TxEnvelope>>,
+    spec: SpecId,
+    block_env: &'a BlockEnv,
+    cfg: &'a CfgEnv,
+    pre: &'a PreState<'a, S>,
+    slots: Vec<Slot>,
+    /// For each transaction, the previous one of the same sender in the block: a transaction
+    /// that has one is never speculated (it would read its sender's pre-block nonce).
+    previous_of_sender: &'a [Option<TxIdx>],
+    /// One thread: it speculates every transaction before committing it (the speculative path
+    /// checked against the committed state on every transaction).
+    alone: bool,
+    /// The next transaction to offer for speculation.
+    next_speculation: AtomicUsize,
+    /// Cleared when rejected speculations dominate: threads stop speculating and the committer
+    /// executes the rest directly.
+    speculating: AtomicBool,
+    /// Set when the block is committed or failed: threads stop.
+    done: AtomicBool,
+    counters: &'a PipelineCounters,
+}
+
+/// The committer's state: the sequential executor's, plus the receipts so far. The thread that
+/// holds the role moves the state into its own EVM (revm's EVM cannot move between threads).
+struct Committer<'a, S: Storage + ?Sized> {
+    state: SequentialState<'a, S>,
+    /// The next transaction to commit.
+    next: TxIdx,
+    gas_used: u64,
+    receipts: Vec<TxReceipt>,
+    /// The block's error, if a transaction failed.
+    error: Option<ExecutionError>,
+}
+
+/// Where a commit round stopped.
+enum Stop {
+    /// Every transaction is committed, or one failed.
+    Finished,
+    /// This transaction is being speculated by another thread.
+    Speculating(TxIdx),
+}
+
+/// A thread's EVM for direct executions on the committed state (an empty state while the thread
+/// does not hold the committer role).
+type DirectEvm<'a, S> = MainnetEvm<MainnetContext<SequentialState<'a, S>>>;
+
+/// The committer role, held by one thread: the committed state moved into that thread's EVM.
+struct Role<'r, 'a, S: Storage + ?Sized> {
+    committer: &'r mut Committer<'a, S>,
+    evm: &'r mut DirectEvm<'a, S>,
+    /// The thread's speculator (used by the committer only when alone).
+    speculator: &'r mut Option<Speculator<'a, S>>,
+    spec: SpecId,
+}
+
+impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
+    /// Commits transactions in order until the block is finished or the next one is being
+    /// speculated elsewhere.
+    fn run(&mut self, shared: &Shared<'a, S>) -> Stop {
+        let txs = shared.slots.len();
+        while self.committer.next < txs {
+            let tx = self.committer.next;
+            let slot = &shared.slots[tx];
+            let speculation = match slot.status.load(Ordering::Acquire) {
+                UNCLAIMED => {
+                    if slot
+                        .status
+                        .compare_exchange(UNCLAIMED, TAKEN, Ordering::AcqRel, Ordering::Acquire)
+                        .is_err()
+                    {
+                        continue; // A thread claimed it meanwhile: look again.
+                    }
+                    if shared.alone {
+                        shared.counters.speculations.fetch_add(1, Ordering::Relaxed);
+                        self.speculator
+                            .get_or_insert_with(|| Speculator::new(shared))
+                            .speculate(shared, tx)
+                    } else {
+                        None
+                    }
+                }
+                READY => slot.speculation.lock().take(),
+                _ => return Stop::Speculating(tx),
+            };
+            if let Err(error) = self.commit(shared, tx, speculation) {
+                self.committer.error = Some(error);
+                return Stop::Finished;
+            }
+            self.committer.next += 1;
+        }
+        Stop::Finished
+    }
+
+    /// Commits transaction `tx`: its speculation if every read still holds, otherwise a direct
+    /// execution on the committed state.
+    fn commit(
+        &mut self,
+        shared: &Shared<'a, S>,
+        tx: TxIdx,
+        speculation: Option<Speculation>,
+    ) -> Result<(), ExecutionError> {
+        let envelope = &shared.block.body.transactions[tx];
+        check_block_gas(
+            tx,
+            envelope,
+            self.committer.gas_used,
+            shared.block.header.gas_limit,
+        )?;
+        if let Some(speculation) = speculation {
+            shared.counters.validations.fetch_add(1, Ordering::Relaxed);
+            if let Some(result) = self.apply(shared.block_env.beneficiary, speculation) {
+                self.committer.gas_used += result.tx_gas_used();
+                self.committer
+                    .receipts
+                    .push(receipt_of(envelope, result, self.committer.gas_used));
+                return Ok(());
+            }
+            let rejected = shared.counters.rejected.fetch_add(1, Ordering::Relaxed) + 1;
+            let validated = shared.counters.validations.load(Ordering::Relaxed);
+            if validated >= GIVE_UP_MIN_VALIDATIONS
+                && rejected * 100 > validated * GIVE_UP_REJECTED_PERCENT
+            {
+                shared.speculating.store(false, Ordering::Relaxed);
+            }
+        }
+        shared.counters.direct.fetch_add(1, Ordering::Relaxed);
+        execute_tx(
+            self.evm,
+            self.spec,
+            tx,
+            envelope,
+            &mut self.committer.gas_used,
+            &mut self.committer.receipts,
+        )
+    }
+
+    /// Applies `speculation` to the committed state if every value it read is still current (and
+    /// its lazy credits do not overflow), returning its result; `None` leaves the state as is.
+    fn apply(&mut self, beneficiary: Address, speculation: Speculation) -> Option<ExecutionResult> {
+        let state = &mut self.evm.ctx.journaled_state.database;
+        for read in &speculation.reads {
+            let current = match read {
+                Read::Account(address, account) => state.basic_fields(*address).ok()? == *account,
+                Read::CodelessRecipient(address) => state
+                    .basic_fields(*address)
+                    .ok()?
+                    .is_none_or(|account| account.code_hash == KECCAK_EMPTY),
+                Read::Storage(address, slot, value) => {
+                    state.storage(*address, *slot).ok()? == *value
+                }
+            };
+            if !current {
+                return None;
+            }
+        }
+        // Increments are checked like revm's (a credit that would overflow is not applied there):
+        // such a transaction is re-executed. Neither account is among the exact writes.
+        for (address, amount) in speculation.credit.iter().chain(
+            Some((beneficiary, speculation.fee))
+                .iter()
+                .filter(|(_, fee)| !fee.is_zero()),
+        ) {
+            let balance = state
+                .basic_fields(*address)
+                .ok()?
+                .unwrap_or_default()
+                .balance;
+            balance.checked_add(*amount)?;
+        }
+        for (address, diff) in speculation.writes {
+            state.apply_diff(address, diff);
+        }
+        if let Some((recipient, amount)) = speculation.credit {
+            state.increment_balance(recipient, amount).ok()?;
+        }
+        state.increment_balance(beneficiary, speculation.fee).ok()?;
+        Some(speculation.result)
+    }
+}
+
+/// One thread's speculative EVM.
+struct Speculator<'a, S: Storage + ?Sized> {
+    evm: MainnetEvm<MainnetContext<SpeculativeDb<'a, S>>>,
+}
+
+impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
+    fn new(shared: &Shared<'a, S>) -> Self {
+        let db = SpeculativeDb {
+            pre: shared.pre,
+            reads: Vec::new(),
+            lazy_recipient: None,
+            lazy_recipient_applied: false,
+        };
+        Self {
+            evm: chain::build_evm(db, shared.block_env.clone(), shared.cfg.clone()),
+        }
+    }
+
+    /// Executes transaction `tx` against the pre-block state. `None` when the speculation cannot
+    /// be applied as such (the transaction failed, or touched the beneficiary): the committer
+    /// then executes it directly.
+    fn speculate(&mut self, shared: &Shared<'_, S>, tx: TxIdx) -> Option<Speculation> {
+        let tx_env = chain::tx_env(tx, &shared.block.body.transactions[tx]).ok()?;
+        let lazy_recipient = lazy_recipient(&tx_env);
+        {
+            let db = &mut self.evm.ctx.journaled_state.database;
+            db.reads.clear();
+            db.lazy_recipient = lazy_recipient;
+            db.lazy_recipient_applied = false;
+        }
+        self.evm.ctx.tx = tx_env;
+        let mut handler = LazyFeeHandler::default();
+        let result = handler.run(&mut self.evm);
+        let evm_state = self.evm.finalize();
+        let db = &mut self.evm.ctx.journaled_state.database;
+        let result = result.ok()?;
+        let reads = std::mem::take(&mut db.reads);
+        let lazy_recipient = lazy_recipient.filter(|_| db.lazy_recipient_applied);
+        let beneficiary = shared.block_env.beneficiary;
+        let mut writes = Vec::with_capacity(evm_state.len());
+        let mut credit = None;
+        for (address, account) in &evm_state {
+            if *address == beneficiary && account.is_touched() {
+                return None; // Fees and exact writes to the beneficiary: left to revm.
+            }
+            let Some(diff) = diff_account(shared.spec, account) else {
+                continue;
+            };
+            if lazy_recipient == Some(*address) {
+                // Only a pure balance credit can be applied lazily.
+                match diff {
+                    AccountDiff {
+                        lifecycle: None,
+                        balance: Some(amount),
+                        nonce: None,
+                        code: None,
+                        storage,
+                    } if storage.is_empty() => credit = Some((*address, amount)),
+                    _ => return None,
+                }
+                continue;
+            }
+            writes.push((*address, diff));
+        }
+        Some(Speculation {
+            result,
+            reads,
+            writes,
+            credit,
+            fee: handler.fee(),
+        })
+    }
+}
+
+/// The recipient of a plain value transfer, whose balance a transaction need not read.
+pub(crate) fn lazy_recipient(tx_env: &TxEnv) -> Option<Address> {
+    match tx_env.kind {
+        TxKind::Call(to)
+            if !tx_env.value.is_zero()
+                && to != tx_env.caller
+                && tx_env.tx_type != alloy_consensus::TxType::Eip7702 as u8 =>
+        {
+            Some(to)
+        }
+        _ => None,
+    }
+}
+
+/// Runs `block` through the pipeline on `threads` threads (the pool's plus the caller's).
+pub(crate) fn execute_pipeline<S: Storage + ?Sized>(
+    chain: &ChainSpec,
+    block: &Block<Recovered<TxEnvelope>>,
+    storage: &S,
+    previous_of_sender: &[Option<TxIdx>],
+    pool: Option<&rayon::ThreadPool>,
+    threads: usize,
+    counters: &PipelineCounters,
+) -> Result<BlockOutput, ExecutionError> {
+    // The same steps, in the same order, as sequential execution: the same first error.
+    let header = &block.header;
+    let spec = chain.spec_id(header.number, header.timestamp);
+    let block_env = chain::block_env(header, spec)?;
+    let cfg = chain::cfg_env(chain, spec);
+    let mut changes = chain::pre_block_changes(chain, spec, block, storage)?;
+    let overlay = OverlayStorage {
+        base: storage,
+        changes: &changes,
+    };
+    let pre = PreState::new(&overlay);
+    let txs = block.body.transactions.len();
+    let shared = Shared {
+        block,
+        spec,
+        block_env: &block_env,
+        cfg: &cfg,
+        pre: &pre,
+        slots: (0..txs)
+            .map(|_| Slot {
+                status: AtomicU8::new(UNCLAIMED),
+                speculation: Mutex::new(None),
+            })
+            .collect(),
+        previous_of_sender,
+        alone: threads < 2 || pool.is_none(),
+        next_speculation: AtomicUsize::new(0),
+        speculating: AtomicBool::new(true),
+        done: AtomicBool::new(txs == 0),
+        counters,
+    };
+    let committer = Mutex::new(Committer {
+        state: SequentialState::for_txs(&overlay, txs),
+        next: 0,
+        gas_used: 0,
+        receipts: Vec::with_capacity(txs),
+        error: None,
+    });
+    let work = || run_thread(&shared, &committer, &overlay);
+    match pool {
+        Some(pool) if !shared.alone => pool.in_place_scope(|scope| {
+            for _ in 1..threads {
+                scope.spawn(|_| work());
+            }
+            work();
+        }),
+        _ => work(),
+    }
+    let Committer {
+        state,
+        next,
+        gas_used,
+        receipts,
+        error,
+    } = committer.into_inner();
+    if let Some(error) = error {
+        return Err(error);
+    }
+    if next != txs {
+        return Err(ExecutionError::Internal(format!(
+            "pipeline stopped at transaction {next} of {txs}"
+        )));
+    }
+    let tx_changes = state.into_changes();
+    merge_changes(&mut changes, tx_changes);
+    let post = chain::post_block_changes(chain, spec, block, storage, &changes)?;
+    merge_changes(&mut changes, post);
+    Ok(BlockOutput {
+        receipts,
+        gas_used,
+        state_changes: changes,
+    })
+}
+
+/// One thread: commits when it can, speculates otherwise, and leaves when nothing is left to
+/// claim (the remaining commits are done by whoever finishes the speculations in flight).
+fn run_thread<'a, S: Storage + ?Sized>(
+    shared: &Shared<'a, S>,
+    committer: &Mutex<Committer<'a, S>>,
+    view: &'a S,
+) {
+    let mut speculator: Option<Speculator<'a, S>> = None;
+    let mut direct: Option<DirectEvm<'a, S>> = None;
+    let txs = shared.slots.len();
+    loop {
+        if shared.done.load(Ordering::Acquire) {
+            return;
+        }
+        if try_commit(shared, committer, &mut direct, &mut speculator, view) {
+            return;
+        }
+        // Speculate the next unclaimed transaction.
+        let claimed = loop {
+            if !shared.speculating.load(Ordering::Relaxed) {
+                break None;
+            }
+            let tx = shared.next_speculation.fetch_add(1, Ordering::Relaxed);
+            if tx >= txs {
+                break None;
+            }
+            if shared.previous_of_sender[tx].is_some() {
+                continue; // Left to the committer.
+            }
+            if shared.slots[tx]
+                .status
+                .compare_exchange(UNCLAIMED, SPECULATING, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                break Some(tx);
+            }
+        };
+        let Some(tx) = claimed else {
+            // Nothing left to claim: the committer, or the threads still speculating, finish
+            // (the committer executes what nobody claimed).
+            return;
+        };
+        shared.counters.speculations.fetch_add(1, Ordering::Relaxed);
+        let speculator = speculator.get_or_insert_with(|| Speculator::new(shared));
+        let speculation = speculator.speculate(shared, tx);
+        let slot = &shared.slots[tx];
+        *slot.speculation.lock() = speculation;
+        slot.status.store(READY, Ordering::SeqCst);
+        // Pairs with the fence after a committer steps down: either it sees READY, or this
+        // thread sees the committer role free.
+        fence(Ordering::SeqCst);
+    }
+}
+
+/// Takes the committer role if it is free and commits what it can; true when the block is
+/// finished (or failed).
+fn try_commit<'a, S: Storage + ?Sized>(
+    shared: &Shared<'a, S>,
+    committer: &Mutex<Committer<'a, S>>,
+    direct: &mut Option<DirectEvm<'a, S>>,
+    speculator: &mut Option<Speculator<'a, S>>,
+    view: &'a S,
+) -> bool {
+    loop {
+        let Some(mut guard) = committer.try_lock() else {
+            return false;
+        };
+        let evm = direct.get_or_insert_with(|| {
+            chain::build_evm(
+                SequentialState::new(view),
+                shared.block_env.clone(),
+                shared.cfg.clone(),
+            )
+        });
+        let committer = &mut *guard;
+        std::mem::swap(&mut evm.ctx.journaled_state.database, &mut committer.state);
+        let stop = Role {
+            committer,
+            evm,
+            speculator,
+            spec: shared.spec,
+        }
+        .run(shared);
+        std::mem::swap(&mut evm.ctx.journaled_state.database, &mut committer.state);
+        drop(guard);
+        let waiting = match stop {
+            Stop::Finished => {
+                shared.done.store(true, Ordering::Release);
+                return true;
+            }
+            Stop::Speculating(tx) => tx,
+        };
+        // Stepped down: if the awaited speculation became ready meanwhile, its thread may have
+        // found the role taken; take it back (pairs with the fence after publishing).
+        fence(Ordering::SeqCst);
+        if shared.slots[waiting].status.load(Ordering::SeqCst) != READY {
+            return false;
+        }
+    }
+}
