@@ -198,7 +198,7 @@ pub(crate) fn run(args: &Args) -> ExitCode {
     }
     if !args.json {
         println!(
-            "{:<22} {:>7} {:>14} {:>3} {:>11} {:>11} {:>11} {:>7} {:>7} {:>6} {:>6}",
+            "{:<22} {:>7} {:>14} {:>3} {:>11} {:>11} {:>11} {:>7} {:>7} {:>6} {:>6}  {}",
             "workload",
             "txs",
             "gas",
@@ -209,7 +209,8 @@ pub(crate) fn run(args: &Args) -> ExitCode {
             "speedup",
             "Ggas/s",
             "exec/tx",
-            "val/tx"
+            "val/tx",
+            "strategy"
         );
     }
     let mut failed = false;
@@ -253,6 +254,7 @@ pub(crate) fn run(args: &Args) -> ExitCode {
                 "sender_waits": measurement.stats.sender_waits,
                 "executions_per_tx": executions_per_tx,
                 "validations_per_tx": validations_per_tx,
+                "strategy": measurement.stats.strategy.to_string(),
                 "sequential_reason": measurement.stats.sequential_reason,
                 "sequential_from": measurement.stats.sequential_from,
                 "parallel_equals_sequential": true,
@@ -261,7 +263,7 @@ pub(crate) fn run(args: &Args) -> ExitCode {
         } else {
             eprint!("\r");
             println!(
-                "{:<22} {:>7} {:>14} {:>3} {:>11.3} {:>11.3} {:>11.3} {:>7.2} {:>7.3} {:>6.2} {:>6.2}",
+                "{:<22} {:>7} {:>14} {:>3} {:>11.3} {:>11.3} {:>11.3} {:>7.2} {:>7.3} {:>6.2} {:>6.2}  {}",
                 name,
                 measurement.txs,
                 measurement.gas_used,
@@ -273,6 +275,7 @@ pub(crate) fn run(args: &Args) -> ExitCode {
                 gigagas_per_s,
                 executions_per_tx,
                 validations_per_tx,
+                choice(&measurement.stats),
             );
         }
     }
@@ -294,5 +297,13 @@ pub(crate) fn run(args: &Args) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// The strategy a block ran with, as the table shows it.
+fn choice(stats: &parevm::ExecutionStats) -> String {
+    match stats.sequential_from {
+        Some(from) => format!("{} (gave way at tx {from})", stats.strategy),
+        None => stats.strategy.to_string(),
     }
 }

@@ -283,6 +283,7 @@ fn json_line(run: &Run, problems: &[String]) -> serde_json::Value {
             "executions": run.stats.executions,
             "validations": run.stats.validations,
             "aborts": run.stats.aborts,
+            "strategy": run.stats.strategy.to_string(),
             "sequential_reason": run.stats.sequential_reason,
         },
         "errors": problems,
