@@ -1,7 +1,8 @@
 //! Repeats one block sequentially and in parallel (Block-STM forced) and prints median times and
 //! counters: a mainnet block directory, or a synthetic workload name (`@NAME[:GAS]`, 200 Mgas by default), for
 //! profilers. `cargo run --release -p parevm-cli --example profile_block -- DIR|@NAME [THREADS]
-//! [REPEAT] [par]` (`par`: skip the sequential runs).
+//! [REPEAT] [par]` (`par`: skip the sequential runs; `PAREVM_STRATEGY=pipeline|auto` for another
+//! strategy than Block-STM).
 #![allow(missing_docs)]
 
 use std::{num::NonZeroUsize, path::PathBuf, time::Instant};
@@ -35,7 +36,11 @@ fn main() {
     };
     let executor = ParallelExecutor::new(ExecutorConfig {
         concurrency: NonZeroUsize::new(threads).unwrap(),
-        strategy: parevm::Strategy::BlockStm,
+        strategy: match std::env::var("PAREVM_STRATEGY").as_deref() {
+            Ok("pipeline") => parevm::Strategy::Pipeline,
+            Ok("auto") => parevm::Strategy::Auto,
+            _ => parevm::Strategy::BlockStm,
+        },
     });
     let (mut seq, mut par) = (Vec::new(), Vec::new());
     let mut stats = None;

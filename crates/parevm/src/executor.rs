@@ -15,7 +15,7 @@ use crate::{
     mv_memory::MvMemory,
     mv_memory::ReadError,
     output::{StateChanges, merge_changes},
-    pipeline::{PipelineCounters, execute_pipeline},
+    pipeline::{PipelineCounters, execute_pipeline, speculable},
     pre_state::PreState,
     scheduler::{Scheduler, Task},
     sequential::{SequentialState, check_block_gas, execute_txs, receipt_of},
@@ -657,8 +657,27 @@ fn plan_block(
     if gas < MIN_PARALLEL_GAS {
         return sequential(format!("{gas} gas (less than {MIN_PARALLEL_GAS})"));
     }
-    // The longest same-sender chain executes in order whatever the threads: when it covers most
-    // of the block, parallelism cannot pay for its overhead.
+    let gas_per_tx = gas / txs as u64;
+    if gas_per_tx < BLOCK_STM_GAS_PER_TX_TIMES_THREADS / threads as u64 {
+        // The pipeline leaves a transaction that follows one of its sender's to the committer,
+        // unless it is a plain transfer.
+        let serial = block
+            .body
+            .transactions
+            .iter()
+            .zip(previous_of_sender)
+            .filter(|(tx, previous)| !speculable(tx, **previous))
+            .count();
+        if serial * 2 > txs {
+            return sequential(format!(
+                "{gas_per_tx} gas per transaction, {serial} of {txs} transactions follow one of \
+                 their sender's: too light for Block-STM, too chained for the pipeline"
+            ));
+        }
+        return (Strategy::Pipeline, None);
+    }
+    // The longest same-sender chain executes in order in Block-STM whatever the threads: when it
+    // covers most of the block, parallelism cannot pay for its overhead.
     let mut chain_length = vec![1usize; txs];
     let mut longest = 1;
     for (tx, previous) in previous_of_sender.iter().enumerate() {
@@ -672,19 +691,7 @@ fn plan_block(
             "one sender's nonce chain covers {longest} of {txs} transactions"
         ));
     }
-    let gas_per_tx = gas / txs as u64;
-    if gas_per_tx >= BLOCK_STM_GAS_PER_TX_TIMES_THREADS / threads as u64 {
-        return (Strategy::BlockStm, None);
-    }
-    // The pipeline leaves a transaction that follows one of its sender's to the committer.
-    let followers = previous_of_sender.iter().flatten().count();
-    if followers * 2 > txs {
-        return sequential(format!(
-            "{gas_per_tx} gas per transaction, {followers} of {txs} transactions follow one of \
-             their sender's: too light for Block-STM, too chained for the pipeline"
-        ));
-    }
-    (Strategy::Pipeline, None)
+    (Strategy::BlockStm, None)
 }
 
 /// For each transaction, the previous transaction of the same sender in the block.

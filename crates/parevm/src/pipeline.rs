@@ -91,6 +91,16 @@ enum Read {
     Account(Address, Option<AccountBasic>),
     /// The recipient of a plain value transfer had no code (its balance was not read).
     CodelessRecipient(Address),
+    /// The sender of a plain value transfer that follows one of its sender's: the speculation
+    /// assumed this nonce and code hash and a balance of exactly what the transaction may spend
+    /// at most (`required`); at commit the nonce and code hash must match and the balance cover
+    /// it, and the sender is debited what the speculation spent.
+    SenderFunds {
+        address: Address,
+        nonce: u64,
+        code_hash: B256,
+        required: U256,
+    },
     /// A storage slot.
     Storage(Address, U256, U256),
 }
@@ -102,6 +112,8 @@ struct Speculation {
     writes: Vec<(Address, AccountDiff)>,
     /// A lazy credit to the transfer's recipient.
     credit: Option<(Address, U256)>,
+    /// A lazy debit of the sender (see [`Read::SenderFunds`]).
+    debit: Option<(Address, U256)>,
     /// The beneficiary's fee (lazy).
     fee: U256,
 }
@@ -113,6 +125,8 @@ struct SpeculativeDb<'a, S: ?Sized> {
     /// The recipient eligible for a lazy credit, and whether it got one.
     lazy_recipient: Option<Address>,
     lazy_recipient_applied: bool,
+    /// The sender whose funds are assumed: (address, nonce, balance given to revm).
+    lazy_sender: Option<(Address, u64, U256)>,
 }
 
 impl<S: Storage + ?Sized> Database for SpeculativeDb<'_, S> {
@@ -120,6 +134,26 @@ impl<S: Storage + ?Sized> Database for SpeculativeDb<'_, S> {
 
     fn basic(&mut self, address: Address) -> Result<Option<AccountInfo>, ReadError> {
         let account = self.pre.basic(&address)?;
+        if let Some((sender, nonce, required)) = self.lazy_sender
+            && sender == address
+        {
+            // The nonce its previous transaction leaves, and exactly the balance the checks
+            // require: both are verified at commit.
+            let code_hash = account.map_or(KECCAK_EMPTY, |account| account.code_hash);
+            self.reads.push(Read::SenderFunds {
+                address,
+                nonce,
+                code_hash,
+                required,
+            });
+            return Ok(Some(AccountInfo {
+                balance: required,
+                nonce,
+                code_hash,
+                code: None,
+                account_id: None,
+            }));
+        }
         if self.lazy_recipient == Some(address)
             && account.is_none_or(|account| account.code_hash == KECCAK_EMPTY)
         {
@@ -165,8 +199,8 @@ struct Shared<'a, S: ?Sized> {
     cfg: &'a CfgEnv,
     pre: &'a PreState<'a, S>,
     slots: Vec<Slot>,
-    /// For each transaction, the previous one of the same sender in the block: a transaction
-    /// that has one is never speculated (it would read its sender's pre-block nonce).
+    /// For each transaction, the previous one of the same sender in the block (see
+    /// [`speculable`]).
     previous_of_sender: &'a [Option<TxIdx>],
     /// One thread: it speculates every transaction before committing it (the speculative path
     /// checked against the committed state on every transaction).
@@ -309,6 +343,16 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
                 Read::Storage(address, slot, value) => {
                     state.storage(*address, *slot).ok()? == *value
                 }
+                Read::SenderFunds {
+                    address,
+                    nonce,
+                    code_hash,
+                    required,
+                } => state.basic_fields(*address).ok()?.is_some_and(|account| {
+                    account.nonce == *nonce
+                        && account.code_hash == *code_hash
+                        && account.balance >= *required
+                }),
             };
             if !current {
                 return None;
@@ -328,8 +372,23 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
                 .balance;
             balance.checked_add(*amount)?;
         }
+        let debited = match speculation.debit {
+            Some((sender, amount)) => {
+                // Covered: the balance is at least what the transaction may spend.
+                let balance = state.basic_fields(sender).ok()??.balance;
+                Some((sender, balance - amount))
+            }
+            None => None,
+        };
         for (address, diff) in speculation.writes {
             state.apply_diff(address, diff);
+        }
+        if let Some((sender, balance)) = debited {
+            let diff = AccountDiff {
+                balance: Some(balance),
+                ..Default::default()
+            };
+            state.apply_diff(sender, diff);
         }
         if let Some((recipient, amount)) = speculation.credit {
             state.increment_balance(recipient, amount).ok()?;
@@ -351,6 +410,7 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
             reads: Vec::new(),
             lazy_recipient: None,
             lazy_recipient_applied: false,
+            lazy_sender: None,
         };
         Self {
             evm: chain::build_evm(db, shared.block_env.clone(), shared.cfg.clone()),
@@ -363,11 +423,24 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
     fn speculate(&mut self, shared: &Shared<'_, S>, tx: TxIdx) -> Option<Speculation> {
         let tx_env = chain::tx_env(tx, &shared.block.body.transactions[tx]).ok()?;
         let lazy_recipient = lazy_recipient(&tx_env);
+        // A plain transfer that follows one of its sender's, or is sent by the beneficiary
+        // (whose balance every fee changes): assume the sender's funds.
+        let beneficiary = shared.block_env.beneficiary;
+        let assume_funds = shared.previous_of_sender[tx].is_some() || tx_env.caller == beneficiary;
+        let lazy_sender = match (assume_funds, lazy_recipient) {
+            (true, Some(_)) => {
+                let required =
+                    revm::context_interface::Transaction::max_balance_spending(&tx_env).ok()?;
+                Some((tx_env.caller, tx_env.nonce, required))
+            }
+            _ => None,
+        };
         {
             let db = &mut self.evm.ctx.journaled_state.database;
             db.reads.clear();
             db.lazy_recipient = lazy_recipient;
             db.lazy_recipient_applied = false;
+            db.lazy_sender = lazy_sender;
         }
         self.evm.ctx.tx = tx_env;
         let mut handler = LazyFeeHandler::default();
@@ -377,12 +450,19 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
         let result = result.ok()?;
         let reads = std::mem::take(&mut db.reads);
         let lazy_recipient = lazy_recipient.filter(|_| db.lazy_recipient_applied);
-        let beneficiary = shared.block_env.beneficiary;
+        if lazy_sender.is_some() && lazy_recipient.is_none() {
+            return None; // Code ran: it could have observed the assumed balance.
+        }
         let mut writes = Vec::with_capacity(evm_state.len());
         let mut credit = None;
+        let mut debit = None;
         for (address, account) in &evm_state {
-            if *address == beneficiary && account.is_touched() {
-                return None; // Fees and exact writes to the beneficiary: left to revm.
+            let lazy_sender_address = lazy_sender.map(|(sender, ..)| sender);
+            if *address == beneficiary
+                && account.is_touched()
+                && lazy_sender_address != Some(beneficiary)
+            {
+                return None; // Exact writes to the beneficiary: left to revm.
             }
             let Some(diff) = diff_account(shared.spec, account) else {
                 continue;
@@ -401,16 +481,57 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
                 }
                 continue;
             }
+            if let Some((sender, _, required)) = lazy_sender
+                && sender == *address
+            {
+                // The balance written is relative to the assumed one: a debit.
+                let spent = match &diff {
+                    AccountDiff {
+                        lifecycle: None,
+                        balance: Some(balance),
+                        code: None,
+                        storage,
+                        ..
+                    } if storage.is_empty() && *balance <= required => required - *balance,
+                    _ => return None,
+                };
+                debit = Some((sender, spent));
+                writes.push((
+                    *address,
+                    AccountDiff {
+                        balance: None,
+                        ..diff
+                    },
+                ));
+                continue;
+            }
             writes.push((*address, diff));
+        }
+        if lazy_sender.is_some() && debit.is_none() {
+            return None;
         }
         Some(Speculation {
             result,
             reads,
             writes,
             credit,
+            debit,
             fee: handler.fee(),
         })
     }
+}
+
+/// Whether speculation can give a usable result for a transaction whose sender's previous
+/// transaction in the block is `previous`: always without one; with one, only for what looks like
+/// a plain value transfer (its sender's funds are then assumed and checked at commit, see
+/// [`Read::SenderFunds`]); any other would read its sender's pre-block nonce.
+pub(crate) fn speculable(tx: &Recovered<TxEnvelope>, previous: Option<TxIdx>) -> bool {
+    use alloy_consensus::Transaction;
+    previous.is_none()
+        || (tx.to().is_some()
+            && tx.input().is_empty()
+            && !tx.value().is_zero()
+            && tx.authorization_list().is_none())
 }
 
 /// The recipient of a plain value transfer, whose balance a transaction need not read.
@@ -537,7 +658,10 @@ fn run_thread<'a, S: Storage + ?Sized>(
             if tx >= txs {
                 break None;
             }
-            if shared.previous_of_sender[tx].is_some() {
+            if !speculable(
+                &shared.block.body.transactions[tx],
+                shared.previous_of_sender[tx],
+            ) {
                 continue; // Left to the committer.
             }
             if shared.slots[tx]

@@ -668,3 +668,130 @@ fn missing_block_hash_is_a_storage_error_naming_the_transaction() {
         U256::from_be_bytes([0x77; 32])
     );
 }
+
+/// The cost of a 21,000-gas legacy transfer of `value` wei (gas price 10 gwei).
+fn transfer_cost(value: u128) -> u128 {
+    21_000 * 10 * GWEI + value
+}
+
+/// A sender's chain of plain transfers whose funds run out mid-chain: the pipeline speculates
+/// the followers with assumed funds, and the commit-time check must turn the one it cannot pay
+/// into the sequential error (the same transaction, the same reason), at every thread count.
+#[test]
+fn sender_chain_running_out_of_funds_is_the_sequential_error() {
+    let spec = SpecId::CANCUN;
+    let others = senders(20);
+    let mut storage = funded(spec, &others);
+    let payer = Address::with_last_byte(0x99);
+    // Enough for exactly three transfers of 1 ETH.
+    fund(&mut storage, payer, 3 * transfer_cost(ETH));
+    let mut txs = Vec::new();
+    for (index, other) in others.iter().enumerate() {
+        txs.push(transfer(
+            *other,
+            0,
+            Address::with_last_byte(0xd0 + index as u8),
+        ));
+        if index % 4 == 0 {
+            let nonce = txs.iter().filter(|tx| tx.signer() == payer).count() as u64;
+            txs.push(legacy_tx(
+                payer,
+                nonce,
+                TxKind::Call(Address::with_last_byte(0xe0 + index as u8)),
+                U256::from(ETH),
+                Bytes::new(),
+                21_000,
+            ));
+        }
+    }
+    let block = block(spec, txs);
+    let result = assert_parallel_matches("payer", &ChainSpec::fixed(spec), &block, &storage);
+    let Err(ExecutionError::InvalidTransaction { index, .. }) = result else {
+        panic!("the fourth transfer of the payer cannot be paid: {result:?}");
+    };
+    assert_eq!(block.body.transactions[index].signer(), payer);
+}
+
+/// The same chain funded by a transfer earlier in the block: the followers' assumed funds are
+/// covered only by what the block itself credited.
+#[test]
+fn sender_chain_funded_within_the_block() {
+    let spec = SpecId::CANCUN;
+    let others = senders(12);
+    let storage = funded(spec, &others);
+    let payer = Address::with_last_byte(0x99);
+    let mut txs = vec![legacy_tx(
+        others[0],
+        0,
+        TxKind::Call(payer),
+        U256::from(10 * ETH),
+        Bytes::new(),
+        21_000,
+    )];
+    for (nonce, other) in others[1..].iter().enumerate() {
+        txs.push(transfer(
+            *other,
+            0,
+            Address::with_last_byte(0xd0 + nonce as u8),
+        ));
+        txs.push(legacy_tx(
+            payer,
+            nonce as u64,
+            TxKind::Call(Address::with_last_byte(0xe0 + nonce as u8)),
+            U256::from(ETH / 2),
+            Bytes::new(),
+            21_000,
+        ));
+    }
+    let block = block(spec, txs);
+    let output = assert_parallel_matches("funded payer", &ChainSpec::fixed(spec), &block, &storage)
+        .expect("every transfer is paid");
+    let payer_state = output.state_changes[&payer].info.as_ref().expect("exists");
+    assert_eq!(payer_state.nonce, 11);
+    assert_eq!(
+        payer_state.balance,
+        U256::from(10 * ETH - 11 * transfer_cost(ETH / 2))
+    );
+}
+
+/// The beneficiary pays out in the block it collects fees in (a pool's payout block): its
+/// transfers are affordable only with the fees of the transactions before them.
+#[test]
+fn beneficiary_pays_out_from_the_fees_of_its_block() {
+    let spec = SpecId::CANCUN;
+    let others = senders(16);
+    let mut storage = funded(spec, &others);
+    // Less than one transfer's cost before the block.
+    fund(&mut storage, BENEFICIARY, transfer_cost(0) / 2);
+    let mut txs = Vec::new();
+    let mut nonce = 0;
+    for (index, other) in others.iter().enumerate() {
+        txs.push(transfer(
+            *other,
+            0,
+            Address::with_last_byte(0xd0 + index as u8),
+        ));
+        if index % 2 == 1 {
+            txs.push(legacy_tx(
+                BENEFICIARY,
+                nonce,
+                TxKind::Call(Address::with_last_byte(0xe0 + index as u8)),
+                U256::from(1),
+                Bytes::new(),
+                21_000,
+            ));
+            nonce += 1;
+        }
+    }
+    let block = block(spec, txs);
+    let output = assert_parallel_matches("payouts", &ChainSpec::fixed(spec), &block, &storage)
+        .expect("every payout is covered by earlier fees");
+    assert_eq!(
+        output.state_changes[&BENEFICIARY]
+            .info
+            .as_ref()
+            .unwrap()
+            .nonce,
+        nonce
+    );
+}
