@@ -198,7 +198,7 @@ pub(crate) fn run(args: &Args) -> ExitCode {
     }
     if !args.json {
         println!(
-            "{:<22} {:>7} {:>14} {:>3} {:>11} {:>11} {:>11} {:>7} {:>7} {:>6} {:>6}  {}",
+            "{:<22} {:>7} {:>14} {:>3} {:>11} {:>11} {:>11} {:>7} {:>7} {:>6} {:>6}  strategy",
             "workload",
             "txs",
             "gas",
@@ -209,8 +209,7 @@ pub(crate) fn run(args: &Args) -> ExitCode {
             "speedup",
             "Ggas/s",
             "exec/tx",
-            "val/tx",
-            "strategy"
+            "val/tx"
         );
     }
     let mut failed = false;
