@@ -89,8 +89,9 @@ struct Slot {
 enum Read {
     /// An account (`None`: it did not exist).
     Account(Address, Option<AccountBasic>),
-    /// The recipient of a plain value transfer had no code (its balance was not read).
-    CodelessRecipient(Address),
+    /// The recipient of a plain value transfer had no code (its balance was not read); the
+    /// pre-block account, to seed the committed state.
+    CodelessRecipient(Address, Option<AccountBasic>),
     /// The sender of a plain value transfer that follows one of its sender's: the speculation
     /// assumed this nonce and code hash and a balance of exactly what the transaction may spend
     /// at most (`required`); at commit the nonce and code hash must match and the balance cover
@@ -100,6 +101,8 @@ enum Read {
         nonce: u64,
         code_hash: B256,
         required: U256,
+        /// The pre-block account, to seed the committed state.
+        pre: Option<AccountBasic>,
     },
     /// A storage slot.
     Storage(Address, U256, U256),
@@ -145,6 +148,7 @@ impl<S: Storage + ?Sized> Database for SpeculativeDb<'_, S> {
                 nonce,
                 code_hash,
                 required,
+                pre: account,
             });
             return Ok(Some(AccountInfo {
                 balance: required,
@@ -159,7 +163,7 @@ impl<S: Storage + ?Sized> Database for SpeculativeDb<'_, S> {
         {
             // No code runs: nothing observes the balance, which is credited at commit.
             self.lazy_recipient_applied = true;
-            self.reads.push(Read::CodelessRecipient(address));
+            self.reads.push(Read::CodelessRecipient(address, account));
             return Ok(Some(AccountInfo {
                 code_hash: KECCAK_EMPTY,
                 code: Some(Bytecode::default()),
@@ -333,26 +337,33 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
     /// its lazy credits do not overflow), returning its result; `None` leaves the state as is.
     fn apply(&mut self, beneficiary: Address, speculation: Speculation) -> Option<ExecutionResult> {
         let state = &mut self.evm.ctx.journaled_state.database;
+        // A location the committed state has not loaded yet holds the pre-block value, which is
+        // what the speculation read from the same storage: it seeds the state (valid by
+        // construction, and storage is not read twice).
         for read in &speculation.reads {
-            let current = match read {
-                Read::Account(address, account) => state.basic_fields(*address).ok()? == *account,
-                Read::CodelessRecipient(address) => state
-                    .basic_fields(*address)
-                    .ok()?
+            let current = match *read {
+                Read::Account(address, account) => {
+                    state.basic_fields_seeded(address, account) == account
+                }
+                Read::CodelessRecipient(address, pre) => state
+                    .basic_fields_seeded(address, pre)
                     .is_none_or(|account| account.code_hash == KECCAK_EMPTY),
                 Read::Storage(address, slot, value) => {
-                    state.storage(*address, *slot).ok()? == *value
+                    state.storage_seeded(address, slot, value).ok()? == value
                 }
                 Read::SenderFunds {
                     address,
                     nonce,
                     code_hash,
                     required,
-                } => state.basic_fields(*address).ok()?.is_some_and(|account| {
-                    account.nonce == *nonce
-                        && account.code_hash == *code_hash
-                        && account.balance >= *required
-                }),
+                    pre,
+                } => state
+                    .basic_fields_seeded(address, pre)
+                    .is_some_and(|account| {
+                        account.nonce == nonce
+                            && account.code_hash == code_hash
+                            && account.balance >= required
+                    }),
             };
             if !current {
                 return None;

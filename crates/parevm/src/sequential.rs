@@ -82,14 +82,7 @@ impl<'a, S: Storage + ?Sized> SequentialState<'a, S> {
         match self.accounts.entry(address) {
             Entry::Occupied(entry) => Ok(entry.into_mut()),
             Entry::Vacant(entry) => {
-                let info = self.storage.basic(&address)?.map(|basic| AccountInfo {
-                    balance: basic.balance,
-                    nonce: basic.nonce,
-                    code_hash: basic.code_hash,
-                    // Loaded by hash when needed.
-                    code: None,
-                    account_id: None,
-                });
+                let info = self.storage.basic(&address)?.map(info_of);
                 Ok(entry.insert(CachedAccount {
                     info,
                     ..Default::default()
@@ -103,15 +96,45 @@ impl<'a, S: Storage + ?Sized> SequentialState<'a, S> {
         &mut self,
         address: Address,
     ) -> Result<Option<AccountBasic>, StorageError> {
-        Ok(self
-            .account(address)?
-            .info
-            .as_ref()
-            .map(|info| AccountBasic {
-                balance: info.balance,
-                nonce: info.nonce,
-                code_hash: info.code_hash,
-            }))
+        Ok(basic_of(self.account(address)?))
+    }
+
+    /// Like [`Self::basic_fields`], but an account not loaded yet is taken from `pre` — the value
+    /// this state's storage gave for it earlier (a speculation read it) — instead of reading
+    /// storage again.
+    pub(crate) fn basic_fields_seeded(
+        &mut self,
+        address: Address,
+        pre: Option<AccountBasic>,
+    ) -> Option<AccountBasic> {
+        let cached = self
+            .accounts
+            .entry(address)
+            .or_insert_with(|| CachedAccount {
+                info: pre.map(info_of),
+                ..Default::default()
+            });
+        basic_of(cached)
+    }
+
+    /// Like [`Database::storage`], but a slot not loaded yet is taken from `pre` — the value this
+    /// state's storage gave for it earlier — when its account is loaded (otherwise storage is
+    /// read).
+    pub(crate) fn storage_seeded(
+        &mut self,
+        address: Address,
+        slot: U256,
+        pre: U256,
+    ) -> Result<U256, StorageError> {
+        let Some(cached) = self.accounts.get_mut(&address) else {
+            return self.storage(address, slot);
+        };
+        let fresh = cached.storage_reset || cached.info.is_none();
+        let read = cached.storage.entry(slot).or_insert(CachedSlot {
+            value: if fresh { U256::ZERO } else { pre },
+            written: false,
+        });
+        Ok(read.value)
     }
 
     /// Applies the writes of one transaction (or system call).
@@ -250,6 +273,26 @@ impl<'a, S: Storage + ?Sized> SequentialState<'a, S> {
             })
             .collect()
     }
+}
+
+/// The revm view of a pre-block account (code loaded by hash when needed).
+fn info_of(basic: AccountBasic) -> AccountInfo {
+    AccountInfo {
+        balance: basic.balance,
+        nonce: basic.nonce,
+        code_hash: basic.code_hash,
+        code: None,
+        account_id: None,
+    }
+}
+
+/// The basic fields of a cached account (`None`: it does not exist).
+fn basic_of(account: &CachedAccount) -> Option<AccountBasic> {
+    account.info.as_ref().map(|info| AccountBasic {
+        balance: info.balance,
+        nonce: info.nonce,
+        code_hash: info.code_hash,
+    })
 }
 
 fn empty_info() -> AccountInfo {
