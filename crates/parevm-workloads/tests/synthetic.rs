@@ -697,3 +697,51 @@ fn ten_thousand_transactions_with_bounded_re_execution() {
         );
     }
 }
+
+/// The planner's choice per workload at 2 and 8 threads (judged before running): light blocks
+/// take the pipeline at 2 threads and Block-STM at 8, heavy ones Block-STM, one sender's chain
+/// runs sequentially, and `strategy_for` agrees with what the executor reports running.
+#[test]
+fn the_planner_chooses_by_weight_threads_and_chains() {
+    let expectations = [
+        ("raw-transfers", Strategy::Pipeline, Strategy::BlockStm),
+        ("raw-transfers-hot", Strategy::Pipeline, Strategy::BlockStm),
+        (
+            "raw-transfers-chain",
+            Strategy::Sequential,
+            Strategy::Sequential,
+        ),
+        ("erc20", Strategy::Pipeline, Strategy::BlockStm),
+        ("uniswap", Strategy::BlockStm, Strategy::BlockStm),
+        ("mixed", Strategy::BlockStm, Strategy::BlockStm),
+    ];
+    for (name, at_two, at_eight) in expectations {
+        let workload = workload(name, 30_000_000, 1).expect("known workload");
+        for (threads, expected) in [(2, at_two), (8, at_eight)] {
+            let config = ExecutorConfig {
+                concurrency: NonZeroUsize::new(threads).unwrap(),
+                strategy: Strategy::Auto,
+            };
+            assert_eq!(
+                config.strategy_for(&workload.block),
+                expected,
+                "{name} at {threads} threads"
+            );
+            assert_eq!(
+                config.sequential_reason(&workload.block).is_some(),
+                expected == Strategy::Sequential,
+                "{name} at {threads} threads"
+            );
+            let (output, stats) = ParallelExecutor::new(config).execute_with_stats(
+                &workload.chain,
+                &workload.block,
+                &workload.storage,
+            );
+            assert_eq!(stats.strategy, expected, "{name} at {threads} threads ran");
+            assert_eq!(
+                output.ok(),
+                execute_sequential(&workload.chain, &workload.block, &workload.storage).ok()
+            );
+        }
+    }
+}
