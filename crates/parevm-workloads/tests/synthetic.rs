@@ -745,3 +745,27 @@ fn the_planner_chooses_by_weight_threads_and_chains() {
         }
     }
 }
+
+/// Every swap of a hot pool reads what the one before wrote: the pipeline's speculations are
+/// rejected, so once rejections dominate its threads stop speculating and the committer executes
+/// the rest directly — few wasted executions, and still the sequential output.
+#[test]
+fn pipeline_stops_speculating_when_rejections_dominate() {
+    let workload = workload("uniswap-hot-pool", 60_000_000, 1).expect("known workload");
+    let txs = workload.block.body.transactions.len();
+    let expected = execute_sequential(&workload.chain, &workload.block, &workload.storage)
+        .expect("sequential execution");
+    let executor = ParallelExecutor::new(ExecutorConfig {
+        concurrency: NonZeroUsize::new(2).unwrap(),
+        strategy: Strategy::Pipeline,
+    });
+    let (output, stats) =
+        executor.execute_with_stats(&workload.chain, &workload.block, &workload.storage);
+    assert_eq!(output.expect("pipeline"), expected);
+    assert_eq!(stats.strategy, Strategy::Pipeline);
+    assert!(
+        stats.executions < txs + txs / 4,
+        "{} executions for {txs} transactions: speculation did not stop",
+        stats.executions
+    );
+}

@@ -15,6 +15,16 @@
 //! waits for that tx rather than read a value about to change) and the tx is re-executed. The
 //! block is done when every tx is executed and validated and nothing below changed since.
 //!
+//! ## The second engine: the pipeline
+//!
+//! For light blocks on few threads, Block-STM's per-transaction overhead (versioned reads,
+//! publication, validation waves, folding the final state) eats the gain. The pipeline
+//! ([`Strategy::Pipeline`]) speculates every transaction on any free thread against the
+//! *pre-block* state, recording the values it read, and one thread at a time commits in block
+//! order over the sequential executor's own state: a speculation whose every read still holds is
+//! applied, a stale one is re-executed there directly. [`ExecutorConfig`] chooses per block
+//! ([`Strategy::Auto`]): sequential, the pipeline or Block-STM, from what is known before running.
+//!
 //! ## What is EVM-specific
 //!
 //! - **Lazy balances.** Every tx pays the beneficiary, and many send to the same hot address.
@@ -24,7 +34,9 @@
 //!   transfer's recipient without code is given a zero balance, which no code can observe.
 //! - **Same-sender chains** are known from the transaction list: tx `j` waits for the previous tx
 //!   of its sender instead of discovering the nonce dependency by an abort; a block dominated by
-//!   one chain runs sequentially.
+//!   one chain runs sequentially. In the pipeline, a plain transfer that follows one of its
+//!   sender's (or is sent by the beneficiary) is speculated with assumed funds — the nonce the
+//!   chain implies, the balance its checks require — verified at commit and applied as a debit.
 //! - **Granular, exact locations**: lifecycle (existence and storage resets), balance, nonce, code
 //!   and each storage slot, compared by value. Self-destruct, CREATE/CREATE2 (a redeploy sees fresh
 //!   storage), EIP-161 deletion and EIP-7702 delegation are versioned writes like any other.
