@@ -15,7 +15,7 @@ use crate::{
     mv_memory::MvMemory,
     mv_memory::ReadError,
     output::{StateChanges, merge_changes},
-    pipeline::{PipelineCounters, execute_pipeline, speculable},
+    pipeline::{PipelineCounters, Threads, execute_pipeline, speculable},
     pre_state::PreState,
     scheduler::{Scheduler, Task},
     sequential::{SequentialState, check_block_gas, execute_txs, receipt_of},
@@ -333,13 +333,16 @@ impl ParallelExecutor {
     ) -> (Result<BlockOutput, ExecutionError>, ExecutionStats) {
         let counters = PipelineCounters::default();
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let threads = match self.pool.as_ref() {
+                Some(pool) if stats.threads > 1 => Threads::Pool(pool, stats.threads),
+                _ => Threads::Alone,
+            };
             execute_pipeline(
                 chain,
                 block,
                 storage,
                 previous_of_sender,
-                self.pool.as_ref(),
-                stats.threads,
+                threads,
                 &counters,
             )
         }));

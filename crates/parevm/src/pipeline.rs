@@ -23,11 +23,10 @@
 //! speculation. Its limit is that a transaction depending on an earlier one of the same block is
 //! executed on the committer, serially: it suits few threads and blocks with few conflicts.
 
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering, fence};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use alloy_consensus::{Block, TxEnvelope, transaction::Recovered};
 use alloy_primitives::{Address, B256, U256};
-use parking_lot::Mutex;
 use revm::{
     Database, ExecuteEvm,
     bytecode::Bytecode,
@@ -46,6 +45,7 @@ use crate::{
     pre_state::PreState,
     sequential::{SequentialState, check_block_gas, execute_tx, receipt_of},
     storage::{AccountBasic, OverlayStorage, Storage},
+    sync::{AtomicBool, AtomicU8, Mutex, fence},
     vm::LazyFeeHandler,
 };
 
@@ -210,7 +210,7 @@ struct Shared<'a, S: ?Sized> {
     /// checked against the committed state on every transaction).
     alone: bool,
     /// The next transaction to offer for speculation.
-    next_speculation: AtomicUsize,
+    next_speculation: crate::sync::AtomicUsize,
     /// Cleared when rejected speculations dominate: threads stop speculating and the committer
     /// executes the rest directly.
     speculating: AtomicBool,
@@ -559,14 +559,24 @@ pub(crate) fn lazy_recipient(tx_env: &TxEnv) -> Option<Address> {
     }
 }
 
-/// Runs `block` through the pipeline on `threads` threads (the pool's plus the caller's).
+/// The threads a pipelined block runs on.
+pub(crate) enum Threads<'p> {
+    /// The calling thread alone: it speculates every transaction before committing it.
+    Alone,
+    /// The calling thread and this many minus one of the pool's.
+    Pool(&'p rayon::ThreadPool, usize),
+    /// The calling thread and this many minus one shuttle threads (model tests).
+    #[cfg(all(test, feature = "shuttle"))]
+    Shuttle(usize),
+}
+
+/// Runs `block` through the pipeline on `threads`.
 pub(crate) fn execute_pipeline<S: Storage + ?Sized>(
     chain: &ChainSpec,
     block: &Block<Recovered<TxEnvelope>>,
     storage: &S,
     previous_of_sender: &[Option<TxIdx>],
-    pool: Option<&rayon::ThreadPool>,
-    threads: usize,
+    threads: Threads<'_>,
     counters: &PipelineCounters,
 ) -> Result<BlockOutput, ExecutionError> {
     // The same steps, in the same order, as sequential execution: the same first error.
@@ -594,8 +604,8 @@ pub(crate) fn execute_pipeline<S: Storage + ?Sized>(
             })
             .collect(),
         previous_of_sender,
-        alone: threads < 2 || pool.is_none(),
-        next_speculation: AtomicUsize::new(0),
+        alone: matches!(threads, Threads::Alone),
+        next_speculation: crate::sync::AtomicUsize::new(0),
         speculating: AtomicBool::new(true),
         done: AtomicBool::new(txs == 0),
         counters,
@@ -608,14 +618,21 @@ pub(crate) fn execute_pipeline<S: Storage + ?Sized>(
         error: None,
     });
     let work = || run_thread(&shared, &committer, &overlay);
-    match pool {
-        Some(pool) if !shared.alone => pool.in_place_scope(|scope| {
+    match threads {
+        Threads::Alone => work(),
+        Threads::Pool(pool, threads) => pool.in_place_scope(|scope| {
             for _ in 1..threads {
                 scope.spawn(|_| work());
             }
             work();
         }),
-        _ => work(),
+        #[cfg(all(test, feature = "shuttle"))]
+        Threads::Shuttle(threads) => shuttle::thread::scope(|scope| {
+            for _ in 1..threads {
+                scope.spawn(work);
+            }
+            work();
+        }),
     }
     let Committer {
         state,
@@ -744,5 +761,123 @@ fn try_commit<'a, S: Storage + ?Sized>(
         if shared.slots[waiting].status.load(Ordering::SeqCst) != READY {
             return false;
         }
+    }
+}
+
+/// The pipeline's hand-over under shuttle: every lock, atomic and fence is a scheduling point, and
+/// each test explores many interleavings of a small block whose speculations are partly stale
+/// (senders credited earlier in the block), partly assumed funds (a sender's chain), partly lazy
+/// credits (a shared recipient). A commit left behind would show as an internal error (the block
+/// stopped short), a lost thread as a deadlock; every run must give the sequential output.
+#[cfg(all(test, feature = "shuttle"))]
+mod interleavings {
+    use std::sync::Arc;
+
+    use alloy_consensus::{BlockBody, Header, Signed, TxLegacy};
+    use alloy_primitives::{Bytes, Signature};
+    use shuttle::{
+        Config, MaxSteps, Runner,
+        scheduler::{DfsScheduler, PctScheduler, RandomScheduler, Scheduler as Exploration},
+    };
+
+    use super::*;
+    use crate::{InMemoryStorage, execute_sequential};
+
+    type Fixture = (ChainSpec, Block<Recovered<TxEnvelope>>, InMemoryStorage);
+
+    fn transfer(from: u8, nonce: u64, to: u8, value: u64) -> Recovered<TxEnvelope> {
+        let tx = TxLegacy {
+            gas_price: 10,
+            gas_limit: 21_000,
+            nonce,
+            to: TxKind::Call(Address::with_last_byte(to)),
+            value: U256::from(value),
+            ..Default::default()
+        };
+        let signed = Signed::new_unchecked(tx, Signature::test_signature(), B256::ZERO);
+        Recovered::new_unchecked(TxEnvelope::Legacy(signed), Address::with_last_byte(from))
+    }
+
+    /// Accounts 1–4 funded; 1 sends three times (a chain), 2 receives then sends (stale), 9 is a
+    /// hot recipient without code.
+    fn fixture() -> Fixture {
+        let mut storage = InMemoryStorage::new();
+        for account in 1..=4 {
+            let address = Address::with_last_byte(account);
+            let balance = U256::from(10u64.pow(18));
+            storage.insert_account_with_code(address, balance, 0, Bytes::new(), Default::default());
+        }
+        let txs = vec![
+            transfer(1, 0, 2, 1_000),
+            transfer(3, 0, 9, 5),
+            transfer(2, 0, 9, 7),
+            transfer(1, 1, 9, 11),
+            transfer(4, 0, 1, 13),
+            transfer(1, 2, 3, 17),
+        ];
+        let block = Block {
+            header: Header {
+                number: 1,
+                gas_limit: 30_000_000,
+                beneficiary: Address::with_last_byte(0xbe),
+                ..Default::default()
+            },
+            body: BlockBody {
+                transactions: txs,
+                ommers: vec![],
+                withdrawals: None,
+            },
+        };
+        (ChainSpec::fixed(SpecId::BYZANTIUM), block, storage)
+    }
+
+    fn explore(threads: usize, exploration: impl Exploration + 'static) {
+        let (chain, block, storage) = fixture();
+        let expected = format!("{:?}", execute_sequential(&chain, &block, &storage));
+        let fixture = Arc::new((chain, block, storage));
+        let mut config = Config::new();
+        config.max_steps = MaxSteps::FailAfter(1_000_000);
+        Runner::new(exploration, config).run(move || {
+            let (chain, block, storage) = &*fixture;
+            let mut last = alloy_primitives::map::HashMap::<Address, TxIdx>::default();
+            let previous: Vec<_> = block
+                .body
+                .transactions
+                .iter()
+                .enumerate()
+                .map(|(index, tx)| last.insert(tx.signer(), index))
+                .collect();
+            let counters = PipelineCounters::default();
+            let output = execute_pipeline(
+                chain,
+                block,
+                storage,
+                &previous,
+                Threads::Shuttle(threads),
+                &counters,
+            );
+            assert_eq!(
+                format!("{output:?}"),
+                expected,
+                "{threads} threads: output differs from sequential"
+            );
+        });
+    }
+
+    #[test]
+    fn shuttle_pipeline_random_interleavings_match_sequential() {
+        explore(2, RandomScheduler::new(300));
+        explore(3, RandomScheduler::new(200));
+    }
+
+    #[test]
+    fn shuttle_pipeline_priority_interleavings_match_sequential() {
+        explore(2, PctScheduler::new(3, 200));
+        explore(3, PctScheduler::new(4, 100));
+    }
+
+    #[test]
+    fn shuttle_pipeline_dfs_interleavings_match_sequential() {
+        explore(2, DfsScheduler::new(Some(300), false));
     }
 }

@@ -1,14 +1,14 @@
-//! The synchronization primitives of the [`Scheduler`](crate::scheduler::Scheduler): `parking_lot`
-//! and `std` normally, and shuttle's instrumented ones under the test-only `shuttle` feature, so
-//! that the shuttle tests can explore the scheduler's interleavings (a shuttle build's scheduler
-//! works only inside a shuttle test).
+//! The synchronization primitives of the [`Scheduler`](crate::scheduler::Scheduler) and of the
+//! pipeline's hand-over: `parking_lot` and `std` normally, and shuttle's instrumented ones under
+//! the test-only `shuttle` feature, so that the shuttle tests can explore their interleavings (a
+//! shuttle build's scheduler and pipeline work only inside a shuttle test).
 
 #[cfg(not(feature = "shuttle"))]
 mod imp {
     use std::time::Duration;
 
     pub(crate) use parking_lot::{Mutex, MutexGuard};
-    pub(crate) use std::sync::atomic::{AtomicBool, AtomicUsize};
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, fence};
 
     /// A condition variable whose timed wait hands the guard back.
     #[derive(Debug, Default)]
@@ -46,7 +46,7 @@ mod imp {
 
     pub(crate) use shuttle::sync::{
         MutexGuard,
-        atomic::{AtomicBool, AtomicUsize},
+        atomic::{AtomicBool, AtomicU8, AtomicUsize, fence},
     };
 
     /// shuttle's mutex behind `parking_lot`'s API (no poisoning).
@@ -60,6 +60,18 @@ mod imp {
 
         pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
             self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        }
+
+        pub(crate) fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
+            match self.0.try_lock() {
+                Ok(guard) => Some(guard),
+                Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => None,
+            }
+        }
+
+        pub(crate) fn into_inner(self) -> T {
+            self.0.into_inner().unwrap_or_else(PoisonError::into_inner)
         }
     }
 
