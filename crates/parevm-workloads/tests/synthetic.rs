@@ -109,6 +109,22 @@ fn run(name: &str, gas: u64, expected_txs: Option<u64>) -> (Workload, BlockOutpu
                 "{name}: {strategy} fell back"
             );
         }
+        if (strategy, threads) == (Strategy::Pipeline, 1) {
+            // Alone, the pipeline speculates every transaction except one that follows its
+            // sender's without being a plain transfer: each speculation must be usable (validated
+            // at commit), or the speculative path would go untested here.
+            let mut senders = HashSet::new();
+            let speculable = block
+                .body
+                .transactions
+                .iter()
+                .filter(|tx| senders.insert(tx.signer()) || tx.input().is_empty())
+                .count();
+            assert_eq!(
+                stats.validations, speculable,
+                "{name}: unusable speculations"
+            );
+        }
         assert_eq!(
             parallel.as_ref().ok(),
             Some(&output),

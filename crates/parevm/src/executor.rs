@@ -18,7 +18,10 @@ use crate::{
     pipeline::{PipelineCounters, Threads, execute_pipeline, speculable},
     pre_state::PreState,
     scheduler::{Scheduler, Task},
-    sequential::{SequentialState, check_block_gas, execute_txs, receipt_of},
+    sequential::{
+        BlockStart, SequentialState, check_block_gas, execute_txs, finish_block, receipt_of,
+        start_block,
+    },
     storage::{OverlayStorage, Storage},
     types::{MemoryLocation, TxVersion, WriteKind},
     vm::{BlockVm, TxFailure, TxResult, VersionedState, VmWorker},
@@ -306,18 +309,29 @@ impl ParallelExecutor {
         match result {
             Ok(Ok(output)) => (output, stats),
             Ok(Err(breach)) | Err(breach) => {
-                let reason = panic_message(breach);
-                stats.sequential_reason = Some(format!(
-                    "internal error, re-executed sequentially: {reason}"
-                ));
-                let sequential = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    crate::execute_sequential(chain, block, storage)
-                }))
-                .unwrap_or_else(|panic| Err(ExecutionError::Internal(panic_message(panic))));
-                (sequential, stats)
+                re_execute_sequentially(chain, block, storage, panic_message(breach), stats)
             }
         }
     }
+}
+
+/// The answer to an internal error of a parallel engine (`reason`): the block executed
+/// sequentially, the reason reported in the stats.
+fn re_execute_sequentially<S: Storage + ?Sized>(
+    chain: &ChainSpec,
+    block: &Block<Recovered<TxEnvelope>>,
+    storage: &S,
+    reason: String,
+    mut stats: ExecutionStats,
+) -> (Result<BlockOutput, ExecutionError>, ExecutionStats) {
+    stats.sequential_reason = Some(format!(
+        "internal error, re-executed sequentially: {reason}"
+    ));
+    let sequential = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        crate::execute_sequential(chain, block, storage)
+    }))
+    .unwrap_or_else(|panic| Err(ExecutionError::Internal(panic_message(panic))));
+    (sequential, stats)
 }
 
 impl ParallelExecutor {
@@ -352,22 +366,11 @@ impl ParallelExecutor {
         stats.aborts = counters.rejected.load(Ordering::Relaxed);
         match result {
             Ok(Err(ExecutionError::Internal(reason))) => {
-                stats.sequential_reason = Some(format!(
-                    "internal error, re-executed sequentially: {reason}"
-                ));
-                (crate::execute_sequential(chain, block, storage), stats)
+                re_execute_sequentially(chain, block, storage, reason, stats)
             }
             Ok(result) => (result, stats),
             Err(panic) => {
-                let reason = panic_message(panic);
-                stats.sequential_reason = Some(format!(
-                    "internal error, re-executed sequentially: {reason}"
-                ));
-                let sequential = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    crate::execute_sequential(chain, block, storage)
-                }))
-                .unwrap_or_else(|panic| Err(ExecutionError::Internal(panic_message(panic))));
-                (sequential, stats)
+                re_execute_sequentially(chain, block, storage, panic_message(panic), stats)
             }
         }
     }
@@ -445,10 +448,8 @@ fn execute_block_stm<S: Storage + ?Sized>(
     accesses: Option<&mut Vec<Accesses>>,
 ) -> Result<Result<BlockOutput, ExecutionError>, Breach> {
     let header = &block.header;
-    let spec = chain.spec_id(header.number, header.timestamp);
     let prepared = (|| {
-        let block_env = chain::block_env(header, spec)?;
-        let cfg = chain::cfg_env(chain, spec);
+        let start = start_block(chain, block, storage)?;
         let txs = block
             .body
             .transactions
@@ -456,10 +457,17 @@ fn execute_block_stm<S: Storage + ?Sized>(
             .enumerate()
             .map(|(index, tx)| chain::tx_env(index, tx))
             .collect::<Result<Vec<_>, _>>()?;
-        let pre_block = chain::pre_block_changes(chain, spec, block, storage)?;
-        Ok::<_, ExecutionError>((block_env, cfg, txs, pre_block))
+        Ok::<_, ExecutionError>((start, txs))
     })();
-    let (block_env, cfg, txs, mut changes) = match prepared {
+    let (
+        BlockStart {
+            spec,
+            block_env,
+            cfg,
+            mut changes,
+        },
+        txs,
+    ) = match prepared {
         Ok(prepared) => prepared,
         // The block cannot run. Which error sequential execution meets first depends on its
         // order (pre-block calls, then each transaction's gas check before its conversion), so it
@@ -572,16 +580,9 @@ fn execute_block_stm<S: Storage + ?Sized>(
         let suffix_changes = state.into_changes();
         merge_changes(&mut changes, suffix_changes);
     }
-    let post = match chain::post_block_changes(chain, spec, block, storage, &changes) {
-        Ok(post) => post,
-        Err(error) => return Ok(Err(error)),
-    };
-    merge_changes(&mut changes, post);
-    Ok(Ok(BlockOutput {
-        receipts,
-        gas_used,
-        state_changes: changes,
-    }))
+    Ok(finish_block(
+        chain, spec, block, storage, changes, receipts, gas_used,
+    ))
 }
 
 /// After Block-STM gave way: the longest prefix of transactions whose latest incarnation executed
@@ -618,8 +619,8 @@ const MIN_PARALLEL_TXS: usize = 16;
 /// most recent mainnet blocks; 9,500 at 8 threads: every block). Lighter blocks run the pipeline,
 /// whose overhead is lower but whose committer executes every conflicting transaction itself.
 /// Calibrated on the 2-core machine of `docs/benchmarks.md`: ERC-20 transfers (34,600 gas) gain
-/// 1.5× with the pipeline and 1.2–1.3× with Block-STM; the mixed workload (39,900) 0.7–0.95× and
-/// 1.35×.
+/// 1.5× with the pipeline and 1.0–1.3× with Block-STM; the mixed workload (39,900) 0.7–0.95× and
+/// 1.1–1.35×.
 const BLOCK_STM_GAS_PER_TX_TIMES_THREADS: u64 = 76_000;
 
 /// The strategy for a block, judged from what is known before running it, with the reason when
@@ -663,7 +664,7 @@ fn plan_block(
     // The longest same-sender chain executes in order whatever the engine (Block-STM waits for
     // each predecessor; the pipeline's committer validates every link): when it covers most of
     // the block, parallelism does not pay for its overhead (measured on the mainnet payout blocks:
-    // 0.8–1.0× with the pipeline, 0.4–0.6× with Block-STM).
+    // 0.82–0.90× with the pipeline, 0.36–0.50× with Block-STM, forced).
     let mut chain_length = vec![1usize; txs];
     let mut longest = 1;
     for (tx, previous) in previous_of_sender.iter().enumerate() {

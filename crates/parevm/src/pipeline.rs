@@ -30,9 +30,9 @@ use alloy_primitives::{Address, B256, U256};
 use revm::{
     Database, ExecuteEvm,
     bytecode::Bytecode,
-    context::{BlockEnv, CfgEnv, TxEnv, result::ExecutionResult},
+    context::{BlockEnv, CfgEnv, result::ExecutionResult},
     handler::{Handler, MainnetContext, MainnetEvm},
-    primitives::{KECCAK_EMPTY, TxKind, hardfork::SpecId},
+    primitives::{KECCAK_EMPTY, hardfork::SpecId},
     state::AccountInfo,
 };
 
@@ -43,10 +43,13 @@ use crate::{
     mv_memory::ReadError,
     output::{BlockOutput, TxReceipt, merge_changes},
     pre_state::PreState,
-    sequential::{SequentialState, check_block_gas, execute_tx, receipt_of},
+    sequential::{
+        BlockStart, SequentialState, check_block_gas, execute_tx, finish_block, receipt_of,
+        start_block,
+    },
     storage::{AccountBasic, OverlayStorage, Storage},
     sync::{AtomicBool, AtomicU8, Mutex, fence},
-    vm::LazyFeeHandler,
+    vm::{LazyFeeHandler, lazy_recipient},
 };
 
 /// Counters of one pipelined block.
@@ -92,7 +95,8 @@ enum Read {
     /// The recipient of a plain value transfer had no code (its balance was not read); the
     /// pre-block account, to seed the committed state.
     CodelessRecipient(Address, Option<AccountBasic>),
-    /// The sender of a plain value transfer that follows one of its sender's: the speculation
+    /// The sender of a plain value transfer that follows one of its sender's, or is the
+    /// beneficiary (see [`speculable`]): the speculation
     /// assumed this nonce and code hash and a balance of exactly what the transaction may spend
     /// at most (`required`); at commit the nonce and code hash must match and the balance cover
     /// it, and the sender is debited what the speculation spent.
@@ -206,8 +210,9 @@ struct Shared<'a, S: ?Sized> {
     /// For each transaction, the previous one of the same sender in the block (see
     /// [`speculable`]).
     previous_of_sender: &'a [Option<TxIdx>],
-    /// One thread: it speculates every transaction before committing it (the speculative path
-    /// checked against the committed state on every transaction).
+    /// One thread: it speculates every transaction that threads would (see [`speculable`])
+    /// before committing it (the speculative path checked against the committed state on every
+    /// such transaction).
     alone: bool,
     /// The next transaction to offer for speculation.
     next_speculation: crate::sync::AtomicUsize,
@@ -249,7 +254,6 @@ struct Role<'r, 'a, S: Storage + ?Sized> {
     evm: &'r mut DirectEvm<'a, S>,
     /// The thread's speculator (used by the committer only when alone).
     speculator: &'r mut Option<Speculator<'a, S>>,
-    spec: SpecId,
 }
 
 impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
@@ -269,8 +273,8 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
                     {
                         continue; // A thread claimed it meanwhile: look again.
                     }
-                    if shared.alone {
-                        shared.counters.speculations.fetch_add(1, Ordering::Relaxed);
+                    let envelope = &shared.block.body.transactions[tx];
+                    if shared.alone && speculable(envelope, shared.previous_of_sender[tx]) {
                         self.speculator
                             .get_or_insert_with(|| Speculator::new(shared))
                             .speculate(shared, tx)
@@ -325,7 +329,7 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
         shared.counters.direct.fetch_add(1, Ordering::Relaxed);
         execute_tx(
             self.evm,
-            self.spec,
+            shared.spec,
             tx,
             envelope,
             &mut self.committer.gas_used,
@@ -370,41 +374,40 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
             }
         }
         // Increments are checked like revm's (a credit that would overflow is not applied there):
-        // such a transaction is re-executed. Neither account is among the exact writes.
-        for (address, amount) in speculation.credit.iter().chain(
-            Some((beneficiary, speculation.fee))
-                .iter()
-                .filter(|(_, fee)| !fee.is_zero()),
-        ) {
-            let balance = state
-                .basic_fields(*address)
-                .ok()?
-                .unwrap_or_default()
-                .balance;
-            balance.checked_add(*amount)?;
-        }
-        let debited = match speculation.debit {
-            Some((sender, amount)) => {
-                // Covered: the balance is at least what the transaction may spend.
-                let balance = state.basic_fields(sender).ok()??.balance;
-                Some((sender, balance - amount))
-            }
-            None => None,
+        // such a transaction is re-executed. Every account written below is loaded by now (the
+        // reads above seed the sender and the recipient, these checks load the beneficiary), so
+        // nothing after the first write reads storage or can fail.
+        let fits = |state: &mut SequentialState<'_, S>, address, amount: U256| {
+            let account = state.basic_fields(address).ok()?;
+            let balance = account.map_or(U256::ZERO, |account| account.balance);
+            balance.checked_add(amount).map(drop)
         };
+        if let Some((recipient, amount)) = speculation.credit {
+            fits(state, recipient, amount)?;
+        }
+        if !speculation.fee.is_zero() {
+            fits(state, beneficiary, speculation.fee)?;
+        }
+        const LOADED: &str = "accounts written at commit are loaded before the first write";
         for (address, diff) in speculation.writes {
             state.apply_diff(address, diff);
         }
-        if let Some((sender, balance)) = debited {
+        if let Some((sender, spent)) = speculation.debit {
+            // Covered: the balance is at least what the transaction may spend.
+            let funds = state.basic_fields(sender).expect(LOADED);
+            let funds = funds.expect("validated: the sender exists");
             let diff = AccountDiff {
-                balance: Some(balance),
+                balance: Some(funds.balance - spent),
                 ..Default::default()
             };
             state.apply_diff(sender, diff);
         }
         if let Some((recipient, amount)) = speculation.credit {
-            state.increment_balance(recipient, amount).ok()?;
+            state.increment_balance(recipient, amount).expect(LOADED);
         }
-        state.increment_balance(beneficiary, speculation.fee).ok()?;
+        state
+            .increment_balance(beneficiary, speculation.fee)
+            .expect(LOADED);
         Some(speculation.result)
     }
 }
@@ -432,6 +435,7 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
     /// be applied as such (the transaction failed, or touched the beneficiary): the committer
     /// then executes it directly.
     fn speculate(&mut self, shared: &Shared<'_, S>, tx: TxIdx) -> Option<Speculation> {
+        shared.counters.speculations.fetch_add(1, Ordering::Relaxed);
         let tx_env = chain::tx_env(tx, &shared.block.body.transactions[tx]).ok()?;
         let lazy_recipient = lazy_recipient(&tx_env);
         // A plain transfer that follows one of its sender's, or is sent by the beneficiary
@@ -460,6 +464,9 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
         let db = &mut self.evm.ctx.journaled_state.database;
         let result = result.ok()?;
         let reads = std::mem::take(&mut db.reads);
+        // The reads travel with the speculation: the next one gets a buffer of the same size
+        // instead of growing one from empty.
+        db.reads.reserve(reads.len());
         let lazy_recipient = lazy_recipient.filter(|_| db.lazy_recipient_applied);
         if lazy_sender.is_some() && lazy_recipient.is_none() {
             return None; // Code ran: it could have observed the assumed balance.
@@ -545,20 +552,6 @@ pub(crate) fn speculable(tx: &Recovered<TxEnvelope>, previous: Option<TxIdx>) ->
             && tx.authorization_list().is_none())
 }
 
-/// The recipient of a plain value transfer, whose balance a transaction need not read.
-pub(crate) fn lazy_recipient(tx_env: &TxEnv) -> Option<Address> {
-    match tx_env.kind {
-        TxKind::Call(to)
-            if !tx_env.value.is_zero()
-                && to != tx_env.caller
-                && tx_env.tx_type != alloy_consensus::TxType::Eip7702 as u8 =>
-        {
-            Some(to)
-        }
-        _ => None,
-    }
-}
-
 /// The threads a pipelined block runs on.
 pub(crate) enum Threads<'p> {
     /// The calling thread alone: it speculates every transaction before committing it.
@@ -579,12 +572,12 @@ pub(crate) fn execute_pipeline<S: Storage + ?Sized>(
     threads: Threads<'_>,
     counters: &PipelineCounters,
 ) -> Result<BlockOutput, ExecutionError> {
-    // The same steps, in the same order, as sequential execution: the same first error.
-    let header = &block.header;
-    let spec = chain.spec_id(header.number, header.timestamp);
-    let block_env = chain::block_env(header, spec)?;
-    let cfg = chain::cfg_env(chain, spec);
-    let mut changes = chain::pre_block_changes(chain, spec, block, storage)?;
+    let BlockStart {
+        spec,
+        block_env,
+        cfg,
+        mut changes,
+    } = start_block(chain, block, storage)?;
     let overlay = OverlayStorage {
         base: storage,
         changes: &changes,
@@ -651,13 +644,7 @@ pub(crate) fn execute_pipeline<S: Storage + ?Sized>(
     }
     let tx_changes = state.into_changes();
     merge_changes(&mut changes, tx_changes);
-    let post = chain::post_block_changes(chain, spec, block, storage, &changes)?;
-    merge_changes(&mut changes, post);
-    Ok(BlockOutput {
-        receipts,
-        gas_used,
-        state_changes: changes,
-    })
+    finish_block(chain, spec, block, storage, changes, receipts, gas_used)
 }
 
 /// One thread: commits when it can, speculates otherwise, and leaves when nothing is left to
@@ -705,7 +692,6 @@ fn run_thread<'a, S: Storage + ?Sized>(
             // (the committer executes what nobody claimed).
             return;
         };
-        shared.counters.speculations.fetch_add(1, Ordering::Relaxed);
         let speculator = speculator.get_or_insert_with(|| Speculator::new(shared));
         let speculation = speculator.speculate(shared, tx);
         let slot = &shared.slots[tx];
@@ -743,7 +729,6 @@ fn try_commit<'a, S: Storage + ?Sized>(
             committer,
             evm,
             speculator,
-            spec: shared.spec,
         }
         .run(shared);
         std::mem::swap(&mut evm.ctx.journaled_state.database, &mut committer.state);
@@ -774,7 +759,7 @@ mod interleavings {
     use std::sync::Arc;
 
     use alloy_consensus::{BlockBody, Header, Signed, TxLegacy};
-    use alloy_primitives::{Bytes, Signature};
+    use alloy_primitives::{Bytes, Signature, TxKind};
     use shuttle::{
         Config, MaxSteps, Runner,
         scheduler::{DfsScheduler, PctScheduler, RandomScheduler, Scheduler as Exploration},

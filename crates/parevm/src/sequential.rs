@@ -439,18 +439,67 @@ where
     Ok(())
 }
 
+/// What every executor does before a block's transactions, in the order sequential execution
+/// does it (so that all meet the same first error): the fork, the environments, and the
+/// pre-block changes (DAO drain, system calls) the transactions run on top of.
+pub(crate) struct BlockStart {
+    pub(crate) spec: SpecId,
+    pub(crate) block_env: BlockEnv,
+    pub(crate) cfg: CfgEnv,
+    pub(crate) changes: StateChanges,
+}
+
+/// The steps before `block`'s transactions.
+pub(crate) fn start_block<S: Storage + ?Sized>(
+    chain: &ChainSpec,
+    block: &Block<Recovered<TxEnvelope>>,
+    storage: &S,
+) -> Result<BlockStart, ExecutionError> {
+    let header = &block.header;
+    let spec = chain.spec_id(header.number, header.timestamp);
+    let block_env = chain::block_env(header, spec)?;
+    let cfg = chain::cfg_env(chain, spec);
+    let changes = chain::pre_block_changes(chain, spec, block, storage)?;
+    Ok(BlockStart {
+        spec,
+        block_env,
+        cfg,
+        changes,
+    })
+}
+
+/// The steps after `block`'s transactions, whose changes are already folded into `changes`:
+/// post-block changes (rewards, withdrawals, request calls) on top, and the output.
+pub(crate) fn finish_block<S: Storage + ?Sized>(
+    chain: &ChainSpec,
+    spec: SpecId,
+    block: &Block<Recovered<TxEnvelope>>,
+    storage: &S,
+    mut changes: StateChanges,
+    receipts: Vec<TxReceipt>,
+    gas_used: u64,
+) -> Result<BlockOutput, ExecutionError> {
+    let post = chain::post_block_changes(chain, spec, block, storage, &changes)?;
+    merge_changes(&mut changes, post);
+    Ok(BlockOutput {
+        receipts,
+        gas_used,
+        state_changes: changes,
+    })
+}
+
 /// Executes a block one transaction after another with plain revm: the reference result.
 pub fn execute_sequential<S: Storage + ?Sized>(
     chain: &ChainSpec,
     block: &Block<Recovered<TxEnvelope>>,
     storage: &S,
 ) -> Result<BlockOutput, ExecutionError> {
-    let header = &block.header;
-    let spec = chain.spec_id(header.number, header.timestamp);
-    let block_env = chain::block_env(header, spec)?;
-    let cfg = chain::cfg_env(chain, spec);
-    let mut changes = chain::pre_block_changes(chain, spec, block, storage)?;
-
+    let BlockStart {
+        spec,
+        block_env,
+        cfg,
+        mut changes,
+    } = start_block(chain, block, storage)?;
     let overlay = OverlayStorage {
         base: storage,
         changes: &changes,
@@ -462,11 +511,5 @@ pub fn execute_sequential<S: Storage + ?Sized>(
     execute_txs(&mut state, env, block, 0, &mut gas_used, &mut receipts)?;
     let tx_changes = state.into_changes();
     merge_changes(&mut changes, tx_changes);
-    let post = chain::post_block_changes(chain, spec, block, storage, &changes)?;
-    merge_changes(&mut changes, post);
-    Ok(BlockOutput {
-        receipts,
-        gas_used,
-        state_changes: changes,
-    })
+    finish_block(chain, spec, block, storage, changes, receipts, gas_used)
 }

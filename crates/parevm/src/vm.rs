@@ -21,7 +21,7 @@ use revm::{
     database_interface::DBErrorMarker,
     handler::{EvmTr, FrameResult, Handler, MainnetContext, MainnetEvm, post_execution},
     interpreter::interpreter_action::FrameInit,
-    primitives::{KECCAK_EMPTY, hardfork::SpecId},
+    primitives::{KECCAK_EMPTY, TxKind, hardfork::SpecId},
     state::AccountInfo,
 };
 
@@ -352,7 +352,7 @@ impl<'a, S: Storage + ?Sized> VmWorker<'a, S> {
     pub(crate) fn execute(&mut self, tx: TxIdx) -> Result<Incarnation, Blocked> {
         let block = self.block;
         let tx_env = &block.txs[tx];
-        let lazy_recipient = crate::pipeline::lazy_recipient(tx_env);
+        let lazy_recipient = lazy_recipient(tx_env);
         {
             let db = &mut self.evm.ctx.journaled_state.database;
             db.tx = tx;
@@ -465,5 +465,19 @@ fn add_fee(write_set: &mut WriteSet, beneficiary: Address, fee: U256) {
             MemoryLocation::Lifecycle(beneficiary),
             MemoryValue::Lifecycle(Lifecycle::Existing),
         ));
+    }
+}
+
+/// The recipient of a plain value transfer, whose balance a transaction need not read.
+pub(crate) fn lazy_recipient(tx_env: &TxEnv) -> Option<Address> {
+    match tx_env.kind {
+        TxKind::Call(to)
+            if !tx_env.value.is_zero()
+                && to != tx_env.caller
+                && tx_env.tx_type != alloy_consensus::TxType::Eip7702 as u8 =>
+        {
+            Some(to)
+        }
+        _ => None,
     }
 }
