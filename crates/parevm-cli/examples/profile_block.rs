@@ -1,7 +1,7 @@
 //! Repeats one block sequentially and in parallel (Block-STM forced) and prints median times and
 //! counters: a mainnet block directory, or a synthetic workload name (`@NAME[:GAS]`, 200 Mgas by default), for
 //! profilers. `cargo run --release -p parevm-cli --example profile_block -- DIR|@NAME [THREADS]
-//! [REPEAT] [par]` (`par`: skip the sequential runs; `PAREVM_STRATEGY=pipeline|auto` for another
+//! [REPEAT] [par|seq]` (`par`: skip the sequential runs, `seq`: the parallel ones; `PAREVM_STRATEGY=pipeline|auto` for another
 //! strategy than Block-STM).
 #![allow(missing_docs)]
 
@@ -17,7 +17,9 @@ fn main() {
     let target = args.next().expect("block dir or @workload");
     let threads: usize = args.next().map_or(2, |t| t.parse().unwrap());
     let repeat: usize = args.next().map_or(20, |r| r.parse().unwrap());
-    let parallel_only = args.next().as_deref() == Some("par");
+    let mode = args.next();
+    let parallel_only = mode.as_deref() == Some("par");
+    let sequential_only = mode.as_deref() == Some("seq");
     let (chain, block, storage) = match target.strip_prefix('@') {
         Some(name) => {
             let (name, gas) = name
@@ -50,6 +52,9 @@ fn main() {
             let _ = parevm::execute_sequential(&chain, &block, &storage);
             seq.push(start.elapsed().as_secs_f64() * 1e3);
         }
+        if sequential_only {
+            continue;
+        }
         let start = Instant::now();
         let (_, s) = executor.execute_with_stats(&chain, &block, &storage);
         par.push(start.elapsed().as_secs_f64() * 1e3);
@@ -59,11 +64,11 @@ fn main() {
     par.sort_by(f64::total_cmp);
     let (s, p) = (
         seq.get(repeat / 2).copied().unwrap_or(f64::NAN),
-        par[repeat / 2],
+        par.get(repeat / 2).copied().unwrap_or(f64::NAN),
     );
     println!(
         "seq {s:.3} ms  par {p:.3} ms  speedup {:.2}  {:?}",
         s / p,
-        stats.unwrap()
+        stats
     );
 }

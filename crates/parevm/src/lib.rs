@@ -114,7 +114,7 @@ mod vm;
 pub use chain::ChainSpec;
 pub use error::ExecutionError;
 pub use executor::{ExecutionStats, ExecutorConfig, ParallelExecutor, Strategy};
-pub use output::{AccountChange, AccountState, BlockOutput, StateChanges, TxReceipt};
+pub use output::{AccountChange, AccountState, BlockOutput, SlotChanges, StateChanges, TxReceipt};
 pub use sequential::execute_sequential;
 pub use storage::{AccountBasic, InMemoryAccount, InMemoryStorage, Storage, StorageError};
 pub use types::{

@@ -9,7 +9,7 @@
 //! writer; hot ones are appended to in roughly increasing order).
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::HashSet,
     hash::Hash,
     sync::atomic::{AtomicBool, Ordering},
 };
@@ -24,7 +24,7 @@ use revm::primitives::KECCAK_EMPTY;
 use smallvec::SmallVec;
 
 use crate::{
-    output::{AccountChange, AccountState, StateChanges},
+    output::{AccountChange, AccountState, SlotChanges, StateChanges},
     storage::{AccountBasic, StorageError},
     types::{
         CodeValue, Lifecycle, MemoryLocation, MemoryValue, ReadSet, TxIdx, TxVersion, WriteKind,
@@ -274,7 +274,7 @@ impl AccountVersions {
         let change = AccountChange {
             info,
             storage_reset: reset.is_some(),
-            storage: BTreeMap::new(),
+            storage: SlotChanges::default(),
         };
         Ok((change, reset))
     }

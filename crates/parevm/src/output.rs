@@ -1,9 +1,10 @@
 //! What executing a block produces: receipts and the block's state changes.
 
-use std::collections::BTreeMap;
-
 use alloy_consensus::{Eip658Value, Receipt, ReceiptEnvelope, ReceiptWithBloom, TxType};
-use alloy_primitives::{Address, B256, Bloom, Bytes, Log, U256, map::AddressMap};
+use alloy_primitives::{
+    Address, B256, Bloom, Bytes, Log, U256,
+    map::{AddressMap, HashMap},
+};
 use revm::primitives::KECCAK_EMPTY;
 
 /// The receipt of one transaction.
@@ -41,8 +42,9 @@ impl TxReceipt {
     }
 }
 
-/// An account's state after the block, for every account the block changed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An account's state after the block, for every account the block changed. Its `Debug`
+/// rendering lists the slots in ascending order.
+#[derive(Clone, PartialEq, Eq)]
 pub struct AccountChange {
     /// The account after the block; `None` when it does not exist (self-destructed, or deleted
     /// as empty under EIP-161).
@@ -50,8 +52,35 @@ pub struct AccountChange {
     /// Whether the account's storage from before the block was wiped (self-destruct, deletion
     /// or contract creation): only the slots in `storage` remain.
     pub storage_reset: bool,
-    /// Slots written by the block, with their values after it.
-    pub storage: BTreeMap<U256, U256>,
+    /// Slots written by the block, with their values after it (unordered: a state trie orders
+    /// them by hashed key anyway).
+    pub storage: SlotChanges,
+}
+
+/// Written storage slots and their values after the block.
+pub type SlotChanges = HashMap<U256, U256>;
+
+impl std::fmt::Debug for AccountChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut storage: Vec<_> = self.storage.iter().collect();
+        storage.sort_unstable();
+        f.debug_struct("AccountChange")
+            .field("info", &self.info)
+            .field("storage_reset", &self.storage_reset)
+            .field("storage", &Entries(&storage))
+            .finish()
+    }
+}
+
+/// Key-value pairs rendered as a map, in the order given.
+struct Entries<'a, K, V>(&'a [(K, V)]);
+
+impl<K: std::fmt::Debug, V: std::fmt::Debug> std::fmt::Debug for Entries<'_, K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_map()
+            .entries(self.0.iter().map(|(key, value)| (key, value)))
+            .finish()
+    }
 }
 
 /// Balance, nonce and code of an existing account.
@@ -90,7 +119,7 @@ pub(crate) fn merge_changes(earlier: &mut StateChanges, mut later: StateChanges)
             if let Some(after) = later.get_mut(&address) {
                 if !after.storage_reset {
                     let mut storage = before.storage;
-                    storage.append(&mut after.storage);
+                    storage.extend(after.storage.drain());
                     after.storage = storage;
                     after.storage_reset = before.storage_reset;
                 }
@@ -128,16 +157,10 @@ pub struct BlockOutput {
 
 impl std::fmt::Debug for BlockOutput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        struct Sorted<'a>(Vec<(&'a Address, &'a AccountChange)>);
-        impl std::fmt::Debug for Sorted<'_> {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.debug_map().entries(self.0.iter().copied()).finish()
-            }
-        }
         f.debug_struct("BlockOutput")
             .field("receipts", &self.receipts)
             .field("gas_used", &self.gas_used)
-            .field("state_changes", &Sorted(self.sorted_state_changes()))
+            .field("state_changes", &Entries(&self.sorted_state_changes()))
             .finish()
     }
 }
@@ -176,20 +199,37 @@ mod tests {
     /// Equal outputs print the same whatever order their state changes were inserted in.
     #[test]
     fn debug_rendering_ignores_insertion_order() {
-        let change = |byte: u8| AccountChange {
-            info: None,
-            storage_reset: byte.is_multiple_of(2),
-            storage: BTreeMap::new(),
+        // Slots inserted in ascending or descending order.
+        let change = |byte: u8, ascending: bool| {
+            let mut slots: Vec<u8> = (0..byte % 9).collect();
+            if !ascending {
+                slots.reverse();
+            }
+            let mut storage = SlotChanges::default();
+            if !ascending {
+                // A map grown from small buckets the other does not have.
+                storage.reserve(64);
+            }
+            storage.extend(
+                slots
+                    .into_iter()
+                    .map(|slot| (U256::from(slot), U256::from(byte))),
+            );
+            AccountChange {
+                info: None,
+                storage_reset: byte.is_multiple_of(2),
+                storage,
+            }
         };
-        let output = |bytes: &mut dyn Iterator<Item = u8>| BlockOutput {
+        let output = |bytes: &mut dyn Iterator<Item = u8>, ascending: bool| BlockOutput {
             receipts: Vec::new(),
             gas_used: 0,
             state_changes: bytes
-                .map(|byte| (Address::repeat_byte(byte), change(byte)))
+                .map(|byte| (Address::repeat_byte(byte), change(byte, ascending)))
                 .collect(),
         };
-        let forward = output(&mut (0..=255));
-        let mut backward = output(&mut (0..=255).rev());
+        let forward = output(&mut (0..=255), true);
+        let mut backward = output(&mut (0..=255).rev(), false);
         // Grown from small to large, so its buckets differ from the other map's.
         backward.state_changes.shrink_to_fit();
         assert_eq!(forward, backward);
@@ -204,5 +244,11 @@ mod tests {
             })
             .collect();
         assert!(positions.is_sorted(), "not sorted by address");
+        // And every account's slots in ascending order.
+        let slots = format!("{:?}", forward.state_changes[&Address::repeat_byte(8)]);
+        let positions: Vec<usize> = (0..8u8)
+            .map(|slot| slots.find(&format!("{:?}: ", U256::from(slot))).unwrap())
+            .collect();
+        assert!(positions.is_sorted(), "slots not sorted: {slots}");
     }
 }
