@@ -394,13 +394,9 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
         }
         if let Some((sender, spent)) = speculation.debit {
             // Covered: the balance is at least what the transaction may spend.
-            let funds = state.basic_fields(sender).expect(LOADED);
-            let funds = funds.expect("validated: the sender exists");
-            let diff = AccountDiff {
-                balance: Some(funds.balance - spent),
-                ..Default::default()
-            };
-            state.apply_diff(sender, diff);
+            state
+                .update_balance(sender, |funds| funds - spent)
+                .expect(LOADED);
         }
         if let Some((recipient, amount)) = speculation.credit {
             state.increment_balance(recipient, amount).expect(LOADED);

@@ -146,22 +146,8 @@ impl<'a, S: Storage + ?Sized> SequentialState<'a, S> {
 
     /// Applies one account's writes (an account never read counts as not existing before).
     pub(crate) fn apply_diff(&mut self, address: Address, diff: AccountDiff) {
-        let change = match self.changes.entry(address) {
-            Entry::Occupied(entry) => entry.into_mut(),
-            Entry::Vacant(entry) => {
-                let pre = self.reads.remove(&address).flatten();
-                entry.insert(AccountChange {
-                    info: pre.map(|basic| AccountState {
-                        balance: basic.balance,
-                        nonce: basic.nonce,
-                        code_hash: basic.code_hash,
-                        code: None,
-                    }),
-                    storage_reset: false,
-                    storage: SlotChanges::default(),
-                })
-            }
-        };
+        let change =
+            written(&mut self.changes, &mut self.reads, None, address).expect("no storage read");
         match diff.lifecycle {
             Some(Lifecycle::Destroyed) => {
                 *change = AccountChange {
@@ -200,7 +186,23 @@ impl<'a, S: Storage + ?Sized> SequentialState<'a, S> {
         change.storage.extend(diff.storage);
     }
 
-    /// Adds `amount` to a balance, as a block-level step (reward, withdrawal, DAO refund).
+    /// Sets the account's balance to `new(balance)` in one step (an account that does not exist
+    /// comes into existence, as an increment does), reading it from storage if it was not read.
+    pub(crate) fn update_balance(
+        &mut self,
+        address: Address,
+        new: impl FnOnce(U256) -> U256,
+    ) -> Result<(), StorageError> {
+        let storage: &dyn Storage = &self.storage;
+        let info = written(&mut self.changes, &mut self.reads, Some(storage), address)?
+            .info
+            .get_or_insert_with(AccountState::empty);
+        info.balance = new(info.balance);
+        Ok(())
+    }
+
+    /// Adds `amount` to a balance, as a block-level step (reward, withdrawal, DAO refund) or a
+    /// lazy credit.
     pub(crate) fn increment_balance(
         &mut self,
         address: Address,
@@ -209,17 +211,7 @@ impl<'a, S: Storage + ?Sized> SequentialState<'a, S> {
         if amount.is_zero() {
             return Ok(());
         }
-        let account = self.basic_fields(address)?;
-        let balance = account.map(|basic| basic.balance).unwrap_or_default();
-        self.apply_diff(
-            address,
-            AccountDiff {
-                lifecycle: account.is_none().then_some(Lifecycle::Existing),
-                balance: Some(balance + amount),
-                ..Default::default()
-            },
-        );
-        Ok(())
+        self.update_balance(address, |balance| balance + amount)
     }
 
     /// Sets a balance to zero and returns what it was (the DAO fork drain).
@@ -244,6 +236,37 @@ impl<'a, S: Storage + ?Sized> SequentialState<'a, S> {
     pub(crate) fn into_changes(self) -> StateChanges {
         self.changes
     }
+}
+
+/// `address`'s entry in `changes`, created on its first write from the pre-block value read
+/// earlier (taken out of `reads`); an account not read yet is read from `storage`, or without
+/// one counts as not existing before.
+fn written<'c>(
+    changes: &'c mut StateChanges,
+    reads: &mut AddressMap<Option<AccountBasic>>,
+    storage: Option<&dyn Storage>,
+    address: Address,
+) -> Result<&'c mut AccountChange, StorageError> {
+    Ok(match changes.entry(address) {
+        Entry::Occupied(entry) => entry.into_mut(),
+        Entry::Vacant(entry) => {
+            let pre = match (reads.remove(&address), storage) {
+                (Some(pre), _) => pre,
+                (None, Some(storage)) => storage.basic(&address)?,
+                (None, None) => None,
+            };
+            entry.insert(AccountChange {
+                info: pre.map(|basic| AccountState {
+                    balance: basic.balance,
+                    nonce: basic.nonce,
+                    code_hash: basic.code_hash,
+                    code: None,
+                }),
+                storage_reset: false,
+                storage: SlotChanges::default(),
+            })
+        }
+    })
 }
 
 /// Where a slot's value comes from.
