@@ -49,7 +49,7 @@ use crate::{
     },
     storage::{AccountBasic, OverlayStorage, Storage},
     sync::{AtomicBool, AtomicU8, Mutex, fence},
-    vm::{LazyFeeHandler, lazy_recipient},
+    vm::{LazyFeeHandler, lazy_recipient, plain_transfer_recipient},
 };
 
 /// Counters of one pipelined block.
@@ -470,12 +470,10 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
         let mut writes = Vec::with_capacity(evm_state.len());
         let mut credit = None;
         let mut debit = None;
+        let beneficiary_is_lazy_sender =
+            lazy_sender.is_some_and(|(sender, ..)| sender == beneficiary);
         for (address, account) in &evm_state {
-            let lazy_sender_address = lazy_sender.map(|(sender, ..)| sender);
-            if *address == beneficiary
-                && account.is_touched()
-                && lazy_sender_address != Some(beneficiary)
-            {
+            if *address == beneficiary && account.is_touched() && !beneficiary_is_lazy_sender {
                 return None; // Exact writes to the beneficiary: left to revm.
             }
             let Some(diff) = diff_account(shared.spec, account) else {
@@ -537,15 +535,15 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
 
 /// Whether speculation can give a usable result for a transaction whose sender's previous
 /// transaction in the block is `previous`: always without one; with one, only for what looks like
-/// a plain value transfer (its sender's funds are then assumed and checked at commit, see
+/// a plain value transfer — one whose recipient would get a lazy credit, without input (so
+/// probably no code runs) — whose sender's funds are then assumed and checked at commit (see
 /// [`Read::SenderFunds`]); any other would read its sender's pre-block nonce.
 pub(crate) fn speculable(tx: &Recovered<TxEnvelope>, previous: Option<TxIdx>) -> bool {
     use alloy_consensus::Transaction;
+    use alloy_eips::Typed2718;
     previous.is_none()
-        || (tx.to().is_some()
-            && tx.input().is_empty()
-            && !tx.value().is_zero()
-            && tx.authorization_list().is_none())
+        || (tx.input().is_empty()
+            && plain_transfer_recipient(tx.kind(), tx.value(), tx.signer(), tx.ty()).is_some())
 }
 
 /// The threads a pipelined block runs on.

@@ -146,8 +146,8 @@ impl<'a, S: Storage + ?Sized> SequentialState<'a, S> {
 
     /// Applies one account's writes (an account never read counts as not existing before).
     pub(crate) fn apply_diff(&mut self, address: Address, diff: AccountDiff) {
-        let change =
-            written(&mut self.changes, &mut self.reads, None, address).expect("no storage read");
+        let change = written::<S>(&mut self.changes, &mut self.reads, None, address)
+            .expect("no storage read");
         match diff.lifecycle {
             Some(Lifecycle::Destroyed) => {
                 *change = AccountChange {
@@ -193,10 +193,14 @@ impl<'a, S: Storage + ?Sized> SequentialState<'a, S> {
         address: Address,
         new: impl FnOnce(U256) -> U256,
     ) -> Result<(), StorageError> {
-        let storage: &dyn Storage = &self.storage;
-        let info = written(&mut self.changes, &mut self.reads, Some(storage), address)?
-            .info
-            .get_or_insert_with(AccountState::empty);
+        let info = written(
+            &mut self.changes,
+            &mut self.reads,
+            Some(self.storage),
+            address,
+        )?
+        .info
+        .get_or_insert_with(AccountState::empty);
         info.balance = new(info.balance);
         Ok(())
     }
@@ -241,10 +245,10 @@ impl<'a, S: Storage + ?Sized> SequentialState<'a, S> {
 /// `address`'s entry in `changes`, created on its first write from the pre-block value read
 /// earlier (taken out of `reads`); an account not read yet is read from `storage`, or without
 /// one counts as not existing before.
-fn written<'c>(
+fn written<'c, S: Storage + ?Sized>(
     changes: &'c mut StateChanges,
     reads: &mut AddressMap<Option<AccountBasic>>,
-    storage: Option<&dyn Storage>,
+    storage: Option<&S>,
     address: Address,
 ) -> Result<&'c mut AccountChange, StorageError> {
     Ok(match changes.entry(address) {

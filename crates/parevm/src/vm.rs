@@ -470,11 +470,23 @@ fn add_fee(write_set: &mut WriteSet, beneficiary: Address, fee: U256) {
 
 /// The recipient of a plain value transfer, whose balance a transaction need not read.
 pub(crate) fn lazy_recipient(tx_env: &TxEnv) -> Option<Address> {
-    match tx_env.kind {
+    plain_transfer_recipient(tx_env.kind, tx_env.value, tx_env.caller, tx_env.tx_type)
+}
+
+/// The recipient of a value transfer to another account (not an EIP-7702 transaction, whose
+/// authorizations may give accounts code): the one rule behind lazy credits in both engines and
+/// the pipeline's choice of what to speculate.
+pub(crate) fn plain_transfer_recipient(
+    kind: TxKind,
+    value: U256,
+    caller: Address,
+    tx_type: u8,
+) -> Option<Address> {
+    match kind {
         TxKind::Call(to)
-            if !tx_env.value.is_zero()
-                && to != tx_env.caller
-                && tx_env.tx_type != alloy_consensus::TxType::Eip7702 as u8 =>
+            if !value.is_zero()
+                && to != caller
+                && tx_type != alloy_consensus::TxType::Eip7702 as u8 =>
         {
             Some(to)
         }

@@ -795,3 +795,41 @@ fn beneficiary_pays_out_from_the_fees_of_its_block() {
         nonce
     );
 }
+
+/// A sender's chain of transfers to itself: no lazy credit applies to them, so the pipeline must
+/// not speculate the followers (a speculation would run with the sender's pre-block nonce and
+/// fail): each transaction executes once, and the output is sequential's.
+#[test]
+fn self_transfer_chain_is_not_speculated_to_fail() {
+    let spec = SpecId::CANCUN;
+    let others = senders(8);
+    let payer = Address::with_last_byte(0x99);
+    let mut storage = funded(spec, &others);
+    fund(&mut storage, payer, 10 * ETH);
+    let mut txs = Vec::new();
+    for (nonce, other) in others.iter().enumerate() {
+        txs.push(transfer(
+            *other,
+            0,
+            Address::with_last_byte(0xd0 + nonce as u8),
+        ));
+        txs.push(legacy_tx(
+            payer,
+            nonce as u64,
+            TxKind::Call(payer),
+            U256::from(ETH),
+            Bytes::new(),
+            21_000,
+        ));
+    }
+    let block = block(spec, txs);
+    let chain = ChainSpec::fixed(spec);
+    assert_parallel_matches("self transfers", &chain, &block, &storage).expect("every one paid");
+    let (_, stats) =
+        executor_with(parevm::Strategy::Pipeline, 1).execute_with_stats(&chain, &block, &storage);
+    assert_eq!(
+        (stats.executions, stats.aborts),
+        (block.body.transactions.len(), 0),
+        "wasted speculations: {stats:?}"
+    );
+}
