@@ -36,6 +36,8 @@ use revm::{
     state::AccountInfo,
 };
 
+use crossbeam_utils::CachePadded;
+
 use crate::{
     ChainSpec, ExecutionError, TxIdx,
     account_diff::{AccountDiff, diff_account},
@@ -72,6 +74,13 @@ const GIVE_UP_MIN_VALIDATIONS: usize = 32;
 
 /// See [`GIVE_UP_MIN_VALIDATIONS`].
 const GIVE_UP_REJECTED_PERCENT: usize = 50;
+
+/// Transactions a thread claims at once while no speculation was rejected: the committer role
+/// then changes hands once per chunk rather than once per transaction, and a chunk's speculations
+/// are committed on the thread that made them (its data stays in that core's cache). Once a
+/// speculation is rejected, threads claim one transaction at a time: the further ahead a
+/// speculation runs, the likelier a conflicting block makes it stale.
+const CLAIM_CHUNK: usize = 8;
 
 /// A slot's state: nobody took the transaction yet.
 const UNCLAIMED: u8 = 0;
@@ -214,14 +223,28 @@ struct Shared<'a, S: ?Sized> {
     /// before committing it (the speculative path checked against the committed state on every
     /// such transaction).
     alone: bool,
-    /// The next transaction to offer for speculation.
-    next_speculation: crate::sync::AtomicUsize,
+    /// Transactions a thread claims at once while no speculation was rejected
+    /// ([`CLAIM_CHUNK`]; fewer under shuttle, so that small blocks have several chunks).
+    claim_chunk: usize,
+    /// The next transaction to offer for speculation (claimed by every thread: a line of its
+    /// own).
+    next_speculation: CachePadded<crate::sync::AtomicUsize>,
+    /// Whether threads speculate, and whether the block is finished: read by every thread on
+    /// every step, written once (a line of their own).
+    flags: CachePadded<Flags>,
+    counters: &'a PipelineCounters,
+}
+
+/// The flags of a pipelined block.
+struct Flags {
     /// Cleared when rejected speculations dominate: threads stop speculating and the committer
     /// executes the rest directly.
     speculating: AtomicBool,
     /// Set when the block is committed or failed: threads stop.
     done: AtomicBool,
-    counters: &'a PipelineCounters,
+    /// Set at the first rejected speculation: threads claim one transaction at a time (see
+    /// [`CLAIM_CHUNK`]).
+    conflicts: AtomicBool,
 }
 
 /// The committer's state: the sequential executor's, plus the receipts so far. The thread that
@@ -234,6 +257,11 @@ struct Committer<'a, S: Storage + ?Sized> {
     receipts: Vec<TxReceipt>,
     /// The block's error, if a transaction failed.
     error: Option<ExecutionError>,
+    /// Speculations validated, rejected, and transactions executed directly (published to
+    /// [`PipelineCounters`] at the end: the role moves between threads, the counts with it).
+    validations: usize,
+    rejected: usize,
+    direct: usize,
 }
 
 /// Where a commit round stopped.
@@ -310,7 +338,7 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
             shared.block.header.gas_limit,
         )?;
         if let Some(speculation) = speculation {
-            shared.counters.validations.fetch_add(1, Ordering::Relaxed);
+            self.committer.validations += 1;
             if let Some(result) = self.apply(shared.block_env.beneficiary, speculation) {
                 self.committer.gas_used += result.tx_gas_used();
                 self.committer
@@ -318,15 +346,18 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
                     .push(receipt_of(envelope, result, self.committer.gas_used));
                 return Ok(());
             }
-            let rejected = shared.counters.rejected.fetch_add(1, Ordering::Relaxed) + 1;
-            let validated = shared.counters.validations.load(Ordering::Relaxed);
+            self.committer.rejected += 1;
+            if self.committer.rejected == 1 {
+                shared.flags.conflicts.store(true, Ordering::Relaxed);
+            }
+            let (validated, rejected) = (self.committer.validations, self.committer.rejected);
             if validated >= GIVE_UP_MIN_VALIDATIONS
                 && rejected * 100 > validated * GIVE_UP_REJECTED_PERCENT
             {
-                shared.speculating.store(false, Ordering::Relaxed);
+                shared.flags.speculating.store(false, Ordering::Relaxed);
             }
         }
-        shared.counters.direct.fetch_add(1, Ordering::Relaxed);
+        self.committer.direct += 1;
         execute_tx(
             self.evm,
             shared.spec,
@@ -411,6 +442,8 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
 /// One thread's speculative EVM.
 struct Speculator<'a, S: Storage + ?Sized> {
     evm: MainnetEvm<MainnetContext<SpeculativeDb<'a, S>>>,
+    /// Speculations run (published to [`PipelineCounters`] when the thread leaves).
+    speculations: usize,
 }
 
 impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
@@ -424,6 +457,7 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
         };
         Self {
             evm: chain::build_evm(db, shared.block_env.clone(), shared.cfg.clone()),
+            speculations: 0,
         }
     }
 
@@ -431,7 +465,7 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
     /// be applied as such (the transaction failed, or touched the beneficiary): the committer
     /// then executes it directly.
     fn speculate(&mut self, shared: &Shared<'_, S>, tx: TxIdx) -> Option<Speculation> {
-        shared.counters.speculations.fetch_add(1, Ordering::Relaxed);
+        self.speculations += 1;
         let tx_env = chain::tx_env(tx, &shared.block.body.transactions[tx]).ok()?;
         let lazy_recipient = lazy_recipient(&tx_env);
         // A plain transfer that follows one of its sender's, or is sent by the beneficiary
@@ -592,18 +626,29 @@ pub(crate) fn execute_pipeline<S: Storage + ?Sized>(
             .collect(),
         previous_of_sender,
         alone: matches!(threads, Threads::Alone),
-        next_speculation: crate::sync::AtomicUsize::new(0),
-        speculating: AtomicBool::new(true),
-        done: AtomicBool::new(txs == 0),
+        claim_chunk: match threads {
+            #[cfg(all(test, feature = "shuttle"))]
+            Threads::Shuttle(_) => 2,
+            _ => CLAIM_CHUNK,
+        },
+        next_speculation: CachePadded::new(crate::sync::AtomicUsize::new(0)),
+        flags: CachePadded::new(Flags {
+            speculating: AtomicBool::new(true),
+            done: AtomicBool::new(txs == 0),
+            conflicts: AtomicBool::new(false),
+        }),
         counters,
     };
-    let committer = Mutex::new(Committer {
+    let committer = CachePadded::new(Mutex::new(Committer {
         state: SequentialState::for_txs(&overlay, txs),
         next: 0,
         gas_used: 0,
         receipts: Vec::with_capacity(txs),
         error: None,
-    });
+        validations: 0,
+        rejected: 0,
+        direct: 0,
+    }));
     let work = || run_thread(&shared, &committer, &overlay);
     match threads {
         Threads::Alone => work(),
@@ -627,7 +672,13 @@ pub(crate) fn execute_pipeline<S: Storage + ?Sized>(
         gas_used,
         receipts,
         error,
-    } = committer.into_inner();
+        validations,
+        rejected,
+        direct,
+    } = CachePadded::into_inner(committer).into_inner();
+    counters.validations.store(validations, Ordering::Relaxed);
+    counters.rejected.store(rejected, Ordering::Relaxed);
+    counters.direct.store(direct, Ordering::Relaxed);
     if let Some(error) = error {
         return Err(error);
     }
@@ -649,23 +700,46 @@ fn run_thread<'a, S: Storage + ?Sized>(
     view: &'a S,
 ) {
     let mut speculator: Option<Speculator<'a, S>> = None;
+    work(shared, committer, view, &mut speculator);
+    if let Some(speculator) = speculator {
+        shared
+            .counters
+            .speculations
+            .fetch_add(speculator.speculations, Ordering::Relaxed);
+    }
+}
+
+/// [`run_thread`]'s loop.
+fn work<'a, S: Storage + ?Sized>(
+    shared: &Shared<'a, S>,
+    committer: &Mutex<Committer<'a, S>>,
+    view: &'a S,
+    speculator: &mut Option<Speculator<'a, S>>,
+) {
     let mut direct: Option<DirectEvm<'a, S>> = None;
     let txs = shared.slots.len();
     loop {
-        if shared.done.load(Ordering::Acquire) {
+        if shared.flags.done.load(Ordering::Acquire) {
             return;
         }
-        if try_commit(shared, committer, &mut direct, &mut speculator, view) {
+        if try_commit(shared, committer, &mut direct, speculator, view) {
             return;
         }
-        // Speculate the next unclaimed transaction.
-        let claimed = loop {
-            if !shared.speculating.load(Ordering::Relaxed) {
-                break None;
-            }
-            let tx = shared.next_speculation.fetch_add(1, Ordering::Relaxed);
-            if tx >= txs {
-                break None;
+        // Speculate the next chunk of unclaimed transactions.
+        let chunk = if shared.flags.conflicts.load(Ordering::Relaxed) {
+            1
+        } else {
+            shared.claim_chunk
+        };
+        let start = shared.next_speculation.fetch_add(chunk, Ordering::Relaxed);
+        if start >= txs || !shared.flags.speculating.load(Ordering::Relaxed) {
+            // Nothing left to claim: the committer, or the threads still speculating, finish
+            // (the committer executes what nobody claimed).
+            return;
+        }
+        for tx in start..txs.min(start + chunk) {
+            if !shared.flags.speculating.load(Ordering::Relaxed) {
+                break;
             }
             if !speculable(
                 &shared.block.body.transactions[tx],
@@ -673,27 +747,22 @@ fn run_thread<'a, S: Storage + ?Sized>(
             ) {
                 continue; // Left to the committer.
             }
-            if shared.slots[tx]
+            let slot = &shared.slots[tx];
+            if slot
                 .status
                 .compare_exchange(UNCLAIMED, SPECULATING, Ordering::AcqRel, Ordering::Relaxed)
-                .is_ok()
+                .is_err()
             {
-                break Some(tx);
+                continue; // The committer took it.
             }
-        };
-        let Some(tx) = claimed else {
-            // Nothing left to claim: the committer, or the threads still speculating, finish
-            // (the committer executes what nobody claimed).
-            return;
-        };
-        let speculator = speculator.get_or_insert_with(|| Speculator::new(shared));
-        let speculation = speculator.speculate(shared, tx);
-        let slot = &shared.slots[tx];
-        *slot.speculation.lock() = speculation;
-        slot.status.store(READY, Ordering::SeqCst);
-        // Pairs with the fence after a committer steps down: either it sees READY, or this
-        // thread sees the committer role free.
-        fence(Ordering::SeqCst);
+            let speculator = speculator.get_or_insert_with(|| Speculator::new(shared));
+            let speculation = speculator.speculate(shared, tx);
+            *slot.speculation.lock() = speculation;
+            slot.status.store(READY, Ordering::SeqCst);
+            // Pairs with the fence after a committer steps down: either it sees READY, or this
+            // thread sees the committer role free.
+            fence(Ordering::SeqCst);
+        }
     }
 }
 
@@ -729,7 +798,7 @@ fn try_commit<'a, S: Storage + ?Sized>(
         drop(guard);
         let waiting = match stop {
             Stop::Finished => {
-                shared.done.store(true, Ordering::Release);
+                shared.flags.done.store(true, Ordering::Release);
                 return true;
             }
             Stop::Speculating(tx) => tx,
