@@ -82,6 +82,69 @@ const GIVE_UP_REJECTED_PERCENT: usize = 50;
 /// speculation runs, the likelier a conflicting block makes it stale.
 const CLAIM_CHUNK: usize = 8;
 
+/// Buckets of [`HotDestinations`].
+const DESTINATION_BUCKETS: usize = 256;
+
+/// A destination turns hot once at least this many speculations of transactions to it were
+/// rejected, and more than half of those validated.
+const HOT_MIN_REJECTED: u32 = 2;
+
+/// Destinations (a transaction's `to`) whose speculations are mostly rejected: a contract that
+/// every transaction to it changes, such as a sale counting its deposits. Threads leave
+/// transactions to a hot destination to the committer, which executes them directly instead of
+/// validating a speculation that is likely stale, and speculate the others. Destinations are
+/// hashed into [`DESTINATION_BUCKETS`] buckets: a collision leaves another destination's
+/// transactions to the committer too (slower, never wrong). Only the committer marks a bucket,
+/// from its own counts ([`DestinationCounts`]); threads only read: the flags stay in every
+/// core's cache.
+struct HotDestinations(Box<[AtomicBool]>);
+
+impl HotDestinations {
+    fn new() -> Self {
+        Self(
+            (0..DESTINATION_BUCKETS)
+                .map(|_| AtomicBool::new(false))
+                .collect(),
+        )
+    }
+
+    /// The bucket of a transaction's destination (`None` for a contract creation).
+    fn bucket(tx: &Recovered<TxEnvelope>) -> Option<usize> {
+        use alloy_consensus::Transaction;
+        let to = tx.kind().to().copied()?;
+        let low = u32::from_be_bytes([to[16], to[17], to[18], to[19]]);
+        Some((low.wrapping_mul(0x9e37_79b9) >> 24) as usize % DESTINATION_BUCKETS)
+    }
+
+    /// Whether speculating `tx` is likely to be wasted.
+    fn is_hot(&self, tx: &Recovered<TxEnvelope>) -> bool {
+        Self::bucket(tx).is_some_and(|bucket| self.0[bucket].load(Ordering::Relaxed))
+    }
+}
+
+/// The committer's counts per destination bucket: speculations validated, and rejected.
+struct DestinationCounts(Vec<(u32, u32)>);
+
+impl DestinationCounts {
+    fn new() -> Self {
+        Self(vec![(0, 0); DESTINATION_BUCKETS])
+    }
+
+    /// Counts the validation of a speculation of `tx`, marking its destination hot when
+    /// rejections dominate.
+    fn record(&mut self, hot: &HotDestinations, tx: &Recovered<TxEnvelope>, rejected: bool) {
+        let Some(bucket) = HotDestinations::bucket(tx) else {
+            return;
+        };
+        let (validated, rejections) = &mut self.0[bucket];
+        *validated += 1;
+        *rejections += u32::from(rejected);
+        if rejected && *rejections >= HOT_MIN_REJECTED && *rejections * 2 > *validated {
+            hot.0[bucket].store(true, Ordering::Relaxed);
+        }
+    }
+}
+
 /// A slot's state: nobody took the transaction yet.
 const UNCLAIMED: u8 = 0;
 /// A thread is speculating it.
@@ -245,6 +308,8 @@ struct Flags {
     /// Set at the first rejected speculation: threads claim one transaction at a time (see
     /// [`CLAIM_CHUNK`]).
     conflicts: AtomicBool,
+    /// Destinations whose transactions are left to the committer.
+    hot: HotDestinations,
 }
 
 /// The committer's state: the sequential executor's, plus the receipts so far. The thread that
@@ -262,6 +327,8 @@ struct Committer<'a, S: Storage + ?Sized> {
     validations: usize,
     rejected: usize,
     direct: usize,
+    /// Validations and rejections per destination (see [`HotDestinations`]).
+    destinations: DestinationCounts,
 }
 
 /// Where a commit round stopped.
@@ -302,7 +369,10 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
                         continue; // A thread claimed it meanwhile: look again.
                     }
                     let envelope = &shared.block.body.transactions[tx];
-                    if shared.alone && speculable(envelope, shared.previous_of_sender[tx]) {
+                    if shared.alone
+                        && speculable(envelope, shared.previous_of_sender[tx])
+                        && !shared.flags.hot.is_hot(envelope)
+                    {
                         self.speculator
                             .get_or_insert_with(|| Speculator::new(shared))
                             .speculate(shared, tx)
@@ -339,7 +409,11 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
         )?;
         if let Some(speculation) = speculation {
             self.committer.validations += 1;
-            if let Some(result) = self.apply(shared.block_env.beneficiary, speculation) {
+            let applied = self.apply(shared.block_env.beneficiary, speculation);
+            self.committer
+                .destinations
+                .record(&shared.flags.hot, envelope, applied.is_none());
+            if let Some(result) = applied {
                 self.committer.gas_used += result.tx_gas_used();
                 self.committer
                     .receipts
@@ -636,6 +710,7 @@ pub(crate) fn execute_pipeline<S: Storage + ?Sized>(
             speculating: AtomicBool::new(true),
             done: AtomicBool::new(txs == 0),
             conflicts: AtomicBool::new(false),
+            hot: HotDestinations::new(),
         }),
         counters,
     };
@@ -648,6 +723,7 @@ pub(crate) fn execute_pipeline<S: Storage + ?Sized>(
         validations: 0,
         rejected: 0,
         direct: 0,
+        destinations: DestinationCounts::new(),
     }));
     let work = || run_thread(&shared, &committer, &overlay);
     match threads {
@@ -675,6 +751,7 @@ pub(crate) fn execute_pipeline<S: Storage + ?Sized>(
         validations,
         rejected,
         direct,
+        destinations: _,
     } = CachePadded::into_inner(committer).into_inner();
     counters.validations.store(validations, Ordering::Relaxed);
     counters.rejected.store(rejected, Ordering::Relaxed);
@@ -741,10 +818,10 @@ fn work<'a, S: Storage + ?Sized>(
             if !shared.flags.speculating.load(Ordering::Relaxed) {
                 break;
             }
-            if !speculable(
-                &shared.block.body.transactions[tx],
-                shared.previous_of_sender[tx],
-            ) {
+            let envelope = &shared.block.body.transactions[tx];
+            if !speculable(envelope, shared.previous_of_sender[tx])
+                || shared.flags.hot.is_hot(envelope)
+            {
                 continue; // Left to the committer.
             }
             let slot = &shared.slots[tx];

@@ -833,3 +833,42 @@ fn self_transfer_chain_is_not_speculated_to_fail() {
         "wasted speculations: {stats:?}"
     );
 }
+
+/// Calls to a contract that every call changes (one shared counter) interleaved with calls to
+/// one that no two calls change (a slot each): the pipeline stops speculating calls to the first
+/// once its speculations are mostly rejected, and keeps speculating the others. Checked on one
+/// thread, where every speculation is validated right after it runs (deterministic counts).
+#[test]
+fn pipeline_leaves_a_hot_destination_to_the_committer() {
+    let spec = SpecId::CANCUN;
+    let callers = senders(24);
+    let mut storage = funded(spec, &callers);
+    let (hot, cold) = (Address::with_last_byte(0xa0), Address::with_last_byte(0xc0));
+    deploy(&mut storage, hot, code::ADDER);
+    deploy(&mut storage, cold, code::ADDER);
+    let call = |from: Address, to: Address, slot: u64| {
+        let input = calldata(&[U256::from(slot), U256::from(1)]);
+        legacy_tx(from, 0, TxKind::Call(to), U256::ZERO, input, 100_000)
+    };
+    let txs = callers
+        .chunks(2)
+        .enumerate()
+        .flat_map(|(index, pair)| [call(pair[0], hot, 0), call(pair[1], cold, index as u64)])
+        .collect();
+    let block = block(spec, txs);
+    let chain = ChainSpec::fixed(spec);
+    assert_parallel_matches("hot destination", &chain, &block, &storage).expect("all succeed");
+    let (output, stats) =
+        executor_with(parevm::Strategy::Pipeline, 1).execute_with_stats(&chain, &block, &storage);
+    assert_eq!(
+        format!("{output:?}"),
+        format!("{:?}", parevm::execute_sequential(&chain, &block, &storage))
+    );
+    // Without the rule: 11 of the 12 calls to `hot` rejected, 24 validations (12 of them cold).
+    assert!(stats.aborts <= 2, "hot calls still speculated: {stats:?}");
+    assert!(
+        stats.validations > 12,
+        "cold calls not speculated: {stats:?}"
+    );
+    assert_eq!(stats.executions, 24 + stats.aborts, "{stats:?}");
+}
