@@ -1,0 +1,126 @@
+//! The automatic choice of engine per block (`Strategy::Auto`), judged from what is known before
+//! running: each rule is shown by two blocks that differ only in what the rule looks at, and every
+//! output still equals sequential execution's.
+
+mod common;
+
+use common::*;
+use parevm::{
+    ChainSpec, Strategy,
+    alloy_consensus::{Block, TxEnvelope, transaction::Recovered},
+    alloy_primitives::{Address, Bytes, TxKind, U256},
+    revm::primitives::hardfork::SpecId,
+};
+
+const SPEC: SpecId = SpecId::CANCUN;
+
+/// Each transaction's gas limit: 20 of them make a block heavy enough for Block-STM at 2 threads
+/// (the planner counts three quarters of the limits when the header has no gas used).
+const GAS_LIMIT: u64 = 500_000;
+
+/// The strategy `Strategy::Auto` ran at `threads`, after checking the output against sequential
+/// execution.
+fn planned(
+    block: &Block<Recovered<TxEnvelope>>,
+    storage: &parevm::InMemoryStorage,
+    threads: usize,
+) -> Strategy {
+    let chain = ChainSpec::fixed(SPEC);
+    let expected = parevm::execute_sequential(&chain, block, storage).expect("valid block");
+    let (output, stats) =
+        executor_with(Strategy::Auto, threads).execute_with_stats(&chain, block, storage);
+    assert_eq!(output.expect("valid block"), expected);
+    stats.strategy
+}
+
+/// A value transfer without input.
+fn send(from: Address, nonce: u64, to: Address) -> Recovered<TxEnvelope> {
+    legacy_tx(
+        from,
+        nonce,
+        TxKind::Call(to),
+        U256::from(1),
+        Bytes::new(),
+        GAS_LIMIT,
+    )
+}
+
+/// A call adding 1 to slot `slot` of `adder`.
+fn add(from: Address, nonce: u64, adder: Address, slot: u64) -> Recovered<TxEnvelope> {
+    let input = calldata(&[U256::from(slot), U256::from(1)]);
+    legacy_tx(
+        from,
+        nonce,
+        TxKind::Call(adder),
+        U256::ZERO,
+        input,
+        GAS_LIMIT,
+    )
+}
+
+/// A heavy block of 20 transactions, `without_input` of them value transfers and the rest calls,
+/// each from its own sender.
+fn transfers_and_calls(
+    without_input: usize,
+) -> (Block<Recovered<TxEnvelope>>, parevm::InMemoryStorage) {
+    let from = senders(20);
+    let mut storage = funded(SPEC, &from);
+    let adder = Address::with_last_byte(0xad);
+    deploy(&mut storage, adder, code::ADDER);
+    let txs = from
+        .iter()
+        .enumerate()
+        .map(|(index, sender)| match index < without_input {
+            true => send(*sender, 0, Address::with_last_byte(0xd0 + index as u8)),
+            false => add(*sender, 0, adder, index as u64),
+        })
+        .collect();
+    (block(SPEC, txs), storage)
+}
+
+/// A heavy block of 20 calls, the first `chained` + 1 from one sender (a nonce chain), the rest
+/// each from its own.
+fn chained_calls(chained: usize) -> (Block<Recovered<TxEnvelope>>, parevm::InMemoryStorage) {
+    let from = senders(20);
+    let mut storage = funded(SPEC, &from);
+    let adder = Address::with_last_byte(0xad);
+    deploy(&mut storage, adder, code::ADDER);
+    let txs = (0..20)
+        .map(|index| match index <= chained {
+            true => add(from[0], index as u64, adder, index as u64),
+            false => add(from[index], 0, adder, index as u64),
+        })
+        .collect();
+    (block(SPEC, txs), storage)
+}
+
+/// At 2 threads a heavy block of value transfers runs the pipeline, not Block-STM; with a few
+/// more calls, or at 8 threads, Block-STM.
+#[test]
+fn heavy_block_of_value_transfers_runs_the_pipeline_at_two_threads() {
+    let (block, storage) = transfers_and_calls(18);
+    assert_eq!(planned(&block, &storage, 2), Strategy::Pipeline);
+    assert_eq!(planned(&block, &storage, 8), Strategy::BlockStm);
+    let (block, storage) = transfers_and_calls(17);
+    assert_eq!(planned(&block, &storage, 2), Strategy::BlockStm);
+}
+
+/// A heavy block where more than 2 in 5 transactions follow one of their sender's does not run
+/// Block-STM: with those followers calls (left to the pipeline's committer), it runs
+/// sequentially. With 8 followers of 20 it runs Block-STM.
+#[test]
+fn heavy_block_of_chained_calls_avoids_block_stm() {
+    let (block, storage) = chained_calls(9);
+    for threads in [2, 8] {
+        assert_eq!(planned(&block, &storage, threads), Strategy::Sequential);
+    }
+    let reason = parevm::ExecutorConfig {
+        concurrency: std::num::NonZeroUsize::new(2).unwrap(),
+        strategy: Strategy::Auto,
+    }
+    .sequential_reason(&block)
+    .expect("sequential");
+    assert!(reason.contains("9 of 20 transactions follow"), "{reason}");
+    let (block, storage) = chained_calls(8);
+    assert_eq!(planned(&block, &storage, 2), Strategy::BlockStm);
+}
