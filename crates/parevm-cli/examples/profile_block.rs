@@ -71,4 +71,10 @@ fn main() {
         s / p,
         stats
     );
+    if let (Some(fastest), Some(slowest)) = (par.first(), par.last()) {
+        println!(
+            "par fastest {fastest:.3} ms  slowest {slowest:.3} ms; seq slowest {:.3} ms",
+            seq.last().copied().unwrap_or(f64::NAN)
+        );
+    }
 }

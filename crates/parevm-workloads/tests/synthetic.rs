@@ -739,12 +739,14 @@ fn the_planner_chooses_by_weight_threads_and_chains() {
                 strategy: Strategy::Auto,
             };
             assert_eq!(
-                config.strategy_for(&workload.block),
+                config.strategy_for(&workload.chain, &workload.block),
                 expected,
                 "{name} at {threads} threads"
             );
             assert_eq!(
-                config.sequential_reason(&workload.block).is_some(),
+                config
+                    .sequential_reason(&workload.chain, &workload.block)
+                    .is_some(),
                 expected == Strategy::Sequential,
                 "{name} at {threads} threads"
             );

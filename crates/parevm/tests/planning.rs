@@ -25,7 +25,17 @@ fn planned(
     storage: &parevm::InMemoryStorage,
     threads: usize,
 ) -> Strategy {
-    let chain = ChainSpec::fixed(SPEC);
+    planned_under(SPEC, block, storage, threads)
+}
+
+/// [`planned`] under `spec`.
+fn planned_under(
+    spec: SpecId,
+    block: &Block<Recovered<TxEnvelope>>,
+    storage: &parevm::InMemoryStorage,
+    threads: usize,
+) -> Strategy {
+    let chain = ChainSpec::fixed(spec);
     let expected = parevm::execute_sequential(&chain, block, storage).expect("valid block");
     let (output, stats) =
         executor_with(Strategy::Auto, threads).execute_with_stats(&chain, block, storage);
@@ -118,9 +128,60 @@ fn heavy_block_of_chained_calls_avoids_block_stm() {
         concurrency: std::num::NonZeroUsize::new(2).unwrap(),
         strategy: Strategy::Auto,
     }
-    .sequential_reason(&block)
+    .sequential_reason(&ChainSpec::fixed(SPEC), &block)
     .expect("sequential");
     assert!(reason.contains("9 of 20 transactions follow"), "{reason}");
     let (block, storage) = chained_calls(8);
     assert_eq!(planned(&block, &storage, 2), Strategy::BlockStm);
+}
+
+/// From Berlin on, a block under 5 Mgas whose transactions are heavy runs Block-STM; before
+/// Berlin, or with light transactions, it runs sequentially.
+#[test]
+fn small_heavy_block_runs_block_stm_from_berlin_on() {
+    let calls = |spec: SpecId, count: u8, gas_limit: u64| {
+        let from = senders(count);
+        let mut storage = funded(spec, &from);
+        let adder = Address::with_last_byte(0xad);
+        deploy(&mut storage, adder, code::ADDER);
+        let txs = from
+            .iter()
+            .enumerate()
+            .map(|(index, sender)| {
+                let input = calldata(&[U256::from(index), U256::from(1)]);
+                legacy_tx(
+                    *sender,
+                    0,
+                    TxKind::Call(adder),
+                    U256::ZERO,
+                    input,
+                    gas_limit,
+                )
+            })
+            .collect();
+        (block(spec, txs), storage)
+    };
+    // 20 transactions of 150,000 gas: 2.25 Mgas counted, 112,500 per transaction.
+    let (block, storage) = calls(SpecId::BERLIN, 20, 150_000);
+    assert_eq!(
+        planned_under(SpecId::BERLIN, &block, &storage, 2),
+        Strategy::BlockStm
+    );
+    let (block, storage) = calls(SpecId::ISTANBUL, 20, 150_000);
+    assert_eq!(
+        planned_under(SpecId::ISTANBUL, &block, &storage, 2),
+        Strategy::Sequential
+    );
+    // 20 transactions of 90,000 gas: 1.35 Mgas counted, under the Berlin minimum.
+    let (block, storage) = calls(SpecId::BERLIN, 20, 90_000);
+    assert_eq!(
+        planned_under(SpecId::BERLIN, &block, &storage, 2),
+        Strategy::Sequential
+    );
+    // 60 transactions of 50,000 gas: 2.25 Mgas counted, 37,500 per transaction (light).
+    let (block, storage) = calls(SpecId::BERLIN, 60, 50_000);
+    assert_eq!(
+        planned_under(SpecId::BERLIN, &block, &storage, 2),
+        Strategy::Sequential
+    );
 }
