@@ -787,3 +787,24 @@ fn pipeline_stops_speculating_when_rejections_dominate() {
         stats.executions
     );
 }
+
+/// A block whose multi-version memory is large (60 Mgas of swaps: several thousand accounts and
+/// slots) has its output assembled on every thread, each taking a partition of the accounts: at
+/// 2, 3 and 4 threads the output must still be the sequential one (an account or slot lost or
+/// duplicated between partitions would show).
+#[test]
+fn large_output_assembled_on_every_thread_matches_sequential() {
+    let workload = workload("uniswap", 60_000_000, 1).expect("known workload");
+    let expected = execute_sequential(&workload.chain, &workload.block, &workload.storage)
+        .expect("sequential execution");
+    for threads in [2, 3, 4] {
+        let executor = ParallelExecutor::new(ExecutorConfig {
+            concurrency: NonZeroUsize::new(threads).unwrap(),
+            strategy: Strategy::BlockStm,
+        });
+        let output = executor
+            .execute(&workload.chain, &workload.block, &workload.storage)
+            .expect("parallel execution");
+        assert_eq!(output, expected, "{threads} threads");
+    }
+}

@@ -558,7 +558,7 @@ fn execute_block_stm<S: Storage + ?Sized>(
         gas_used += result.tx_gas_used();
         receipts.push(receipt_of(tx, result, gas_used));
     }
-    let tx_changes = match collect_changes(&vm.state, committed) {
+    let tx_changes = match collect_changes(&vm.state, committed, &engine) {
         Ok(tx_changes) => tx_changes,
         Err(ReadError::Storage(source)) => {
             return Ok(Err(ExecutionError::Storage {
@@ -868,12 +868,45 @@ fn try_validate<S: Storage + ?Sized>(
     scheduler.finish_validation(tx, aborted)
 }
 
-/// The block's state changes from the final multi-version memory.
+/// Memory entries (accounts and slots) from which the output is assembled on every thread of the
+/// block: below, waking the workers again costs more than the split saves.
+const PARALLEL_COLLECTION_ENTRIES: usize = 4096;
+
+/// The block's state changes from the final multi-version memory (after `txs`), assembled on
+/// the engine's threads when the memory is large: each thread builds the changes of one
+/// partition of the accounts, then the partitions are merged (moving whole accounts).
 fn collect_changes<S: Storage + ?Sized>(
     state: &VersionedState<'_, S>,
     txs: usize,
+    engine: &Engine<'_>,
 ) -> Result<StateChanges, ReadError> {
-    state
-        .mv
-        .final_changes(txs, |address| state.pre.basic(address))
+    let load = |address: &alloy_primitives::Address| state.pre.basic(address);
+    let pool = match engine.pool {
+        Some(pool) if engine.threads > 1 && state.mv.entries() >= PARALLEL_COLLECTION_ENTRIES => {
+            pool
+        }
+        _ => return state.mv.final_changes(txs, (0, 1), load),
+    };
+    let parts = engine.threads;
+    let assembled: Vec<Mutex<Option<Result<StateChanges, ReadError>>>> =
+        (0..parts).map(|_| Mutex::new(None)).collect();
+    let assemble = |part: usize| {
+        *assembled[part].lock() = Some(state.mv.final_changes(txs, (part, parts), load));
+    };
+    pool.in_place_scope(|scope| {
+        for part in 1..parts {
+            scope.spawn(move |_| assemble(part));
+        }
+        assemble(0);
+    });
+    let mut changes = StateChanges::default();
+    for part in assembled {
+        let part = part.into_inner().expect("the scope ran every part")?;
+        if changes.is_empty() {
+            changes = part;
+        } else {
+            changes.extend(part);
+        }
+    }
+    Ok(changes)
 }

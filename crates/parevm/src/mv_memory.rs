@@ -586,40 +586,63 @@ impl MvMemory {
         f(&self.last_read[tx].lock())
     }
 
-    /// The block's state changes from the final versions (after all `txs`): every account the
-    /// block wrote, with its final state, and every written slot's final value (slots written
-    /// before the account's latest storage reset dropped). Accounts with only slot writes are
-    /// included. One pass over the accounts, one over the slots, no sorting.
+    /// Entries in the memory (accounts and slots): what assembling the output iterates.
+    pub(crate) fn entries(&self) -> usize {
+        self.accounts.len() + self.slots.len()
+    }
+
+    /// The block's state changes from the final versions (after all `txs`) of the accounts in
+    /// partition `part` of `parts` (see [`partition`]): every account the block wrote, with its
+    /// final state, and every written slot's final value (slots written before the account's
+    /// latest storage reset dropped). Accounts with only slot writes are included. One pass over
+    /// the accounts, one over the slots, no sorting; the partitions of one block are disjoint and
+    /// can be assembled on different threads.
     pub(crate) fn final_changes(
         &self,
         txs: TxIdx,
+        (part, parts): (usize, usize),
         load: impl Fn(&Address) -> Result<Option<AccountBasic>, StorageError>,
     ) -> Result<StateChanges, ReadError> {
-        let mut changes =
-            StateChanges::with_capacity_and_hasher(self.accounts.len(), Default::default());
+        let mine = |address: &Address| partition(address, parts) == part;
+        let mut changes = StateChanges::with_capacity_and_hasher(
+            self.accounts.len() / parts + 1,
+            Default::default(),
+        );
         // The latest storage reset of each account that has one (slots written before it are gone).
         let mut resets: AddressMap<TxIdx> = AddressMap::default();
-        // Exclusive shard guards: accounts written without being read (lazy recipients) get their
-        // pre-block value loaded in place.
-        for mut entry in self.accounts.iter_mut() {
-            if !entry.has_writes() {
+        // Accounts written without being read (lazy recipients) have no pre-block value yet: it is
+        // loaded after the pass (loading stores it, which the pass's shared guards do not allow).
+        let mut unloaded = Vec::new();
+        for entry in self.accounts.iter() {
+            if !entry.has_writes() || !mine(entry.key()) {
                 continue;
             }
-            let address = *entry.key();
             if entry.base.is_none() {
-                entry.base = Some(load(&address)?);
+                unloaded.push(*entry.key());
+                continue;
             }
             let (change, reset) = entry.final_change(txs)?;
+            if let Some(reset) = reset {
+                resets.insert(*entry.key(), reset);
+            }
+            changes.insert(*entry.key(), change);
+        }
+        for address in unloaded {
+            let (change, reset) =
+                self.with_account(address, &load, |account| account.final_change(txs))??;
             if let Some(reset) = reset {
                 resets.insert(address, reset);
             }
             changes.insert(address, change);
         }
         for item in self.slots.iter() {
+            let (address, slot) = *item.key();
+            if !mine(&address) {
+                continue;
+            }
             let Some((writer, value)) = item.writes.latest(txs)? else {
                 continue;
             };
-            let (address, slot) = *item.key();
             let change = match changes.entry(address) {
                 MapEntry::Occupied(entry) => entry.into_mut(),
                 MapEntry::Vacant(entry) => {
@@ -637,4 +660,11 @@ impl MvMemory {
         }
         Ok(changes)
     }
+}
+
+/// The partition of `address` among `parts` (see [`MvMemory::final_changes`]): a few of its
+/// bytes, which are uniform for real addresses (hashes) and vary in the last byte for test ones.
+pub(crate) fn partition(address: &Address, parts: usize) -> usize {
+    let low = u32::from_be_bytes([address[16], address[17], address[18], address[19]]);
+    (low.wrapping_mul(0x9e37_79b9) >> 16) as usize % parts
 }
