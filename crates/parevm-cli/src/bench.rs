@@ -251,6 +251,7 @@ pub(crate) fn run(args: &Args) -> ExitCode {
                 "aborts": measurement.stats.aborts,
                 "dependency_waits": measurement.stats.dependency_waits,
                 "sender_waits": measurement.stats.sender_waits,
+                "left_to_committer": measurement.stats.left_to_committer,
                 "executions_per_tx": executions_per_tx,
                 "validations_per_tx": validations_per_tx,
                 "strategy": measurement.stats.strategy.to_string(),

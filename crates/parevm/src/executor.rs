@@ -138,6 +138,9 @@ pub struct ExecutionStats {
     /// Executions deferred until the sender's previous transaction executed (dependency known
     /// from the transaction list).
     pub sender_waits: usize,
+    /// Pipeline: transactions not speculated because speculations of transactions to the same
+    /// destination were mostly rejected (left to the committer, which executes them directly).
+    pub left_to_committer: usize,
     /// The strategy the block ran with.
     pub strategy: Strategy,
     /// Why the block ran sequentially instead, if it did.
@@ -375,6 +378,7 @@ impl ParallelExecutor {
             counters.speculations.load(Ordering::Relaxed) + counters.direct.load(Ordering::Relaxed);
         stats.validations = counters.validations.load(Ordering::Relaxed);
         stats.aborts = counters.rejected.load(Ordering::Relaxed);
+        stats.left_to_committer = counters.left_to_committer.load(Ordering::Relaxed);
         match result {
             Ok(Err(ExecutionError::Internal(reason))) => {
                 re_execute_sequentially(chain, block, storage, reason, stats)

@@ -65,6 +65,8 @@ pub(crate) struct PipelineCounters {
     pub(crate) validations: AtomicUsize,
     /// Speculations rejected at commit (a stale read, or one the committer cannot apply).
     pub(crate) rejected: AtomicUsize,
+    /// Transactions not speculated for their hot destination (see [`HotDestinations`]).
+    pub(crate) left_to_committer: AtomicUsize,
 }
 
 /// Speculation stops once at least this many speculations were validated, if more than
@@ -327,6 +329,7 @@ struct Committer<'a, S: Storage + ?Sized> {
     validations: usize,
     rejected: usize,
     direct: usize,
+    left_to_committer: usize,
     /// Validations and rejections per destination (see [`HotDestinations`]).
     destinations: DestinationCounts,
 }
@@ -369,10 +372,10 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
                         continue; // A thread claimed it meanwhile: look again.
                     }
                     let envelope = &shared.block.body.transactions[tx];
-                    if shared.alone
-                        && speculable(envelope, shared.previous_of_sender[tx])
-                        && !shared.flags.hot.is_hot(envelope)
-                    {
+                    let speculable = speculable(envelope, shared.previous_of_sender[tx]);
+                    let hot = speculable && shared.flags.hot.is_hot(envelope);
+                    self.committer.left_to_committer += usize::from(hot);
+                    if shared.alone && speculable && !hot {
                         self.speculator
                             .get_or_insert_with(|| Speculator::new(shared))
                             .speculate(shared, tx)
@@ -723,6 +726,7 @@ pub(crate) fn execute_pipeline<S: Storage + ?Sized>(
         validations: 0,
         rejected: 0,
         direct: 0,
+        left_to_committer: 0,
         destinations: DestinationCounts::new(),
     }));
     let work = || run_thread(&shared, &committer, &overlay);
@@ -751,11 +755,15 @@ pub(crate) fn execute_pipeline<S: Storage + ?Sized>(
         validations,
         rejected,
         direct,
+        left_to_committer,
         destinations: _,
     } = CachePadded::into_inner(committer).into_inner();
     counters.validations.store(validations, Ordering::Relaxed);
     counters.rejected.store(rejected, Ordering::Relaxed);
     counters.direct.store(direct, Ordering::Relaxed);
+    counters
+        .left_to_committer
+        .store(left_to_committer, Ordering::Relaxed);
     if let Some(error) = error {
         return Err(error);
     }

@@ -871,4 +871,9 @@ fn pipeline_leaves_a_hot_destination_to_the_committer() {
         "cold calls not speculated: {stats:?}"
     );
     assert_eq!(stats.executions, 24 + stats.aborts, "{stats:?}");
+    assert_eq!(
+        stats.validations + stats.left_to_committer,
+        24,
+        "every call speculated or left to the committer: {stats:?}"
+    );
 }
