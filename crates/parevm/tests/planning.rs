@@ -135,8 +135,8 @@ fn heavy_block_of_chained_calls_avoids_block_stm() {
     assert_eq!(planned(&block, &storage, 2), Strategy::BlockStm);
 }
 
-/// From Berlin on, a block under 5 Mgas whose transactions are heavy runs Block-STM; before
-/// Berlin, or with light transactions, it runs sequentially.
+/// From Berlin on, a block of 2.5-5 Mgas whose transactions are heavy runs Block-STM; before
+/// Berlin, under 2.5 Mgas, or with light transactions, it runs sequentially.
 #[test]
 fn small_heavy_block_runs_block_stm_from_berlin_on() {
     let calls = |spec: SpecId, count: u8, gas_limit: u64| {
@@ -161,25 +161,25 @@ fn small_heavy_block_runs_block_stm_from_berlin_on() {
             .collect();
         (block(spec, txs), storage)
     };
-    // 20 transactions of 150,000 gas: 2.25 Mgas counted, 112,500 per transaction.
-    let (block, storage) = calls(SpecId::BERLIN, 20, 150_000);
+    // 20 transactions of 200,000 gas: 3 Mgas counted, 150,000 per transaction.
+    let (block, storage) = calls(SpecId::BERLIN, 20, 200_000);
     assert_eq!(
         planned_under(SpecId::BERLIN, &block, &storage, 2),
         Strategy::BlockStm
     );
-    let (block, storage) = calls(SpecId::ISTANBUL, 20, 150_000);
+    let (block, storage) = calls(SpecId::ISTANBUL, 20, 200_000);
     assert_eq!(
         planned_under(SpecId::ISTANBUL, &block, &storage, 2),
         Strategy::Sequential
     );
-    // 20 transactions of 90,000 gas: 1.35 Mgas counted, under the Berlin minimum.
-    let (block, storage) = calls(SpecId::BERLIN, 20, 90_000);
+    // 20 transactions of 150,000 gas: 2.25 Mgas counted, under the Berlin minimum.
+    let (block, storage) = calls(SpecId::BERLIN, 20, 150_000);
     assert_eq!(
         planned_under(SpecId::BERLIN, &block, &storage, 2),
         Strategy::Sequential
     );
-    // 60 transactions of 50,000 gas: 2.25 Mgas counted, 37,500 per transaction (light).
-    let (block, storage) = calls(SpecId::BERLIN, 60, 50_000);
+    // 100 transactions of 50,000 gas: 3.75 Mgas counted, 37,500 per transaction (light).
+    let (block, storage) = calls(SpecId::BERLIN, 100, 50_000);
     assert_eq!(
         planned_under(SpecId::BERLIN, &block, &storage, 2),
         Strategy::Sequential
