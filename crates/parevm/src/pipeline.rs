@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use alloy_consensus::{Block, TxEnvelope, transaction::Recovered};
 use alloy_primitives::{Address, B256, U256};
+use crossbeam_utils::CachePadded;
 use revm::{
     Database, ExecuteEvm,
     bytecode::Bytecode,
@@ -35,8 +36,6 @@ use revm::{
     primitives::{KECCAK_EMPTY, hardfork::SpecId},
     state::AccountInfo,
 };
-
-use crossbeam_utils::CachePadded;
 
 use crate::{
     ChainSpec, ExecutionError, TxIdx,
@@ -294,8 +293,8 @@ struct Shared<'a, S: ?Sized> {
     /// The next transaction to offer for speculation (claimed by every thread: a line of its
     /// own).
     next_speculation: CachePadded<crate::sync::AtomicUsize>,
-    /// Whether threads speculate, and whether the block is finished: read by every thread on
-    /// every step, written once (a line of their own).
+    /// The block's flags: read by every thread on every step, written rarely (a line of their
+    /// own).
     flags: CachePadded<Flags>,
     counters: &'a PipelineCounters,
 }
@@ -324,11 +323,14 @@ struct Committer<'a, S: Storage + ?Sized> {
     receipts: Vec<TxReceipt>,
     /// The block's error, if a transaction failed.
     error: Option<ExecutionError>,
-    /// Speculations validated, rejected, and transactions executed directly (published to
-    /// [`PipelineCounters`] at the end: the role moves between threads, the counts with it).
+    /// Speculations validated (published to [`PipelineCounters`] at the end, as the three
+    /// counts below: the role moves between threads, the counts with it).
     validations: usize,
+    /// Speculations rejected.
     rejected: usize,
+    /// Transactions executed directly.
     direct: usize,
+    /// Transactions not speculated for their hot destination.
     left_to_committer: usize,
     /// Validations and rejections per destination (see [`HotDestinations`]).
     destinations: DestinationCounts,
