@@ -28,7 +28,7 @@ use crate::{
     storage::{AccountBasic, StorageError},
     types::{
         CodeValue, Lifecycle, MemoryLocation, MemoryValue, ReadSet, TxIdx, TxVersion, WriteKind,
-        WriteSet, expected_accounts,
+        WriteSet, address_bucket, expected_accounts,
     },
 };
 
@@ -592,7 +592,7 @@ impl MvMemory {
     }
 
     /// The block's state changes from the final versions (after all `txs`) of the accounts in
-    /// partition `part` of `parts` (see [`partition`]): every account the block wrote, with its
+    /// partition `part` of `parts` (see [`address_bucket`]): every account the block wrote, with its
     /// final state, and every written slot's final value (slots written before the account's
     /// latest storage reset dropped). Accounts with only slot writes are included. One pass over
     /// the accounts, one over the slots, no sorting; the partitions of one block are disjoint and
@@ -603,7 +603,7 @@ impl MvMemory {
         (part, parts): (usize, usize),
         load: impl Fn(&Address) -> Result<Option<AccountBasic>, StorageError>,
     ) -> Result<StateChanges, ReadError> {
-        let mine = |address: &Address| partition(address, parts) == part;
+        let mine = |address: &Address| address_bucket(address, parts) == part;
         let mut changes = StateChanges::with_capacity_and_hasher(
             self.accounts.len() / parts + 1,
             Default::default(),
@@ -660,11 +660,4 @@ impl MvMemory {
         }
         Ok(changes)
     }
-}
-
-/// The partition of `address` among `parts` (see [`MvMemory::final_changes`]): a few of its
-/// bytes, which are uniform for real addresses (hashes) and vary in the last byte for test ones.
-pub(crate) fn partition(address: &Address, parts: usize) -> usize {
-    let low = u32::from_be_bytes([address[16], address[17], address[18], address[19]]);
-    (low.wrapping_mul(0x9e37_79b9) >> 16) as usize % parts
 }

@@ -50,6 +50,7 @@ use crate::{
     },
     storage::{AccountBasic, OverlayStorage, Storage},
     sync::{AtomicBool, AtomicU8, Mutex, fence},
+    types::address_bucket,
     vm::{LazyFeeHandler, lazy_recipient, plain_transfer_recipient},
 };
 
@@ -112,9 +113,7 @@ impl HotDestinations {
     /// The bucket of a transaction's destination (`None` for a contract creation).
     fn bucket(tx: &Recovered<TxEnvelope>) -> Option<usize> {
         use alloy_consensus::Transaction;
-        let to = tx.kind().to().copied()?;
-        let low = u32::from_be_bytes([to[16], to[17], to[18], to[19]]);
-        Some((low.wrapping_mul(0x9e37_79b9) >> 24) as usize % DESTINATION_BUCKETS)
+        Some(address_bucket(tx.kind().to()?, DESTINATION_BUCKETS))
     }
 
     /// Whether speculating `tx` is likely to be wasted.

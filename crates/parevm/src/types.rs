@@ -26,6 +26,14 @@ pub(crate) fn expected_accounts(txs: usize) -> usize {
     2 * txs + 16
 }
 
+/// The bucket of `address` among `buckets` (the pipeline's hot destinations, the partitions of
+/// Block-STM's output): its last four bytes, multiplied by a golden-ratio constant so that
+/// addresses differing in one low byte (test and synthetic ones) spread as well as real ones.
+pub(crate) fn address_bucket(address: &Address, buckets: usize) -> usize {
+    let low = u32::from_be_bytes([address[16], address[17], address[18], address[19]]);
+    (low.wrapping_mul(0x9e37_79b9) >> 16) as usize % buckets
+}
+
 /// A unit of state that transactions read and write. Locations are compared by value (address and
 /// slot), never by a hash alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -161,27 +161,21 @@ fn small_heavy_block_runs_block_stm_from_berlin_on() {
             .collect();
         (block(spec, txs), storage)
     };
-    // 20 transactions of 200,000 gas: 3 Mgas counted, 150,000 per transaction.
-    let (block, storage) = calls(SpecId::BERLIN, 20, 200_000);
-    assert_eq!(
-        planned_under(SpecId::BERLIN, &block, &storage, 2),
-        Strategy::BlockStm
-    );
-    let (block, storage) = calls(SpecId::ISTANBUL, 20, 200_000);
-    assert_eq!(
-        planned_under(SpecId::ISTANBUL, &block, &storage, 2),
-        Strategy::Sequential
-    );
-    // 20 transactions of 150,000 gas: 2.25 Mgas counted, under the Berlin minimum.
-    let (block, storage) = calls(SpecId::BERLIN, 20, 150_000);
-    assert_eq!(
-        planned_under(SpecId::BERLIN, &block, &storage, 2),
-        Strategy::Sequential
-    );
-    // 100 transactions of 50,000 gas: 3.75 Mgas counted, 37,500 per transaction (light).
-    let (block, storage) = calls(SpecId::BERLIN, 100, 50_000);
-    assert_eq!(
-        planned_under(SpecId::BERLIN, &block, &storage, 2),
-        Strategy::Sequential
-    );
+    let cases = [
+        // 20 transactions of 200,000 gas: 3 Mgas counted, 150,000 per transaction.
+        (SpecId::BERLIN, 20, 200_000, Strategy::BlockStm),
+        (SpecId::ISTANBUL, 20, 200_000, Strategy::Sequential),
+        // 20 transactions of 150,000 gas: 2.25 Mgas counted, under the Berlin minimum.
+        (SpecId::BERLIN, 20, 150_000, Strategy::Sequential),
+        // 100 transactions of 50,000 gas: 3.75 Mgas counted, 37,500 per transaction (light).
+        (SpecId::BERLIN, 100, 50_000, Strategy::Sequential),
+    ];
+    for (spec, count, gas_limit, expected) in cases {
+        let (block, storage) = calls(spec, count, gas_limit);
+        assert_eq!(
+            planned_under(spec, &block, &storage, 2),
+            expected,
+            "{spec:?}, {count} transactions of {gas_limit} gas"
+        );
+    }
 }
