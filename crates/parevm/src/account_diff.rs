@@ -7,7 +7,7 @@ use revm::{bytecode::Bytecode, primitives::hardfork::SpecId, state::Account};
 use crate::types::{CodeValue, Lifecycle};
 
 /// The writes of one transaction to one account.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub(crate) struct AccountDiff {
     /// A lifecycle event, if any. [`Lifecycle::Created`] and [`Lifecycle::Destroyed`] come with
     /// explicit balance, nonce and code.

@@ -101,6 +101,7 @@ mod executor;
 #[cfg(test)]
 mod model_tests;
 mod mv_memory;
+mod native_transfer;
 mod output;
 mod pipeline;
 mod pre_state;

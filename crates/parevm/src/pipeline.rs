@@ -42,6 +42,7 @@ use crate::{
     account_diff::{AccountDiff, diff_account},
     chain,
     mv_memory::ReadError,
+    native_transfer,
     output::{BlockOutput, TxReceipt, merge_changes},
     pre_state::PreState,
     sequential::{
@@ -161,6 +162,7 @@ struct Slot {
 }
 
 /// A value a speculation read from the pre-block state.
+#[derive(Debug, PartialEq)]
 enum Read {
     /// An account (`None`: it did not exist).
     Account(Address, Option<AccountBasic>),
@@ -185,6 +187,7 @@ enum Read {
 }
 
 /// What one speculative execution produced, to be validated and applied at commit.
+#[derive(Debug, PartialEq)]
 struct Speculation {
     result: ExecutionResult,
     reads: Vec<Read>,
@@ -296,6 +299,48 @@ struct Shared<'a, S: ?Sized> {
     /// own).
     flags: CachePadded<Flags>,
     counters: &'a PipelineCounters,
+}
+
+impl<'a, S: ?Sized> Shared<'a, S> {
+    /// What the threads running `block` on `threads` share, every slot unclaimed.
+    fn new(
+        block: &'a Block<Recovered<TxEnvelope>>,
+        (spec, block_env, cfg): (SpecId, &'a BlockEnv, &'a CfgEnv),
+        pre: &'a PreState<'a, S>,
+        previous_of_sender: &'a [Option<TxIdx>],
+        threads: &Threads<'_>,
+        counters: &'a PipelineCounters,
+    ) -> Self {
+        let txs = block.body.transactions.len();
+        Self {
+            block,
+            spec,
+            block_env,
+            cfg,
+            pre,
+            slots: (0..txs)
+                .map(|_| Slot {
+                    status: AtomicU8::new(UNCLAIMED),
+                    speculation: Mutex::new(None),
+                })
+                .collect(),
+            previous_of_sender,
+            alone: matches!(threads, Threads::Alone),
+            claim_chunk: match threads {
+                #[cfg(all(test, feature = "shuttle"))]
+                Threads::Shuttle(_) => 2,
+                _ => CLAIM_CHUNK,
+            },
+            next_speculation: CachePadded::new(crate::sync::AtomicUsize::new(0)),
+            flags: CachePadded::new(Flags {
+                speculating: AtomicBool::new(true),
+                done: AtomicBool::new(txs == 0),
+                conflicts: AtomicBool::new(false),
+                hot: HotDestinations::new(),
+            }),
+            counters,
+        }
+    }
 }
 
 /// The flags of a pipelined block.
@@ -522,6 +567,12 @@ struct Speculator<'a, S: Storage + ?Sized> {
     evm: MainnetEvm<MainnetContext<SpeculativeDb<'a, S>>>,
     /// Speculations run (published to [`PipelineCounters`] when the thread leaves).
     speculations: usize,
+    /// Whether plain transfers are speculated natively (see [`native_transfer`]); off only to
+    /// compare with revm's speculation in tests.
+    native: bool,
+    /// Speculations done natively.
+    #[cfg(test)]
+    natives: usize,
 }
 
 impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
@@ -536,6 +587,9 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
         Self {
             evm: chain::build_evm(db, shared.block_env.clone(), shared.cfg.clone()),
             speculations: 0,
+            native: true,
+            #[cfg(test)]
+            natives: 0,
         }
     }
 
@@ -558,6 +612,17 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
             }
             _ => None,
         };
+        self.evm.ctx.tx = tx_env;
+        if self.native
+            && let Some(recipient) = lazy_recipient
+            && let Some(speculation) = self.speculate_native(shared, recipient, lazy_sender)
+        {
+            #[cfg(test)]
+            {
+                self.natives += 1;
+            }
+            return Some(speculation);
+        }
         {
             let db = &mut self.evm.ctx.journaled_state.database;
             db.reads.clear();
@@ -565,7 +630,6 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
             db.lazy_recipient_applied = false;
             db.lazy_sender = lazy_sender;
         }
-        self.evm.ctx.tx = tx_env;
         let mut handler = LazyFeeHandler::default();
         let result = handler.run(&mut self.evm);
         let evm_state = self.evm.finalize();
@@ -645,6 +709,78 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
     }
 }
 
+impl<S: Storage + ?Sized> Speculator<'_, S> {
+    /// Speculates the transaction in the EVM's context natively (see [`native_transfer`]) when it
+    /// is a plain transfer between accounts without code to `recipient`, with the same reads,
+    /// writes and lazy credits as revm's speculation of it; `None` leaves it to revm.
+    fn speculate_native(
+        &mut self,
+        shared: &Shared<'_, S>,
+        recipient: Address,
+        lazy_sender: Option<(Address, u64, U256)>,
+    ) -> Option<Speculation> {
+        let tx = &self.evm.ctx.tx;
+        let caller = tx.caller;
+        if !native_transfer::eligible(shared.spec, tx, shared.block_env.beneficiary) {
+            return None;
+        }
+        let sender_pre = shared.pre.basic(&caller).ok()?;
+        let code_hash = sender_pre.map_or(KECCAK_EMPTY, |account| account.code_hash);
+        let recipient_pre = shared.pre.basic(&recipient).ok()?;
+        if code_hash != KECCAK_EMPTY
+            || recipient_pre.is_some_and(|account| account.code_hash != KECCAK_EMPTY)
+        {
+            return None;
+        }
+        let (sender_read, balance, nonce) = match lazy_sender {
+            Some((address, nonce, required)) => (
+                Read::SenderFunds {
+                    address,
+                    nonce,
+                    code_hash,
+                    required,
+                    pre: sender_pre,
+                },
+                required,
+                nonce,
+            ),
+            None => {
+                let account = sender_pre?;
+                (
+                    Read::Account(caller, sender_pre),
+                    account.balance,
+                    account.nonce,
+                )
+            }
+        };
+        let value = tx.value;
+        let transfer = native_transfer::execute(&mut self.evm, balance, nonce)?;
+        // As revm's speculation: an assumed balance is written as a debit, an exact one as is.
+        let (sender_balance, debit) = match lazy_sender {
+            Some(_) => (None, Some((caller, balance - transfer.sender_balance))),
+            None => (Some(transfer.sender_balance), None),
+        };
+        Some(Speculation {
+            result: transfer.result,
+            reads: vec![
+                sender_read,
+                Read::CodelessRecipient(recipient, recipient_pre),
+            ],
+            writes: vec![(
+                caller,
+                AccountDiff {
+                    balance: sender_balance,
+                    nonce: Some(nonce + 1),
+                    ..Default::default()
+                },
+            )],
+            credit: Some((recipient, value)),
+            debit,
+            fee: transfer.fee,
+        })
+    }
+}
+
 /// Whether speculation can give a usable result for a transaction whose sender's previous
 /// transaction in the block is `previous`: always without one; with one, only for what looks like
 /// a plain value transfer — one whose recipient would get a lazy credit, without input (so
@@ -690,34 +826,14 @@ pub(crate) fn execute_pipeline<S: Storage + ?Sized>(
     };
     let pre = PreState::new(&overlay);
     let txs = block.body.transactions.len();
-    let shared = Shared {
+    let shared = Shared::new(
         block,
-        spec,
-        block_env: &block_env,
-        cfg: &cfg,
-        pre: &pre,
-        slots: (0..txs)
-            .map(|_| Slot {
-                status: AtomicU8::new(UNCLAIMED),
-                speculation: Mutex::new(None),
-            })
-            .collect(),
+        (spec, &block_env, &cfg),
+        &pre,
         previous_of_sender,
-        alone: matches!(threads, Threads::Alone),
-        claim_chunk: match threads {
-            #[cfg(all(test, feature = "shuttle"))]
-            Threads::Shuttle(_) => 2,
-            _ => CLAIM_CHUNK,
-        },
-        next_speculation: CachePadded::new(crate::sync::AtomicUsize::new(0)),
-        flags: CachePadded::new(Flags {
-            speculating: AtomicBool::new(true),
-            done: AtomicBool::new(txs == 0),
-            conflicts: AtomicBool::new(false),
-            hot: HotDestinations::new(),
-        }),
+        &threads,
         counters,
-    };
+    );
     let committer = CachePadded::new(Mutex::new(Committer {
         state: SequentialState::for_txs(&overlay, txs),
         next: 0,
@@ -1013,5 +1129,275 @@ mod interleavings {
     #[test]
     fn shuttle_pipeline_dfs_interleavings_match_sequential() {
         explore(2, DfsScheduler::new(Some(300), false));
+    }
+}
+
+/// Native speculation of plain transfers against revm's speculation of the same transactions,
+/// on every fork: equal speculations (result, reads, writes, lazy credits and debits, fee), or
+/// both unusable; and the native path taken where it should be.
+#[cfg(test)]
+mod native_speculation {
+    use alloy_consensus::{BlockBody, Header, Signed, TxEip1559, TxEip2930, TxLegacy};
+    use alloy_eips::eip2930::{AccessList, AccessListItem};
+    use alloy_primitives::{Bytes, Signature, TxKind, map::HashMap};
+
+    use super::*;
+    use crate::InMemoryStorage;
+
+    const BASEFEE: u64 = 7;
+    const BENEFICIARY: Address = Address::repeat_byte(0xbe);
+    const CONTRACT: Address = Address::repeat_byte(0xcc);
+
+    fn account(n: u8) -> Address {
+        Address::repeat_byte(n)
+    }
+
+    fn recovered(tx: TxEnvelope, from: Address) -> Recovered<TxEnvelope> {
+        Recovered::new_unchecked(tx, from)
+    }
+
+    fn legacy(nonce: u64, to: Address, gas_limit: u64, gas_price: u128) -> TxLegacy {
+        TxLegacy {
+            chain_id: None,
+            nonce,
+            gas_price,
+            gas_limit,
+            to: TxKind::Call(to),
+            value: U256::from(1_000),
+            input: Bytes::new(),
+        }
+    }
+
+    fn signed_legacy(tx: TxLegacy, from: u8) -> Recovered<TxEnvelope> {
+        let signed = Signed::new_unchecked(tx, Signature::test_signature(), B256::ZERO);
+        recovered(TxEnvelope::Legacy(signed), account(from))
+    }
+
+    fn eip2930(
+        from: u8,
+        nonce: u64,
+        to: Address,
+        access_list: AccessList,
+    ) -> Recovered<TxEnvelope> {
+        let tx = TxEip2930 {
+            chain_id: 1,
+            nonce,
+            gas_price: 20,
+            gas_limit: 60_000,
+            to: TxKind::Call(to),
+            value: U256::from(3),
+            access_list,
+            input: Bytes::new(),
+        };
+        let signed = Signed::new_unchecked(tx, Signature::test_signature(), B256::ZERO);
+        recovered(TxEnvelope::Eip2930(signed), account(from))
+    }
+
+    fn eip1559(
+        from: u8,
+        nonce: u64,
+        to: Address,
+        max_fee: u128,
+        priority: u128,
+    ) -> Recovered<TxEnvelope> {
+        let tx = TxEip1559 {
+            chain_id: 1,
+            nonce,
+            gas_limit: 30_000,
+            max_fee_per_gas: max_fee,
+            max_priority_fee_per_gas: priority,
+            to: TxKind::Call(to),
+            value: U256::from(5),
+            access_list: AccessList::default(),
+            input: Bytes::new(),
+        };
+        let signed = Signed::new_unchecked(tx, Signature::test_signature(), B256::ZERO);
+        recovered(TxEnvelope::Eip1559(signed), account(from))
+    }
+
+    /// The block's transactions, each with whether it is speculated natively from `spec` on.
+    fn transactions(spec: SpecId) -> Vec<(Recovered<TxEnvelope>, bool)> {
+        let london = spec.is_enabled_in(SpecId::LONDON);
+        let berlin = spec.is_enabled_in(SpecId::BERLIN);
+        let price = u128::from(BASEFEE) + 2;
+        let with_chain_id = |mut tx: TxLegacy| {
+            tx.chain_id = Some(1);
+            tx
+        };
+        let access_list = AccessList(vec![AccessListItem {
+            address: CONTRACT,
+            storage_keys: vec![],
+        }]);
+        vec![
+            // To an account that does not exist, with EIP-155 replay protection.
+            (
+                signed_legacy(with_chain_id(legacy(0, account(0x71), 21_000, price)), 1),
+                true,
+            ),
+            // To an existing account, with more gas than needed.
+            (signed_legacy(legacy(0, account(3), 50_000, price), 2), true),
+            // The sender's second: its funds are assumed.
+            (signed_legacy(legacy(1, account(4), 21_000, price), 1), true),
+            // To code, to a precompile, to the beneficiary: revm's.
+            (signed_legacy(legacy(0, CONTRACT, 50_000, price), 3), false),
+            (
+                signed_legacy(legacy(0, Address::with_last_byte(4), 50_000, price), 4),
+                false,
+            ),
+            (
+                signed_legacy(legacy(0, BENEFICIARY, 21_000, price), 5),
+                false,
+            ),
+            // Invalid: a nonce ahead, no funds, too little gas, a price under the base fee, another
+            // chain.
+            (
+                signed_legacy(legacy(9, account(3), 21_000, price), 6),
+                false,
+            ),
+            (
+                signed_legacy(legacy(0, account(3), 21_000, price), 0x60),
+                false,
+            ),
+            (
+                signed_legacy(legacy(0, account(3), 20_999, price), 7),
+                false,
+            ),
+            (
+                signed_legacy(legacy(0, account(3), 21_000, u128::from(BASEFEE) - 1), 8),
+                !london,
+            ),
+            (
+                signed_legacy(
+                    TxLegacy {
+                        chain_id: Some(5),
+                        ..legacy(0, account(3), 21_000, price)
+                    },
+                    9,
+                ),
+                false,
+            ),
+            // Typed transactions.
+            (eip2930(10, 0, account(0x72), AccessList::default()), berlin),
+            (eip2930(11, 0, account(0x72), access_list), false),
+            (eip1559(12, 0, account(0x73), 100, 3), london),
+            (eip1559(13, 0, account(0x73), u128::from(BASEFEE), 0), false),
+            // A sender with code.
+            (
+                signed_legacy(legacy(0, account(3), 21_000, price), 0xcc),
+                false,
+            ),
+        ]
+    }
+
+    fn header(spec: SpecId) -> Header {
+        let london = spec.is_enabled_in(SpecId::LONDON);
+        let cancun = spec.is_enabled_in(SpecId::CANCUN);
+        Header {
+            number: 1_000,
+            timestamp: 1_000_000,
+            gas_limit: 30_000_000,
+            beneficiary: BENEFICIARY,
+            difficulty: U256::from(1u64),
+            base_fee_per_gas: london.then_some(BASEFEE),
+            excess_blob_gas: cancun.then_some(0),
+            blob_gas_used: cancun.then_some(0),
+            parent_beacon_block_root: cancun.then_some(B256::repeat_byte(0x42)),
+            mix_hash: B256::repeat_byte(0x11),
+            ..Default::default()
+        }
+    }
+
+    /// `speculation` with its writes in address order (revm's come in its state map's order).
+    fn in_address_order(mut speculation: Speculation) -> Speculation {
+        speculation.writes.sort_by_key(|(address, _)| *address);
+        speculation
+    }
+
+    #[test]
+    fn native_speculation_matches_revm_on_every_fork() {
+        let mut storage = InMemoryStorage::new();
+        for sender in 1..=13 {
+            let balance = U256::from(10u64.pow(18));
+            storage.insert_account_with_code(
+                account(sender),
+                balance,
+                0,
+                Bytes::new(),
+                HashMap::default(),
+            );
+        }
+        storage.insert_account_with_code(
+            account(0x60),
+            U256::from(100),
+            0,
+            Bytes::new(),
+            HashMap::default(),
+        );
+        let code = Bytes::from_static(&[0x60, 0x00, 0x54, 0x00]);
+        for address in [CONTRACT, account(0xcc)] {
+            storage.insert_account_with_code(
+                address,
+                U256::from(10u64.pow(18)),
+                1,
+                code.clone(),
+                HashMap::default(),
+            );
+        }
+        let pre = PreState::new(&storage);
+        for spec in [
+            SpecId::FRONTIER,
+            SpecId::HOMESTEAD,
+            SpecId::SPURIOUS_DRAGON,
+            SpecId::BYZANTIUM,
+            SpecId::ISTANBUL,
+            SpecId::BERLIN,
+            SpecId::LONDON,
+            SpecId::MERGE,
+            SpecId::SHANGHAI,
+            SpecId::CANCUN,
+            SpecId::PRAGUE,
+            SpecId::OSAKA,
+        ] {
+            let chain = ChainSpec::fixed(spec);
+            let (transactions, natives): (Vec<_>, Vec<_>) = transactions(spec).into_iter().unzip();
+            let block = Block {
+                header: header(spec),
+                body: BlockBody {
+                    transactions,
+                    ommers: vec![],
+                    withdrawals: None,
+                },
+            };
+            let block_env = chain::block_env(&block.header, spec).unwrap();
+            let cfg = chain::cfg_env(&chain, spec);
+            let mut last = HashMap::<Address, TxIdx>::default();
+            let previous: Vec<_> = (block.body.transactions.iter().enumerate())
+                .map(|(index, tx)| last.insert(tx.signer(), index))
+                .collect();
+            let counters = PipelineCounters::default();
+            let shared = Shared::new(
+                &block,
+                (spec, &block_env, &cfg),
+                &pre,
+                &previous,
+                &Threads::Alone,
+                &counters,
+            );
+            let mut native = Speculator::new(&shared);
+            let mut revm = Speculator::new(&shared);
+            revm.native = false;
+            for (tx, expect_native) in natives.into_iter().enumerate() {
+                let before = native.natives;
+                let fast = native.speculate(&shared, tx).map(in_address_order);
+                let slow = revm.speculate(&shared, tx).map(in_address_order);
+                assert_eq!(fast, slow, "{spec:?}, transaction {tx}");
+                assert_eq!(
+                    native.natives - before == 1,
+                    expect_native,
+                    "{spec:?}, transaction {tx}: native path taken"
+                );
+            }
+            assert_eq!(revm.natives, 0);
+        }
     }
 }
