@@ -1,16 +1,43 @@
-//! Runs one synthetic workload with plain revm and with parevm's sequential executor (for
-//! profiling the difference): `seq_vs_revm NAME GAS`.
+//! Runs one synthetic workload with plain revm and with parevm's sequential executor, alternating,
+//! and prints the median of each (for profiling the difference): `seq_vs_revm NAME GAS [RUNS]
+//! [revm|seq]` (the last argument runs only that one).
 #![allow(missing_docs)]
+
+use std::time::Instant;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn median(mut times: Vec<f64>) -> f64 {
+    times.sort_by(f64::total_cmp);
+    times.get(times.len() / 2).copied().unwrap_or(f64::NAN)
+}
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let name = args.next().unwrap_or_else(|| "raw-transfers".into());
     let gas: u64 = args.next().map_or(20_000_000, |gas| gas.parse().unwrap());
+    let runs: usize = args.next().map_or(1, |runs| runs.parse().unwrap());
+    let only = args.next();
     let w = parevm_workloads::synthetic::workload(&name, gas, 1).expect("workload");
-    let revm = parevm_workloads::baseline::run_revm(&w.chain, &w.block, &w.storage).unwrap();
-    let seq = parevm::execute_sequential(&w.chain, &w.block, &w.storage).unwrap();
-    assert_eq!(revm, seq.gas_used);
+    let (mut revm_ms, mut seq_ms) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        if only.as_deref() != Some("seq") {
+            let start = Instant::now();
+            let revm = parevm_workloads::baseline::run_revm(&w.chain, &w.block, &w.storage);
+            revm_ms.push(start.elapsed().as_secs_f64() * 1e3);
+            revm.expect("revm");
+        }
+        if only.as_deref() != Some("revm") {
+            let start = Instant::now();
+            let seq = parevm::execute_sequential(&w.chain, &w.block, &w.storage);
+            seq_ms.push(start.elapsed().as_secs_f64() * 1e3);
+            drop(seq.unwrap());
+        }
+    }
+    let (revm, seq) = (median(revm_ms), median(seq_ms));
+    println!(
+        "revm {revm:.3} ms  seq {seq:.3} ms  seq/revm {:.3}",
+        seq / revm
+    );
 }
