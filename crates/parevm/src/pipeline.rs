@@ -92,6 +92,13 @@ const DESTINATION_BUCKETS: usize = 256;
 /// rejected, and more than half of those validated.
 const HOT_MIN_REJECTED: u32 = 2;
 
+/// A contract called without input by at least one in this many of a block's transactions is
+/// hot from the start (see [`HotDestinations::new`]).
+const HOT_FROM_START_SHARE: usize = 8;
+
+/// ... and by at least this many.
+const HOT_FROM_START_MIN: usize = 4;
+
 /// Destinations (a transaction's `to`) whose speculations are mostly rejected: a contract that
 /// every transaction to it changes, such as a sale counting its deposits. Threads leave
 /// transactions to a hot destination to the committer, which executes them directly instead of
@@ -103,12 +110,40 @@ const HOT_MIN_REJECTED: u32 = 2;
 struct HotDestinations(Box<[AtomicBool]>);
 
 impl HotDestinations {
-    fn new() -> Self {
-        Self(
+    /// No destination hot yet, except the contracts `block` calls without input in at least one
+    /// in [`HOT_FROM_START_SHARE`] of its transactions: value sent to a contract's `receive` or
+    /// fallback code (a sale counting deposits) almost always changes the contract's state, so
+    /// each such transaction depends on the previous one; waiting for two rejections would let a
+    /// small block's other threads speculate most of them in vain.
+    fn new<S: Storage + ?Sized>(
+        block: &Block<Recovered<TxEnvelope>>,
+        pre: &PreState<'_, S>,
+    ) -> Self {
+        use alloy_consensus::Transaction;
+        let hot = Self(
             (0..DESTINATION_BUCKETS)
                 .map(|_| AtomicBool::new(false))
                 .collect(),
-        )
+        );
+        let txs = block.body.transactions.len();
+        let mut calls = alloy_primitives::map::AddressMap::<usize>::default();
+        for tx in &block.body.transactions {
+            if let (Some(to), true) = (tx.kind().to(), tx.input().is_empty()) {
+                *calls.entry(*to).or_default() += 1;
+            }
+        }
+        for (to, count) in calls {
+            let has_code = || {
+                pre.basic(&to)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|account| account.code_hash != KECCAK_EMPTY)
+            };
+            if count >= HOT_FROM_START_MIN && count * HOT_FROM_START_SHARE >= txs && has_code() {
+                hot.0[address_bucket(&to, DESTINATION_BUCKETS)].store(true, Ordering::Relaxed);
+            }
+        }
+        hot
     }
 
     /// The bucket of a transaction's destination (`None` for a contract creation).
@@ -301,7 +336,7 @@ struct Shared<'a, S: ?Sized> {
     counters: &'a PipelineCounters,
 }
 
-impl<'a, S: ?Sized> Shared<'a, S> {
+impl<'a, S: Storage + ?Sized> Shared<'a, S> {
     /// What the threads running `block` on `threads` share, every slot unclaimed.
     fn new(
         block: &'a Block<Recovered<TxEnvelope>>,
@@ -336,7 +371,7 @@ impl<'a, S: ?Sized> Shared<'a, S> {
                 speculating: AtomicBool::new(true),
                 done: AtomicBool::new(txs == 0),
                 conflicts: AtomicBool::new(false),
-                hot: HotDestinations::new(),
+                hot: HotDestinations::new(block, pre),
             }),
             counters,
         }

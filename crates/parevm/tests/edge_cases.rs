@@ -834,6 +834,53 @@ fn self_transfer_chain_is_not_speculated_to_fail() {
     );
 }
 
+/// Value sent without input to a contract that counts deposits, by one in three transactions
+/// between plain transfers: the pipeline leaves every deposit to the committer from the start
+/// (a contract called so often without input is hot before anything runs) instead of learning
+/// it from rejected speculations. Checked on one thread (deterministic counts).
+#[test]
+fn pipeline_leaves_deposits_to_a_contract_to_the_committer_from_the_start() {
+    let spec = SpecId::CANCUN;
+    let callers = senders(24);
+    let mut storage = funded(spec, &callers);
+    let sale = Address::with_last_byte(0xa0);
+    deploy(&mut storage, sale, code::COUNTER);
+    let txs = callers
+        .iter()
+        .enumerate()
+        .map(|(index, from)| {
+            let to = if index % 3 == 0 {
+                sale
+            } else {
+                Address::with_last_byte(0xd0 + index as u8)
+            };
+            legacy_tx(
+                *from,
+                0,
+                TxKind::Call(to),
+                U256::from(ETH),
+                Bytes::new(),
+                100_000,
+            )
+        })
+        .collect();
+    let block = block(spec, txs);
+    let chain = ChainSpec::fixed(spec);
+    assert_parallel_matches("deposits", &chain, &block, &storage).expect("all succeed");
+    let (output, stats) =
+        executor_with(parevm::Strategy::Pipeline, 1).execute_with_stats(&chain, &block, &storage);
+    assert_eq!(
+        format!("{output:?}"),
+        format!("{:?}", parevm::execute_sequential(&chain, &block, &storage))
+    );
+    // Learnt at run time instead: 3 deposits speculated, 2 of them rejected, 5 left.
+    assert_eq!(
+        (stats.left_to_committer, stats.aborts, stats.validations),
+        (8, 0, 16),
+        "{stats:?}"
+    );
+}
+
 /// Calls to a contract that every call changes (one shared counter) interleaved with calls to
 /// one that no two calls change (a slot each): the pipeline stops speculating calls to the first
 /// once its speculations are mostly rejected, and keeps speculating the others. Checked on one

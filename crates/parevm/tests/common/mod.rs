@@ -197,6 +197,13 @@ pub mod code {
         0x90, 0x55, // SWAP1 SSTORE
         0x00, // STOP
     ];
+    /// `storage[0] += 1`, whatever the call (a sale counting deposits).
+    pub const COUNTER: &[u8] = &[
+        0x60, 0x00, 0x54, // PUSH1 0 SLOAD
+        0x60, 0x01, 0x01, // PUSH1 1 ADD
+        0x60, 0x00, 0x55, // PUSH1 0 SSTORE
+        0x00, // STOP
+    ];
     /// Writes slot 0, then reverts.
     pub const REVERTER: &[u8] = &[0x60, 0x01, 0x60, 0x00, 0x55, 0x60, 0x00, 0x60, 0x00, 0xfd];
     /// Loops until out of gas.
