@@ -1187,8 +1187,10 @@ mod native_speculation {
         Address::repeat_byte(n)
     }
 
-    fn recovered(tx: TxEnvelope, from: Address) -> Recovered<TxEnvelope> {
-        Recovered::new_unchecked(tx, from)
+    /// `tx` with a test signature, wrapped by `envelope`, sent by `account(from)`.
+    fn sent<T>(tx: T, envelope: fn(Signed<T>) -> TxEnvelope, from: u8) -> Recovered<TxEnvelope> {
+        let signed = Signed::new_unchecked(tx, Signature::test_signature(), B256::ZERO);
+        Recovered::new_unchecked(envelope(signed), account(from))
     }
 
     fn legacy(nonce: u64, to: Address, gas_limit: u64, gas_price: u128) -> TxLegacy {
@@ -1204,8 +1206,7 @@ mod native_speculation {
     }
 
     fn signed_legacy(tx: TxLegacy, from: u8) -> Recovered<TxEnvelope> {
-        let signed = Signed::new_unchecked(tx, Signature::test_signature(), B256::ZERO);
-        recovered(TxEnvelope::Legacy(signed), account(from))
+        sent(tx, TxEnvelope::Legacy, from)
     }
 
     fn eip2930(
@@ -1224,8 +1225,7 @@ mod native_speculation {
             access_list,
             input: Bytes::new(),
         };
-        let signed = Signed::new_unchecked(tx, Signature::test_signature(), B256::ZERO);
-        recovered(TxEnvelope::Eip2930(signed), account(from))
+        sent(tx, TxEnvelope::Eip2930, from)
     }
 
     fn eip1559(
@@ -1246,8 +1246,7 @@ mod native_speculation {
             access_list: AccessList::default(),
             input: Bytes::new(),
         };
-        let signed = Signed::new_unchecked(tx, Signature::test_signature(), B256::ZERO);
-        recovered(TxEnvelope::Eip1559(signed), account(from))
+        sent(tx, TxEnvelope::Eip1559, from)
     }
 
     /// The block's transactions, each with whether it is speculated natively from `spec` on.
