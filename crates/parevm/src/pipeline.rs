@@ -126,10 +126,22 @@ impl HotDestinations {
                 .collect(),
         );
         let txs = block.body.transactions.len();
+        let threshold = HOT_FROM_START_MIN.max(txs.div_ceil(HOT_FROM_START_SHARE));
+        let calls_without_input = || {
+            (block.body.transactions.iter())
+                .filter(|tx| tx.input().is_empty())
+                .filter_map(|tx| tx.kind().to().copied())
+        };
+        // Counted per bucket first: a block of plain transfers to distinct accounts (tens of
+        // thousands) then builds no map at all.
+        let mut per_bucket = vec![0usize; DESTINATION_BUCKETS];
+        for to in calls_without_input() {
+            per_bucket[address_bucket(&to, DESTINATION_BUCKETS)] += 1;
+        }
         let mut calls = alloy_primitives::map::AddressMap::<usize>::default();
-        for tx in &block.body.transactions {
-            if let (Some(to), true) = (tx.kind().to(), tx.input().is_empty()) {
-                *calls.entry(*to).or_default() += 1;
+        for to in calls_without_input() {
+            if per_bucket[address_bucket(&to, DESTINATION_BUCKETS)] >= threshold {
+                *calls.entry(to).or_default() += 1;
             }
         }
         for (to, count) in calls {
@@ -139,7 +151,7 @@ impl HotDestinations {
                     .flatten()
                     .is_some_and(|account| account.code_hash != KECCAK_EMPTY)
             };
-            if count >= HOT_FROM_START_MIN && count * HOT_FROM_START_SHARE >= txs && has_code() {
+            if count >= threshold && has_code() {
                 hot.0[address_bucket(&to, DESTINATION_BUCKETS)].store(true, Ordering::Relaxed);
             }
         }
