@@ -1,7 +1,8 @@
 //! Plain value transfers without the EVM: a transfer between two accounts without code runs no
 //! code, so its outcome is arithmetic on the sender's nonce and balance. Speculating one this way
-//! costs the two account lookups and little else, where revm's handler (journal, frame, result,
-//! diff) costs about three times as much.
+//! costs about half of what revm's handler (journal, frame, result, diff) costs, and half of that
+//! is the two account lookups (profile of 200 Mgas of raw transfers: about 0.8 µs per transaction
+//! against 1.6 µs).
 //!
 //! Only the checks that need no state are left to revm's own handler steps (`validate_env`,
 //! `validate_initial_tx_gas`), and the caller's checks are revm's own functions: the rules stay

@@ -145,13 +145,10 @@ impl HotDestinations {
             }
         }
         for (to, count) in calls {
-            let has_code = || {
-                pre.basic(&to)
-                    .ok()
-                    .flatten()
-                    .is_some_and(|account| account.code_hash != KECCAK_EMPTY)
-            };
-            if count >= threshold && has_code() {
+            if count >= threshold
+                && let Ok(Some(account)) = pre.basic(&to)
+                && account.code_hash != KECCAK_EMPTY
+            {
                 hot.0[address_bucket(&to, DESTINATION_BUCKETS)].store(true, Ordering::Relaxed);
             }
         }
@@ -771,12 +768,15 @@ impl<S: Storage + ?Sized> Speculator<'_, S> {
         if !native_transfer::eligible(shared.spec, tx, shared.block_env.beneficiary) {
             return None;
         }
+        // The recipient first: one with code (the likeliest reason to decline) is then the only
+        // account revm's speculation reads again.
+        let recipient_pre = shared.pre.basic(&recipient).ok()?;
+        if recipient_pre.is_some_and(|account| account.code_hash != KECCAK_EMPTY) {
+            return None;
+        }
         let sender_pre = shared.pre.basic(&caller).ok()?;
         let code_hash = sender_pre.map_or(KECCAK_EMPTY, |account| account.code_hash);
-        let recipient_pre = shared.pre.basic(&recipient).ok()?;
-        if code_hash != KECCAK_EMPTY
-            || recipient_pre.is_some_and(|account| account.code_hash != KECCAK_EMPTY)
-        {
+        if code_hash != KECCAK_EMPTY {
             return None;
         }
         let (sender_read, balance, nonce) = match lazy_sender {

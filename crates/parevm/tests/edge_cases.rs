@@ -867,12 +867,9 @@ fn pipeline_leaves_deposits_to_a_contract_to_the_committer_from_the_start() {
     let block = block(spec, txs);
     let chain = ChainSpec::fixed(spec);
     assert_parallel_matches("deposits", &chain, &block, &storage).expect("all succeed");
-    let (output, stats) =
+    // The output was checked above (every engine, 1-16 threads): the counts of one thread's run.
+    let (_, stats) =
         executor_with(parevm::Strategy::Pipeline, 1).execute_with_stats(&chain, &block, &storage);
-    assert_eq!(
-        format!("{output:?}"),
-        format!("{:?}", parevm::execute_sequential(&chain, &block, &storage))
-    );
     // Learnt at run time instead: 3 deposits speculated, 2 of them rejected, 5 left.
     assert_eq!(
         (stats.left_to_committer, stats.aborts, stats.validations),
@@ -905,12 +902,9 @@ fn pipeline_leaves_a_hot_destination_to_the_committer() {
     let block = block(spec, txs);
     let chain = ChainSpec::fixed(spec);
     assert_parallel_matches("hot destination", &chain, &block, &storage).expect("all succeed");
-    let (output, stats) =
+    // The output was checked above (every engine, 1-16 threads): the counts of one thread's run.
+    let (_, stats) =
         executor_with(parevm::Strategy::Pipeline, 1).execute_with_stats(&chain, &block, &storage);
-    assert_eq!(
-        format!("{output:?}"),
-        format!("{:?}", parevm::execute_sequential(&chain, &block, &storage))
-    );
     // Without the rule: 11 of the 12 calls to `hot` rejected, 24 validations (12 of them cold).
     assert!(stats.aborts <= 2, "hot calls still speculated: {stats:?}");
     assert!(
