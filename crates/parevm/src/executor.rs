@@ -637,6 +637,15 @@ const MIN_PARALLEL_GAS: u64 = 5_000_000;
 /// 0.68-0.73x).
 const MIN_HEAVY_GAS_SINCE_BERLIN: u64 = 2_500_000;
 
+/// A block that one sender's nonce chain dominates runs the pipeline from this much gas on when
+/// every transaction that follows one of its sender's is a plain transfer (speculated with the
+/// sender's funds assumed, checked at commit); below it, sequentially. Measured with
+/// `examples/strategies.rs`, medians of 41 runs: one sender's chain of transfers, 1.33-1.99x with
+/// the pipeline from 5 to 60 Mgas; the mainnet payout blocks (8-15 Mgas, 0.4-2.4 ms) only
+/// 0.93-1.32x (5891667 1.05-1.09, 11814555 0.93-1.06, 12300570 1.26-1.32, 12520364 1.20): not
+/// reliably above 0.95, so they stay sequential.
+const MIN_CHAIN_PIPELINE_GAS: u64 = 20_000_000;
+
 /// Blocks with fewer transactions than this run sequentially.
 const MIN_PARALLEL_TXS: usize = 16;
 
@@ -693,10 +702,11 @@ fn plan_block(
     {
         return sequential(format!("{gas} gas (less than {MIN_PARALLEL_GAS})"));
     }
-    // The longest same-sender chain executes in order whatever the engine (Block-STM waits for
-    // each predecessor; the pipeline's committer validates every link): when it covers most of
-    // the block, parallelism does not pay for its overhead (measured on the mainnet payout blocks:
-    // 0.82–0.90× with the pipeline, 0.36–0.50× with Block-STM, forced).
+    // The longest same-sender chain: Block-STM waits for each predecessor, and the pipeline's
+    // committer executes each follower that is not a plain transfer itself. When the chain covers
+    // most of the block, parallelism does not pay (mainnet payout blocks with Block-STM forced:
+    // 0.36–0.50×), unless every follower is a plain transfer and the block is big enough for the
+    // pipeline (`MIN_CHAIN_PIPELINE_GAS`).
     let mut chain_length = vec![1usize; txs];
     let mut longest = 1;
     for (tx, previous) in previous_of_sender.iter().enumerate() {
@@ -705,7 +715,16 @@ fn plan_block(
             longest = longest.max(chain_length[tx]);
         }
     }
-    if longest * 3 > txs * 2 {
+    // The pipeline leaves a transaction that follows one of its sender's to the committer,
+    // unless it is a plain transfer (speculated with its sender's funds assumed).
+    let serial = block
+        .body
+        .transactions
+        .iter()
+        .zip(previous_of_sender)
+        .filter(|(tx, previous)| !speculable(tx, **previous))
+        .count();
+    if longest * 3 > txs * 2 && !(serial == 0 && gas >= MIN_CHAIN_PIPELINE_GAS) {
         return sequential(format!(
             "one sender's nonce chain covers {longest} of {txs} transactions"
         ));
@@ -718,16 +737,8 @@ fn plan_block(
             "{gas} gas (less than {MIN_PARALLEL_GAS}), not suited to Block-STM"
         ));
     }
-    // The pipeline leaves a transaction that follows one of its sender's to the committer,
-    // unless it is a plain transfer; with a third of the block so left, it does not pay (mainnet
-    // 4370000, 37 of 97: 0.74-1.06x with the pipeline, forced).
-    let serial = block
-        .body
-        .transactions
-        .iter()
-        .zip(previous_of_sender)
-        .filter(|(tx, previous)| !speculable(tx, **previous))
-        .count();
+    // With a third of the block left to the pipeline's committer, the pipeline does not pay
+    // (mainnet 4370000, 37 of 97: 0.74-1.06x with the pipeline, forced).
     if serial * 3 > txs {
         return sequential(format!(
             "{gas_per_tx} gas per transaction, {serial} of {txs} transactions follow one of \

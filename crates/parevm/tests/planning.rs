@@ -179,3 +179,46 @@ fn small_heavy_block_runs_block_stm_from_berlin_on() {
         );
     }
 }
+
+/// A block of plain transfers from one sender (a nonce chain covering it) runs the pipeline from
+/// 20 Mgas on, and sequentially below; the same chain of calls runs sequentially.
+#[test]
+fn chain_of_plain_transfers_runs_the_pipeline_when_big_enough() {
+    let chain_block = |gas_limit: u64, calls: bool| {
+        let from = senders(1);
+        let mut storage = funded(SPEC, &from);
+        let adder = Address::with_last_byte(0xad);
+        deploy(&mut storage, adder, code::ADDER);
+        let txs = (0..20u64)
+            .map(|nonce| {
+                let (to, input) = match calls {
+                    true => (adder, calldata(&[U256::from(nonce), U256::from(1)])),
+                    false => (Address::with_last_byte(0xd0 + nonce as u8), Bytes::new()),
+                };
+                legacy_tx(
+                    from[0],
+                    nonce,
+                    TxKind::Call(to),
+                    U256::from(1),
+                    input,
+                    gas_limit,
+                )
+            })
+            .collect();
+        (block(SPEC, txs), storage)
+    };
+    // 20 transactions, three quarters of their gas limits counted: 30 and 15 Mgas.
+    let (big, storage) = chain_block(2_000_000, false);
+    assert_eq!(planned(&big, &storage, 2), Strategy::Pipeline);
+    let (small, storage) = chain_block(1_000_000, false);
+    assert_eq!(planned(&small, &storage, 2), Strategy::Sequential);
+    let (calls, storage) = chain_block(2_000_000, true);
+    assert_eq!(planned(&calls, &storage, 2), Strategy::Sequential);
+    let reason = parevm::ExecutorConfig {
+        concurrency: std::num::NonZeroUsize::new(2).unwrap(),
+        strategy: Strategy::Auto,
+    }
+    .sequential_reason(&ChainSpec::fixed(SPEC), &small)
+    .expect("sequential");
+    assert!(reason.contains("nonce chain covers 20 of 20"), "{reason}");
+}

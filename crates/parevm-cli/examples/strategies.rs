@@ -1,0 +1,82 @@
+//! Runs blocks with each strategy forced — sequential, the pipeline, Block-STM — alternating in one
+//! process, and prints the medians side by side with the strategy the planner picks (for
+//! calibrating `plan_block`): `strategies THREADS REPEAT TARGET...`, where a target is a mainnet
+//! block directory, or a synthetic workload `@NAME[:GAS]` (200 Mgas by default).
+#![allow(missing_docs)]
+
+use std::{num::NonZeroUsize, path::PathBuf, time::Instant};
+
+use parevm::{ExecutorConfig, ParallelExecutor, Strategy};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn median(mut times: Vec<f64>) -> f64 {
+    times.sort_by(f64::total_cmp);
+    times.get(times.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let threads: usize = args.next().map_or(2, |t| t.parse().expect("threads"));
+    let repeat: usize = args.next().map_or(20, |r| r.parse().expect("repeat"));
+    let executor = |strategy| {
+        ParallelExecutor::new(ExecutorConfig {
+            concurrency: NonZeroUsize::new(threads).expect("threads"),
+            strategy,
+        })
+    };
+    let (auto, pipeline, block_stm) = (
+        executor(Strategy::Auto),
+        executor(Strategy::Pipeline),
+        executor(Strategy::BlockStm),
+    );
+    println!(
+        "{:<24} {:>5} {:>10} {:>9} {:>9} {:>9} {:>11}",
+        "target", "txs", "seq ms", "pipeline", "block-stm", "auto", "auto picks"
+    );
+    for target in args {
+        let (chain, block, storage) = match target.strip_prefix('@') {
+            Some(name) => {
+                let (name, gas) = name
+                    .split_once(':')
+                    .map_or((name, 200_000_000), |(name, gas)| {
+                        (name, gas.parse().expect("gas"))
+                    });
+                let workload =
+                    parevm_workloads::synthetic::workload(name, gas, 1).expect("workload");
+                (workload.chain, workload.block, workload.storage)
+            }
+            None => {
+                let loaded =
+                    parevm_workloads::mainnet::load_block(&PathBuf::from(&target)).expect("load");
+                (parevm::ChainSpec::mainnet(), loaded.block, loaded.storage)
+            }
+        };
+        let mut times = [(); 4].map(|()| Vec::with_capacity(repeat));
+        let mut picked = None;
+        for _ in 0..repeat {
+            let start = Instant::now();
+            let _ = parevm::execute_sequential(&chain, &block, &storage);
+            times[0].push(start.elapsed().as_secs_f64() * 1e3);
+            for (index, executor) in [&pipeline, &block_stm, &auto].into_iter().enumerate() {
+                let start = Instant::now();
+                let (_, stats) = executor.execute_with_stats(&chain, &block, &storage);
+                times[index + 1].push(start.elapsed().as_secs_f64() * 1e3);
+                if index == 2 {
+                    picked = Some(stats.strategy);
+                }
+            }
+        }
+        let [seq, pipeline, block_stm, auto] = times.map(median);
+        let name = target.rsplit('/').next().unwrap_or(&target);
+        println!(
+            "{name:<24} {:>5} {seq:>10.3} {:>9.3} {:>9.3} {:>9.3} {:>11?}",
+            block.body.transactions.len(),
+            seq / pipeline,
+            seq / block_stm,
+            seq / auto,
+            picked.expect("ran"),
+        );
+    }
+}
