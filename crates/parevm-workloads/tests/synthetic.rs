@@ -717,8 +717,9 @@ fn ten_thousand_transactions_with_bounded_re_execution() {
 }
 
 /// The planner's choice per workload at 2 and 8 threads (judged before running): light blocks
-/// take the pipeline at 2 threads and Block-STM at 8, heavy ones Block-STM, one sender's chain
-/// runs sequentially, and `strategy_for` agrees with what the executor reports running.
+/// take the pipeline at 2 threads and Block-STM at 8, heavy ones Block-STM, one sender's chain of
+/// plain transfers (30 Mgas) the pipeline, and `strategy_for` agrees with what the executor
+/// reports running.
 #[test]
 fn the_planner_chooses_by_weight_threads_and_chains() {
     let expectations = [
@@ -726,8 +727,8 @@ fn the_planner_chooses_by_weight_threads_and_chains() {
         ("raw-transfers-hot", Strategy::Pipeline, Strategy::BlockStm),
         (
             "raw-transfers-chain",
-            Strategy::Sequential,
-            Strategy::Sequential,
+            Strategy::Pipeline,
+            Strategy::Pipeline,
         ),
         ("erc20", Strategy::Pipeline, Strategy::BlockStm),
         ("uniswap", Strategy::BlockStm, Strategy::BlockStm),
