@@ -5,7 +5,11 @@
 //! strategy than Block-STM).
 #![allow(missing_docs)]
 
-use std::{num::NonZeroUsize, path::PathBuf, time::Instant};
+mod common;
+
+use std::{num::NonZeroUsize, time::Instant};
+
+use common::load_target;
 
 use parevm::{ExecutorConfig, ParallelExecutor};
 
@@ -20,22 +24,7 @@ fn main() {
     let mode = args.next();
     let parallel_only = mode.as_deref() == Some("par");
     let sequential_only = mode.as_deref() == Some("seq");
-    let (chain, block, storage) = match target.strip_prefix('@') {
-        Some(name) => {
-            let (name, gas) = name
-                .split_once(':')
-                .map_or((name, 200_000_000), |(name, gas)| {
-                    (name, gas.parse().expect("gas"))
-                });
-            let workload = parevm_workloads::synthetic::workload(name, gas, 1).expect("workload");
-            (workload.chain, workload.block, workload.storage)
-        }
-        None => {
-            let loaded =
-                parevm_workloads::mainnet::load_block(&PathBuf::from(&target)).expect("load");
-            (parevm::ChainSpec::mainnet(), loaded.block, loaded.storage)
-        }
-    };
+    let (chain, block, storage) = load_target(&target);
     let executor = ParallelExecutor::new(ExecutorConfig {
         concurrency: NonZeroUsize::new(threads).unwrap(),
         strategy: match std::env::var("PAREVM_STRATEGY").as_deref() {

@@ -3,15 +3,14 @@
 //! [revm|seq]` (the last argument runs only that one).
 #![allow(missing_docs)]
 
+mod common;
+
 use std::time::Instant;
+
+use common::median;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn median(mut times: Vec<f64>) -> f64 {
-    times.sort_by(f64::total_cmp);
-    times.get(times.len() / 2).copied().unwrap_or(f64::NAN)
-}
 
 fn main() {
     let mut args = std::env::args().skip(1);

@@ -4,17 +4,15 @@
 //! block directory, or a synthetic workload `@NAME[:GAS]` (200 Mgas by default).
 #![allow(missing_docs)]
 
-use std::{num::NonZeroUsize, path::PathBuf, time::Instant};
+mod common;
 
+use std::{num::NonZeroUsize, time::Instant};
+
+use common::{load_target, median};
 use parevm::{ExecutorConfig, ParallelExecutor, Strategy};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn median(mut times: Vec<f64>) -> f64 {
-    times.sort_by(f64::total_cmp);
-    times.get(times.len() / 2).copied().unwrap_or(f64::NAN)
-}
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -36,23 +34,7 @@ fn main() {
         "target", "txs", "seq ms", "pipeline", "block-stm", "auto", "auto picks"
     );
     for target in args {
-        let (chain, block, storage) = match target.strip_prefix('@') {
-            Some(name) => {
-                let (name, gas) = name
-                    .split_once(':')
-                    .map_or((name, 200_000_000), |(name, gas)| {
-                        (name, gas.parse().expect("gas"))
-                    });
-                let workload =
-                    parevm_workloads::synthetic::workload(name, gas, 1).expect("workload");
-                (workload.chain, workload.block, workload.storage)
-            }
-            None => {
-                let loaded =
-                    parevm_workloads::mainnet::load_block(&PathBuf::from(&target)).expect("load");
-                (parevm::ChainSpec::mainnet(), loaded.block, loaded.storage)
-            }
-        };
+        let (chain, block, storage) = load_target(&target);
         let mut times = [(); 4].map(|()| Vec::with_capacity(repeat));
         let mut picked = None;
         for _ in 0..repeat {

@@ -640,8 +640,8 @@ const MIN_HEAVY_GAS_SINCE_BERLIN: u64 = 2_500_000;
 /// A block that one sender's nonce chain dominates runs the pipeline from this much gas on when
 /// every transaction that follows one of its sender's is a plain transfer (speculated with the
 /// sender's funds assumed, checked at commit); below it, sequentially. Measured with
-/// `examples/strategies.rs`, medians of 41 runs: one sender's chain of transfers, 1.33-1.99x with
-/// the pipeline from 5 to 60 Mgas; the mainnet payout blocks (8-15 Mgas, 0.4-2.4 ms) only
+/// `examples/strategies.rs`, medians of 41 runs: one sender's chain of transfers, 1.33-1.82x with
+/// the pipeline from 5 to 60 Mgas (1.99x at 200 Mgas, 7 runs); the mainnet payout blocks (8-15 Mgas, 0.4-2.4 ms) only
 /// 0.93-1.32x (5891667 1.05-1.09, 11814555 0.93-1.06, 12300570 1.26-1.32, 12520364 1.20): not
 /// reliably above 0.95, so they stay sequential.
 const MIN_CHAIN_PIPELINE_GAS: u64 = 20_000_000;

@@ -1,0 +1,38 @@
+//! What the measuring examples share: loading a block to run, and a median.
+
+use std::path::Path;
+
+use parevm::{
+    ChainSpec, InMemoryStorage,
+    alloy_consensus::{Block, TxEnvelope, transaction::Recovered},
+};
+
+/// A block to run, its chain and its pre-state: `target` is a mainnet block directory, or a
+/// synthetic workload `@NAME[:GAS]` (200 Mgas by default).
+#[allow(dead_code)] // not every example loads targets
+pub(crate) fn load_target(
+    target: &str,
+) -> (ChainSpec, Block<Recovered<TxEnvelope>>, InMemoryStorage) {
+    match target.strip_prefix('@') {
+        Some(name) => {
+            let (name, gas) = name
+                .split_once(':')
+                .map_or((name, 200_000_000), |(name, gas)| {
+                    (name, gas.parse().expect("gas"))
+                });
+            let workload = parevm_workloads::synthetic::workload(name, gas, 1).expect("workload");
+            (workload.chain, workload.block, workload.storage)
+        }
+        None => {
+            let loaded = parevm_workloads::mainnet::load_block(Path::new(target)).expect("load");
+            (ChainSpec::mainnet(), loaded.block, loaded.storage)
+        }
+    }
+}
+
+/// The median of `times` (the upper one for an even count; NaN when empty).
+#[allow(dead_code)] // not every example takes medians this way
+pub(crate) fn median(mut times: Vec<f64>) -> f64 {
+    times.sort_by(f64::total_cmp);
+    times.get(times.len() / 2).copied().unwrap_or(f64::NAN)
+}
