@@ -22,6 +22,14 @@ pub(crate) struct AccountDiff {
     pub(crate) storage: Vec<(U256, U256)>,
 }
 
+/// Whether a touched `account` keeps its lifecycle: neither created, nor self-destructed, nor
+/// cleared as empty (EIP-161). Its writes are then its fields and changed slots as they are.
+pub(crate) fn keeps_lifecycle(spec: SpecId, account: &Account) -> bool {
+    !account.is_selfdestructed()
+        && !account.is_created()
+        && !(spec.is_enabled_in(SpecId::SPURIOUS_DRAGON) && account.is_empty())
+}
+
 /// The writes a transaction made to `account`, or `None` when it only read it.
 pub(crate) fn diff_account(spec: SpecId, account: &Account) -> Option<AccountDiff> {
     if !account.is_touched() {

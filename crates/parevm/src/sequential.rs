@@ -18,12 +18,12 @@ use revm::{
     database_interface::DBErrorMarker,
     handler::{MainnetContext, MainnetEvm},
     primitives::{KECCAK_EMPTY, hardfork::SpecId},
-    state::{AccountInfo, EvmState},
+    state::{Account, AccountInfo, EvmState},
 };
 
 use crate::{
     ExecutionError, TxIdx,
-    account_diff::{AccountDiff, diff_account},
+    account_diff::{AccountDiff, diff_account, keeps_lifecycle},
     chain::{self, ChainSpec},
     output::{
         AccountChange, AccountState, BlockOutput, SlotChanges, StateChanges, TxReceipt,
@@ -135,12 +135,75 @@ impl<'a, S: Storage + ?Sized> SequentialState<'a, S> {
         }
     }
 
-    /// Applies the writes of one transaction (or system call).
+    /// Applies the writes of one transaction (or system call) that revm executed on this very
+    /// state, so that each account's values before it are this state's.
     pub(crate) fn commit(&mut self, spec: SpecId, state: &EvmState) {
         for (address, account) in state {
-            if let Some(diff) = diff_account(spec, account) {
+            if !account.is_touched() {
+                continue;
+            }
+            if keeps_lifecycle(spec, account) {
+                self.commit_in_place(*address, account);
+            } else if let Some(diff) = diff_account(spec, account) {
                 self.apply_diff(*address, diff);
             }
+        }
+    }
+
+    /// Applies the writes to an account that keeps its lifecycle: its fields after the
+    /// transaction and its changed slots, copied as they are. Equal to applying
+    /// [`diff_account`]'s diff (the values before are this state's), without building it or
+    /// cloning revm's original account.
+    fn commit_in_place(&mut self, address: Address, account: &Account) {
+        let after = &account.info;
+        let change = match self.changes.entry(address) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => {
+                // An account never read counts as not existing before, as in `written`.
+                let pre = self.reads.remove(&address).flatten();
+                if let Some(pre) = pre
+                    && pre.balance == after.balance
+                    && pre.nonce == after.nonce
+                    && pre.code_hash == after.code_hash
+                    && !account.storage.values().any(|slot| slot.is_changed())
+                {
+                    // Touched, nothing written (e.g. value passed through): it stays a read.
+                    self.reads.insert(address, Some(pre));
+                    return;
+                }
+                entry.insert(AccountChange {
+                    info: pre.map(|basic| AccountState {
+                        balance: basic.balance,
+                        nonce: basic.nonce,
+                        code_hash: basic.code_hash,
+                        code: None,
+                    }),
+                    storage_reset: false,
+                    storage: SlotChanges::default(),
+                })
+            }
+        };
+        let info = change.info.get_or_insert_with(AccountState::empty);
+        info.balance = after.balance;
+        info.nonce = after.nonce;
+        if info.code_hash != after.code_hash {
+            // EIP-7702 delegations change an existing account's code.
+            info.code_hash = after.code_hash;
+            let code = after.code.as_ref().filter(|code| !code.is_empty());
+            info.code = code.map(Bytecode::original_bytes);
+            if let Some(code) = code {
+                self.code.insert(after.code_hash, code.clone());
+            }
+        }
+        for (slot, value) in &account.storage {
+            if !value.is_changed() {
+                continue;
+            }
+            if !self.slot_reads.is_empty() {
+                // Written slots leave the read cache: it stays small, cheap to miss in.
+                self.slot_reads.remove(&(address, *slot));
+            }
+            change.storage.insert(*slot, value.present_value());
         }
     }
 
