@@ -25,9 +25,8 @@ pub(crate) struct AccountDiff {
 /// Whether a touched `account` keeps its lifecycle: neither created, nor self-destructed, nor
 /// cleared as empty (EIP-161). Its writes are then its fields and changed slots as they are.
 pub(crate) fn keeps_lifecycle(spec: SpecId, account: &Account) -> bool {
-    !account.is_selfdestructed()
-        && !account.is_created()
-        && !(spec.is_enabled_in(SpecId::SPURIOUS_DRAGON) && account.is_empty())
+    let cleared = spec.is_enabled_in(SpecId::SPURIOUS_DRAGON) && account.is_empty();
+    !(account.is_selfdestructed() || account.is_created() || cleared)
 }
 
 /// The writes a transaction made to `account`, or `None` when it only read it.

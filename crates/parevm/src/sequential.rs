@@ -570,3 +570,130 @@ pub fn execute_sequential<S: Storage + ?Sized>(
     merge_changes(&mut changes, tx_changes);
     finish_block(chain, spec, block, storage, changes, receipts, gas_used)
 }
+
+#[cfg(test)]
+mod tests {
+    use alloy_primitives::{Address, U256, map::HashMap};
+    use revm::{
+        Database,
+        bytecode::Bytecode,
+        primitives::hardfork::SpecId,
+        state::{Account, EvmState, EvmStorageSlot, TransactionId},
+    };
+
+    use super::SequentialState;
+    use crate::{
+        account_diff::diff_account,
+        storage::{AccountBasic, InMemoryAccount, InMemoryStorage},
+    };
+
+    const EOA: Address = Address::with_last_byte(1);
+    const CONTRACT: Address = Address::with_last_byte(2);
+    const FRESH: Address = Address::with_last_byte(3);
+    const UNCHANGED: Address = Address::with_last_byte(4);
+
+    fn storage() -> InMemoryStorage {
+        let mut storage = InMemoryStorage::new();
+        for (address, balance, nonce) in [(EOA, 1_000, 5), (UNCHANGED, 7, 0)] {
+            let basic = AccountBasic {
+                balance: U256::from(balance),
+                nonce,
+                code_hash: revm::primitives::KECCAK_EMPTY,
+            };
+            storage.insert_account(
+                address,
+                InMemoryAccount {
+                    basic,
+                    storage: HashMap::default(),
+                },
+            );
+        }
+        let slots = [
+            (U256::from(1), U256::from(10)),
+            (U256::from(2), U256::from(20)),
+        ];
+        storage.insert_account_with_code(
+            CONTRACT,
+            U256::from(3),
+            1,
+            vec![0x60, 0x00, 0x54, 0x00].into(),
+            slots.into_iter().collect(),
+        );
+        storage
+    }
+
+    /// revm's account for `address` as `state` gives it, touched.
+    fn loaded(state: &mut SequentialState<'_, InMemoryStorage>, address: Address) -> Account {
+        let account = match state.basic(address).unwrap() {
+            Some(info) => Account::from(info),
+            None => Account::new_not_existing(TransactionId::ZERO),
+        };
+        account.with_touched_mark()
+    }
+
+    /// One transaction's writes, built against `state`: every kind `commit` copies in place.
+    fn writes(state: &mut SequentialState<'_, InMemoryStorage>, round: u64) -> EvmState {
+        let mut writes = EvmState::default();
+        let mut sender = loaded(state, EOA);
+        sender.info.nonce += 1;
+        sender.info.balance -= U256::from(100);
+        if round == 1 {
+            // An EIP-7702 delegation on the sender.
+            let code = Bytecode::new_eip7702(CONTRACT);
+            sender.info.code_hash = code.hash_slow();
+            sender.info.code = Some(code);
+        }
+        writes.insert(EOA, sender);
+        let mut contract = loaded(state, CONTRACT);
+        let one = state.storage(CONTRACT, U256::from(1)).unwrap();
+        let two = state.storage(CONTRACT, U256::from(2)).unwrap();
+        contract.storage.insert(
+            U256::from(1),
+            EvmStorageSlot::new_changed(one, one + U256::from(round + 1), TransactionId::ZERO),
+        );
+        contract
+            .storage
+            .insert(U256::from(2), EvmStorageSlot::new(two, TransactionId::ZERO));
+        writes.insert(CONTRACT, contract);
+        // Touched, nothing written: stays a read.
+        writes.insert(UNCHANGED, loaded(state, UNCHANGED));
+        // Did not exist: receives value in round 0, only touched in round 1.
+        let mut fresh = loaded(state, FRESH);
+        if round == 0 {
+            fresh.info.balance += U256::from(100);
+        }
+        writes.insert(FRESH, fresh);
+        writes
+    }
+
+    #[test]
+    fn commit_in_place_equals_applying_the_diffs() {
+        let pre = storage();
+        for spec in [SpecId::HOMESTEAD, SpecId::CANCUN, SpecId::PRAGUE] {
+            let (mut in_place, mut by_diff) =
+                (SequentialState::new(&pre), SequentialState::new(&pre));
+            for round in 0..3 {
+                let state = writes(&mut in_place, round);
+                assert_eq!(state, writes(&mut by_diff, round), "{spec:?} round {round}");
+                in_place.commit(spec, &state);
+                for (address, account) in &state {
+                    if let Some(diff) = diff_account(spec, account) {
+                        by_diff.apply_diff(*address, diff);
+                    }
+                }
+                for address in [EOA, CONTRACT, FRESH, UNCHANGED] {
+                    assert_eq!(
+                        in_place.basic(address).unwrap(),
+                        by_diff.basic(address).unwrap(),
+                        "{spec:?} round {round} {address}"
+                    );
+                }
+            }
+            assert!(in_place.reads.contains_key(&UNCHANGED), "{spec:?}");
+            let (in_place, by_diff) = (in_place.into_changes(), by_diff.into_changes());
+            assert!(!in_place.contains_key(&UNCHANGED), "{spec:?}");
+            assert_eq!(in_place.get(&EOA).unwrap().info.as_ref().unwrap().nonce, 8);
+            assert_eq!(in_place, by_diff, "{spec:?}");
+        }
+    }
+}
