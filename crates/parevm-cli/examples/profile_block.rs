@@ -1,7 +1,7 @@
 //! Repeats one block sequentially and in parallel (Block-STM forced) and prints median times and
 //! counters: a mainnet block directory, or a synthetic workload name (`@NAME[:GAS]`, 200 Mgas by default), for
 //! profilers. `cargo run --release -p parevm-cli --example profile_block -- DIR|@NAME [THREADS]
-//! [REPEAT] [par|seq]` (`par`: skip the sequential runs, `seq`: the parallel ones; `PAREVM_STRATEGY=pipeline|auto` for another
+//! [REPEAT] [par|seq]` (`par`: skip the sequential runs, `seq`: the parallel ones; `PAREVM_STRATEGY=pipeline|auto|sequential` for another
 //! strategy than Block-STM).
 #![allow(missing_docs)]
 
@@ -30,6 +30,7 @@ fn main() {
         strategy: match std::env::var("PAREVM_STRATEGY").as_deref() {
             Ok("pipeline") => parevm::Strategy::Pipeline,
             Ok("auto") => parevm::Strategy::Auto,
+            Ok("sequential") => parevm::Strategy::Sequential,
             _ => parevm::Strategy::BlockStm,
         },
     });

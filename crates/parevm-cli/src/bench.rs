@@ -35,9 +35,13 @@ pub(crate) struct Args {
     /// every block.
     #[arg(long, value_enum, default_value_t = crate::StrategyArg::Auto)]
     strategy: crate::StrategyArg,
-    /// Runs of each executor per workload; medians are reported.
+    /// Runs of each executor per workload (at least); medians are reported.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
+    /// Milliseconds each executor runs per workload (at least): a short block runs more than
+    /// `--repeat` times, so that its median is not one timer tick's noise. 0: exactly `--repeat`.
+    #[arg(long, default_value_t = 100)]
+    min_ms: u64,
     /// Gas budget of each synthetic block.
     #[arg(long, default_value_t = 1_000_000_000)]
     gas: u64,
@@ -66,46 +70,79 @@ struct Measurement {
     baseline_ms: f64,
     sequential_ms: f64,
     parallel_ms: f64,
+    /// Runs of each executor.
+    runs: usize,
     stats: ExecutionStats,
 }
 
+/// The most runs of each executor per workload, whatever `--min-ms` asks.
+const MAX_RUNS: usize = 10_000;
+
+/// Runs the three executors in turn, `repeat` times or more: until sequential execution has run
+/// `min_ms` in all (at most [`MAX_RUNS`] times).
 fn measure(
     workload: &Workload,
     executor: &ParallelExecutor,
     repeat: usize,
+    min_ms: u64,
 ) -> Result<Measurement, String> {
     let (mut baseline, mut sequential, mut parallel) = (Vec::new(), Vec::new(), Vec::new());
     let mut stats = ExecutionStats::default();
     let mut txs_and_gas = (0, 0);
-    for _ in 0..repeat.max(1) {
-        let start = Instant::now();
-        run_revm(&workload.chain, &workload.block, &workload.storage)
-            .map_err(|error| format!("baseline: {error}"))?;
-        baseline.push(millis(start));
-
-        // Each run starts with no earlier output alive (as in a node, which consumes a block's
-        // output before the next): outputs are compared by fingerprint, then dropped untimed.
-        let start = Instant::now();
-        let expected = execute_sequential(&workload.chain, &workload.block, &workload.storage)
-            .map_err(|error| format!("sequential: {error}"))?;
-        sequential.push(millis(start));
-        txs_and_gas = (expected.receipts.len(), expected.gas_used);
-        let expected = fingerprint(expected);
-
-        let start = Instant::now();
-        let (result, run_stats) =
-            executor.execute_with_stats(&workload.chain, &workload.block, &workload.storage);
-        parallel.push(millis(start));
-        let actual = result.map_err(|error| format!("parallel: {error}"))?;
-        if fingerprint(actual) != expected {
+    let more = |runs: &[f64]| {
+        runs.len() < repeat.max(1)
+            || (runs.len() < MAX_RUNS && runs.iter().sum::<f64>() < min_ms as f64)
+    };
+    let mut round = 0;
+    while more(&sequential) {
+        // The order rotates every round: a run's place (what ran just before it, what the
+        // allocator and the caches hold) biased the third executor by 2-5% on sub-millisecond
+        // blocks when the order was fixed.
+        let (mut expected, mut actual) = (None, None);
+        for executor_index in (0..3).map(|offset| (round + offset) % 3) {
+            // Each run starts with no earlier output alive (as in a node, which consumes a
+            // block's output before the next): outputs are fingerprinted, then dropped untimed.
+            match executor_index {
+                0 => {
+                    let start = Instant::now();
+                    run_revm(&workload.chain, &workload.block, &workload.storage)
+                        .map_err(|error| format!("baseline: {error}"))?;
+                    baseline.push(millis(start));
+                }
+                1 => {
+                    let start = Instant::now();
+                    let output =
+                        execute_sequential(&workload.chain, &workload.block, &workload.storage)
+                            .map_err(|error| format!("sequential: {error}"))?;
+                    sequential.push(millis(start));
+                    txs_and_gas = (output.receipts.len(), output.gas_used);
+                    expected = Some(fingerprint(output));
+                }
+                _ => {
+                    let start = Instant::now();
+                    let (result, run_stats) = executor.execute_with_stats(
+                        &workload.chain,
+                        &workload.block,
+                        &workload.storage,
+                    );
+                    parallel.push(millis(start));
+                    actual = Some(fingerprint(
+                        result.map_err(|error| format!("parallel: {error}"))?,
+                    ));
+                    stats = run_stats;
+                }
+            }
+        }
+        if actual != expected {
             return Err("parallel output differs from sequential".into());
         }
-        stats = run_stats;
+        round += 1;
     }
     let (txs, gas_used) = txs_and_gas;
     Ok(Measurement {
         txs,
         gas_used,
+        runs: sequential.len(),
         baseline_ms: median(&mut baseline),
         sequential_ms: median(&mut sequential),
         parallel_ms: median(&mut parallel),
@@ -218,7 +255,7 @@ pub(crate) fn run(args: &Args) -> ExitCode {
         eprint!("\r[{}/{}] {name:<30}", index + 1, names.len());
         let _ = std::io::stderr().flush();
         let result = load(name, args, &fixtures)
-            .and_then(|workload| measure(&workload, &executor, args.repeat));
+            .and_then(|workload| measure(&workload, &executor, args.repeat, args.min_ms));
         let measurement = match result {
             Ok(measurement) => measurement,
             Err(error) => {
@@ -245,6 +282,7 @@ pub(crate) fn run(args: &Args) -> ExitCode {
                 "parallel_ms": measurement.parallel_ms,
                 "speedup": speedup,
                 "sequential_vs_baseline": measurement.sequential_ms / measurement.baseline_ms,
+                "runs": measurement.runs,
                 "gigagas_per_s": gigagas_per_s,
                 "executions": measurement.stats.executions,
                 "validations": measurement.stats.validations,
@@ -305,5 +343,36 @@ fn choice(stats: &parevm::ExecutionStats) -> String {
     match stats.sequential_from {
         Some(from) => format!("{} (gave way at tx {from})", stats.strategy),
         None => stats.strategy.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MAX_RUNS, Workload, measure};
+
+    fn workload() -> Workload {
+        let workload = parevm_workloads::synthetic::workload("raw-transfers", 2_100_000, 1)
+            .expect("a built-in workload");
+        Workload {
+            chain: workload.chain,
+            block: workload.block,
+            storage: workload.storage,
+        }
+    }
+
+    #[test]
+    fn short_blocks_run_until_the_minimum_time() {
+        let workload = workload();
+        let executor = crate::executor(None, crate::StrategyArg::Auto);
+        let exact = measure(&workload, &executor, 2, 0).unwrap();
+        assert_eq!(exact.runs, 2);
+        assert_eq!(exact.txs, 100);
+        // A 100-transfer block runs in well under 10 ms: 2 runs cannot reach 20 ms.
+        let timed = measure(&workload, &executor, 2, 20).unwrap();
+        assert!(
+            timed.runs > 2 && timed.runs <= MAX_RUNS,
+            "{} runs",
+            timed.runs
+        );
     }
 }

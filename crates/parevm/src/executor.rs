@@ -2,6 +2,7 @@
 //! the same [`BlockOutput`] the sequential executor produces.
 
 use std::{
+    cell::OnceCell,
     num::NonZeroUsize,
     panic::AssertUnwindSafe,
     sync::atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -82,7 +83,7 @@ impl ExecutorConfig {
         chain: &ChainSpec,
         block: &Block<Recovered<TxEnvelope>>,
     ) -> Option<String> {
-        self.plan(chain, block, &previous_of_sender(block)).1
+        self.plan(chain, block, &OnceCell::new()).1
     }
 
     /// The strategy this configuration runs `block` with (never [`Strategy::Auto`]).
@@ -91,7 +92,7 @@ impl ExecutorConfig {
         chain: &ChainSpec,
         block: &Block<Recovered<TxEnvelope>>,
     ) -> Strategy {
-        self.plan(chain, block, &previous_of_sender(block)).0
+        self.plan(chain, block, &OnceCell::new()).0
     }
 
     /// Worker threads for a block of `txs` transactions: never more than transactions.
@@ -99,19 +100,19 @@ impl ExecutorConfig {
         self.concurrency.get().min(txs.max(1))
     }
 
-    /// The strategy for `block`, with the reason when it is sequential, the same-sender chains
-    /// already known.
+    /// The strategy for `block`, with the reason when it is sequential. The same-sender chains
+    /// are found (into `senders`) only if the plan needs them.
     fn plan(
         &self,
         chain: &ChainSpec,
         block: &Block<Recovered<TxEnvelope>>,
-        previous_of_sender: &[Option<TxIdx>],
+        senders: &OnceCell<Vec<Option<TxIdx>>>,
     ) -> (Strategy, Option<String>) {
         match self.strategy {
             Strategy::Auto => {
                 let threads = self.threads_for(block.body.transactions.len());
                 let spec = chain.spec_id(block.header.number, block.header.timestamp);
-                plan_block(threads, spec, block, previous_of_sender)
+                plan_block(threads, spec, block, senders)
             }
             Strategy::Sequential => (Strategy::Sequential, Some("configured".into())),
             forced => (forced, None),
@@ -266,20 +267,22 @@ impl ParallelExecutor {
             threads,
             ..Default::default()
         };
-        let previous_of_sender = previous_of_sender(block);
-        let (strategy, reason) = self.config.plan(chain, block, &previous_of_sender);
+        // Found only when needed: on a sub-millisecond block run sequentially, finding the
+        // chains cost 2-4% of the block.
+        let senders = OnceCell::new();
+        let (strategy, reason) = self.config.plan(chain, block, &senders);
         stats.strategy = strategy;
-        match strategy {
-            Strategy::Sequential | Strategy::Auto => {
-                stats.threads = 1;
-                stats.executions = txs;
-                stats.sequential_reason = reason;
-                return (crate::execute_sequential(chain, block, storage), stats);
-            }
-            Strategy::Pipeline => {
-                return self.execute_pipeline(chain, block, storage, &previous_of_sender, stats);
-            }
-            Strategy::BlockStm => {}
+        if matches!(strategy, Strategy::Sequential | Strategy::Auto) {
+            stats.threads = 1;
+            stats.executions = txs;
+            stats.sequential_reason = reason;
+            return (crate::execute_sequential(chain, block, storage), stats);
+        }
+        let previous_of_sender = senders
+            .into_inner()
+            .unwrap_or_else(|| previous_of_sender(block));
+        if strategy == Strategy::Pipeline {
+            return self.execute_pipeline(chain, block, storage, &previous_of_sender, stats);
         }
         let counters = Counters::new(txs, self.config.strategy == Strategy::BlockStm);
         let reused = self.memory.lock().take();
@@ -665,10 +668,10 @@ fn plan_block(
     threads: usize,
     spec: SpecId,
     block: &Block<Recovered<TxEnvelope>>,
-    previous_of_sender: &[Option<TxIdx>],
+    senders: &OnceCell<Vec<Option<TxIdx>>>,
 ) -> (Strategy, Option<String>) {
     let sequential = |reason: String| (Strategy::Sequential, Some(reason));
-    let txs = previous_of_sender.len();
+    let txs = block.body.transactions.len();
     if txs < 2 {
         return sequential("fewer than two transactions".into());
     }
@@ -707,6 +710,7 @@ fn plan_block(
     // most of the block, parallelism does not pay (mainnet payout blocks with Block-STM forced:
     // 0.36–0.50×), unless every follower is a plain transfer and the block is big enough for the
     // pipeline (`MIN_CHAIN_PIPELINE_GAS`).
+    let previous_of_sender = senders.get_or_init(|| previous_of_sender(block));
     let mut chain_length = vec![1usize; txs];
     let mut longest = 1;
     for (tx, previous) in previous_of_sender.iter().enumerate() {
