@@ -218,7 +218,7 @@ fn analyze(
         rows.push(Row {
             threads: threads.get(),
             simulation,
-            sequential_reason: config.sequential_reason(chain, &block.block),
+            sequential_reason: config.sequential_reason(chain, &block.block, &block.storage),
             measurement,
         });
     }

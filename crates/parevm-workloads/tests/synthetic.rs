@@ -742,13 +742,13 @@ fn the_planner_chooses_by_weight_threads_and_chains() {
                 strategy: Strategy::Auto,
             };
             assert_eq!(
-                config.strategy_for(&workload.chain, &workload.block),
+                config.strategy_for(&workload.chain, &workload.block, &workload.storage),
                 expected,
                 "{name} at {threads} threads"
             );
             assert_eq!(
                 config
-                    .sequential_reason(&workload.chain, &workload.block)
+                    .sequential_reason(&workload.chain, &workload.block, &workload.storage)
                     .is_some(),
                 expected == Strategy::Sequential,
                 "{name} at {threads} threads"

@@ -119,38 +119,17 @@ impl HotDestinations {
         block: &Block<Recovered<TxEnvelope>>,
         pre: &PreState<'_, S>,
     ) -> Self {
-        use alloy_consensus::Transaction;
         let hot = Self(
             (0..DESTINATION_BUCKETS)
                 .map(|_| AtomicBool::new(false))
                 .collect(),
         );
-        let txs = block.body.transactions.len();
-        let threshold = HOT_FROM_START_MIN.max(txs.div_ceil(HOT_FROM_START_SHARE));
-        let calls_without_input = || {
-            (block.body.transactions.iter())
-                .filter(|tx| tx.input().is_empty())
-                .filter_map(|tx| tx.kind().to().copied())
-        };
-        // Counted per bucket first: a block of plain transfers to distinct accounts (tens of
-        // thousands) then builds no map at all.
-        let mut per_bucket = vec![0usize; DESTINATION_BUCKETS];
-        for to in calls_without_input() {
-            per_bucket[address_bucket(&to, DESTINATION_BUCKETS)] += 1;
-        }
-        let mut calls = alloy_primitives::map::AddressMap::<usize>::default();
-        for to in calls_without_input() {
-            if per_bucket[address_bucket(&to, DESTINATION_BUCKETS)] >= threshold {
-                *calls.entry(to).or_default() += 1;
-            }
-        }
-        for (to, count) in calls {
-            if count >= threshold
-                && let Ok(Some(account)) = pre.basic(&to)
-                && account.code_hash != KECCAK_EMPTY
-            {
-                hot.0[address_bucket(&to, DESTINATION_BUCKETS)].store(true, Ordering::Relaxed);
-            }
+        for (to, _) in hot_from_start(block, |to| {
+            pre.basic(to).is_ok_and(|account| {
+                account.is_some_and(|account| account.code_hash != KECCAK_EMPTY)
+            })
+        }) {
+            hot.0[address_bucket(&to, DESTINATION_BUCKETS)].store(true, Ordering::Relaxed);
         }
         hot
     }
@@ -165,6 +144,39 @@ impl HotDestinations {
     fn is_hot(&self, tx: &Recovered<TxEnvelope>) -> bool {
         Self::bucket(tx).is_some_and(|bucket| self.0[bucket].load(Ordering::Relaxed))
     }
+}
+
+/// The contracts (`has_code`) that `block` calls without input in at least one in
+/// [`HOT_FROM_START_SHARE`] of its transactions (and [`HOT_FROM_START_MIN`]), with the number of
+/// those calls: hot from the start (see [`HotDestinations::new`]).
+pub(crate) fn hot_from_start(
+    block: &Block<Recovered<TxEnvelope>>,
+    has_code: impl Fn(&Address) -> bool,
+) -> Vec<(Address, usize)> {
+    use alloy_consensus::Transaction;
+    let txs = block.body.transactions.len();
+    let threshold = HOT_FROM_START_MIN.max(txs.div_ceil(HOT_FROM_START_SHARE));
+    let calls_without_input = || {
+        (block.body.transactions.iter())
+            .filter(|tx| tx.input().is_empty())
+            .filter_map(|tx| tx.kind().to().copied())
+    };
+    // Counted per bucket first: a block of plain transfers to distinct accounts (tens of
+    // thousands) then builds no map at all.
+    let mut per_bucket = vec![0usize; DESTINATION_BUCKETS];
+    for to in calls_without_input() {
+        per_bucket[address_bucket(&to, DESTINATION_BUCKETS)] += 1;
+    }
+    let mut calls = alloy_primitives::map::AddressMap::<usize>::default();
+    for to in calls_without_input() {
+        if per_bucket[address_bucket(&to, DESTINATION_BUCKETS)] >= threshold {
+            *calls.entry(to).or_default() += 1;
+        }
+    }
+    calls
+        .into_iter()
+        .filter(|(to, count)| *count >= threshold && has_code(to))
+        .collect()
 }
 
 /// The committer's counts per destination bucket: speculations validated, and rejected.

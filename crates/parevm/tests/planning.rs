@@ -44,12 +44,15 @@ fn planned_under(
 }
 
 /// Why `Strategy::Auto` at 2 threads runs `block` sequentially (it must).
-fn sequential_reason_at_two_threads(block: &Block<Recovered<TxEnvelope>>) -> String {
+fn sequential_reason_at_two_threads(
+    block: &Block<Recovered<TxEnvelope>>,
+    storage: &parevm::InMemoryStorage,
+) -> String {
     parevm::ExecutorConfig {
         concurrency: std::num::NonZeroUsize::new(2).unwrap(),
         strategy: Strategy::Auto,
     }
-    .sequential_reason(&ChainSpec::fixed(SPEC), block)
+    .sequential_reason(&ChainSpec::fixed(SPEC), block, storage)
     .expect("sequential")
 }
 
@@ -134,7 +137,7 @@ fn heavy_block_of_chained_calls_avoids_block_stm() {
     for threads in [2, 8] {
         assert_eq!(planned(&block, &storage, threads), Strategy::Sequential);
     }
-    let reason = sequential_reason_at_two_threads(&block);
+    let reason = sequential_reason_at_two_threads(&block, &storage);
     assert!(reason.contains("9 of 20 transactions follow"), "{reason}");
     let (block, storage) = chained_calls(8);
     assert_eq!(planned(&block, &storage, 2), Strategy::BlockStm);
@@ -215,13 +218,49 @@ fn chain_of_plain_transfers_runs_the_pipeline_when_big_enough() {
     // 20 transactions, three quarters of their gas limits counted: 30 and 15 Mgas.
     let (big, storage) = chain_block(2_000_000, false);
     assert_eq!(planned(&big, &storage, 2), Strategy::Pipeline);
-    let (small, storage) = chain_block(1_000_000, false);
-    assert_eq!(planned(&small, &storage, 2), Strategy::Sequential);
-    let (calls, storage) = chain_block(2_000_000, true);
-    assert_eq!(planned(&calls, &storage, 2), Strategy::Sequential);
+    let small = chain_block(1_000_000, false);
+    assert_eq!(planned(&small.0, &small.1, 2), Strategy::Sequential);
+    let calls = chain_block(2_000_000, true);
+    assert_eq!(planned(&calls.0, &calls.1, 2), Strategy::Sequential);
     // Both for the chain (a chain of calls would otherwise meet the later "too chained" rule).
-    for block in [&small, &calls] {
-        let reason = sequential_reason_at_two_threads(block);
+    for (block, storage) in [&small, &calls] {
+        let reason = sequential_reason_at_two_threads(block, storage);
         assert!(reason.contains("nonce chain covers 20 of 20"), "{reason}");
     }
+}
+
+/// A block whose transactions mostly send value to one contract (a sale counting its deposits:
+/// each such call changes it, and the pipeline leaves them to its committer, one after another)
+/// runs sequentially at 2 threads; with half of them paying it, or all paying one account
+/// without code (credited lazily), it runs the pipeline.
+#[test]
+fn block_mostly_paying_one_contract_runs_sequentially() {
+    let block_of = |paying: usize, with_code: bool| {
+        let from = senders(20);
+        let mut storage = funded(SPEC, &from);
+        let sale = Address::with_last_byte(0x5a);
+        if with_code {
+            deploy(&mut storage, sale, code::COUNTER);
+        }
+        let txs = from
+            .iter()
+            .enumerate()
+            .map(|(index, sender)| match index < paying {
+                true => send(*sender, 0, sale),
+                false => send(*sender, 0, Address::with_last_byte(0xd0 + index as u8)),
+            })
+            .collect();
+        (block(SPEC, txs), storage)
+    };
+    let (block, storage) = block_of(11, true);
+    assert_eq!(planned(&block, &storage, 2), Strategy::Sequential);
+    let reason = sequential_reason_at_two_threads(&block, &storage);
+    assert!(
+        reason.contains("11 of 20 transactions send value to contracts"),
+        "{reason}"
+    );
+    let (block, storage) = block_of(10, true);
+    assert_eq!(planned(&block, &storage, 2), Strategy::Pipeline);
+    let (block, storage) = block_of(20, false);
+    assert_eq!(planned(&block, &storage, 2), Strategy::Pipeline);
 }
