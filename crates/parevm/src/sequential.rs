@@ -171,16 +171,7 @@ impl<'a, S: Storage + ?Sized> SequentialState<'a, S> {
                     self.reads.insert(address, Some(pre));
                     return;
                 }
-                entry.insert(AccountChange {
-                    info: pre.map(|basic| AccountState {
-                        balance: basic.balance,
-                        nonce: basic.nonce,
-                        code_hash: basic.code_hash,
-                        code: None,
-                    }),
-                    storage_reset: false,
-                    storage: SlotChanges::default(),
-                })
+                entry.insert(unwritten(pre))
             }
         };
         let info = change.info.get_or_insert_with(AccountState::empty);
@@ -322,18 +313,24 @@ fn written<'c, S: Storage + ?Sized>(
                 (None, Some(storage)) => storage.basic(&address)?,
                 (None, None) => None,
             };
-            entry.insert(AccountChange {
-                info: pre.map(|basic| AccountState {
-                    balance: basic.balance,
-                    nonce: basic.nonce,
-                    code_hash: basic.code_hash,
-                    code: None,
-                }),
-                storage_reset: false,
-                storage: SlotChanges::default(),
-            })
+            entry.insert(unwritten(pre))
         }
     })
+}
+
+/// The change entry of an account before its first write: its pre-block value (`None`: it did
+/// not exist), no slot written.
+fn unwritten(pre: Option<AccountBasic>) -> AccountChange {
+    AccountChange {
+        info: pre.map(|basic| AccountState {
+            balance: basic.balance,
+            nonce: basic.nonce,
+            code_hash: basic.code_hash,
+            code: None,
+        }),
+        storage_reset: false,
+        storage: SlotChanges::default(),
+    }
 }
 
 /// Where a slot's value comes from.
