@@ -72,6 +72,8 @@ struct Measurement {
     parallel_ms: f64,
     /// Runs of each executor.
     runs: usize,
+    /// Quartiles (first, median, third) of the rounds' own speedups.
+    round_speedups: [f64; 3],
     stats: ExecutionStats,
 }
 
@@ -139,10 +141,17 @@ fn measure(
         round += 1;
     }
     let (txs, gas_used) = txs_and_gas;
+    // Each round's own ratio: drift of the host between rounds hits both of its runs alike.
+    let mut ratios: Vec<f64> = (sequential.iter().zip(&parallel))
+        .map(|(sequential, parallel)| sequential / parallel)
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let quartile = |q: usize| ratios[(ratios.len() - 1) * q / 4];
     Ok(Measurement {
         txs,
         gas_used,
         runs: sequential.len(),
+        round_speedups: [quartile(1), quartile(2), quartile(3)],
         baseline_ms: median(&mut baseline),
         sequential_ms: median(&mut sequential),
         parallel_ms: median(&mut parallel),
@@ -283,6 +292,7 @@ pub(crate) fn run(args: &Args) -> ExitCode {
                 "speedup": speedup,
                 "sequential_vs_baseline": measurement.sequential_ms / measurement.baseline_ms,
                 "runs": measurement.runs,
+                "round_speedup_quartiles": measurement.round_speedups,
                 "gigagas_per_s": gigagas_per_s,
                 "executions": measurement.stats.executions,
                 "validations": measurement.stats.validations,
@@ -368,6 +378,11 @@ mod tests {
         assert_eq!(exact.runs, 2);
         assert_eq!(exact.txs, 100);
         // A 100-transfer block runs in well under 10 ms: 2 runs cannot reach 20 ms.
+        let [low, middle, high] = exact.round_speedups;
+        assert!(
+            low > 0.0 && low <= middle && middle <= high,
+            "{low} {middle} {high}"
+        );
         let timed = measure(&workload, &executor, 2, 20).unwrap();
         assert!(
             timed.runs > 2 && timed.runs <= MAX_RUNS,
