@@ -77,8 +77,10 @@ impl Default for ExecutorConfig {
 }
 
 impl ExecutorConfig {
-    /// Why [`ParallelExecutor::execute`] under this configuration would run `block` sequentially
-    /// (judged from what is known before running it), or `None` when it would run in parallel.
+    /// Why [`ParallelExecutor::execute`] under this configuration would run `block` on top of
+    /// `storage` sequentially, or `None` when it would run in parallel. Judged before running it:
+    /// from the block, and from `storage` only whether some recipients have code (a storage
+    /// error there counts as no code).
     pub fn sequential_reason<S: Storage + ?Sized>(
         &self,
         chain: &ChainSpec,
@@ -88,7 +90,8 @@ impl ExecutorConfig {
         self.plan(chain, block, storage, &OnceCell::new()).1
     }
 
-    /// The strategy this configuration runs `block` with (never [`Strategy::Auto`]).
+    /// The strategy this configuration runs `block` on top of `storage` with (never
+    /// [`Strategy::Auto`]), judged as in [`Self::sequential_reason`].
     pub fn strategy_for<S: Storage + ?Sized>(
         &self,
         chain: &ChainSpec,
