@@ -717,7 +717,16 @@ fn plan_block<S: Storage + ?Sized>(
     // committer executes each follower that is not a plain transfer itself. When the chain covers
     // most of the block, parallelism does not pay (mainnet payout blocks with Block-STM forced:
     // 0.36–0.50×), unless every follower is a plain transfer and the block is big enough for the
-    // pipeline (`MIN_CHAIN_PIPELINE_GAS`).
+    // pipeline (`MIN_CHAIN_PIPELINE_GAS`). Below that, such a chain is found without the map of
+    // chains: its sender sends a strict majority of the transactions (a majority vote).
+    let chain_covers =
+        |longest: usize| format!("one sender's nonce chain covers {longest} of {txs} transactions");
+    if gas < MIN_CHAIN_PIPELINE_GAS
+        && let Some(longest) = majority_sender_count(block)
+        && longest * 3 > txs * 2
+    {
+        return sequential(chain_covers(longest));
+    }
     let previous_of_sender = senders.get_or_init(|| previous_of_sender(block));
     let mut chain_length = vec![1usize; txs];
     let mut longest = 1;
@@ -737,9 +746,7 @@ fn plan_block<S: Storage + ?Sized>(
         .filter(|(tx, previous)| !speculable(tx, **previous))
         .count();
     if longest * 3 > txs * 2 && !(serial == 0 && gas >= MIN_CHAIN_PIPELINE_GAS) {
-        return sequential(format!(
-            "one sender's nonce chain covers {longest} of {txs} transactions"
-        ));
+        return sequential(chain_covers(longest));
     }
     if heavy && block_stm_suits(threads, block, previous_of_sender) {
         return (Strategy::BlockStm, None);
@@ -807,6 +814,28 @@ fn block_stm_suits(
         .filter(|tx| tx.input().is_empty())
         .count();
     !(threads <= 2 && without_input * 10 >= txs * 9)
+}
+
+/// How many transactions the sender of a strict majority of `block`'s transactions sent, if one
+/// sender did (Boyer-Moore majority vote: two passes, no map).
+fn majority_sender_count(block: &Block<Recovered<TxEnvelope>>) -> Option<usize> {
+    let txs = &block.body.transactions;
+    let mut candidate = None;
+    let mut votes = 0usize;
+    for tx in txs {
+        let sender = tx.signer();
+        if votes == 0 {
+            candidate = Some(sender);
+            votes = 1;
+        } else if candidate == Some(sender) {
+            votes += 1;
+        } else {
+            votes -= 1;
+        }
+    }
+    let candidate = candidate?;
+    let count = txs.iter().filter(|tx| tx.signer() == candidate).count();
+    (count * 2 > txs.len()).then_some(count)
 }
 
 /// For each transaction, the previous transaction of the same sender in the block.
@@ -956,4 +985,67 @@ fn collect_changes<S: Storage + ?Sized>(
         }
     }
     Ok(changes)
+}
+
+#[cfg(test)]
+mod tests {
+    use alloy_consensus::{BlockBody, Header, Signed, TxLegacy};
+    use alloy_primitives::{B256, Signature};
+
+    use super::*;
+
+    fn block_from(senders: &[u8]) -> Block<Recovered<TxEnvelope>> {
+        let transactions = senders
+            .iter()
+            .map(|sender| {
+                let signed = Signed::new_unchecked(
+                    TxLegacy::default(),
+                    Signature::test_signature(),
+                    B256::ZERO,
+                );
+                Recovered::new_unchecked(
+                    TxEnvelope::Legacy(signed),
+                    Address::with_last_byte(*sender),
+                )
+            })
+            .collect();
+        Block {
+            header: Header::default(),
+            body: BlockBody {
+                transactions,
+                ommers: Vec::new(),
+                withdrawals: None,
+            },
+        }
+    }
+
+    /// The majority vote agrees with the map of chains on who sends a strict majority.
+    #[test]
+    fn majority_sender_is_the_longest_chain_when_it_covers_most() {
+        let cases: [(&[u8], Option<usize>); 6] = [
+            (&[], None),
+            (&[1], Some(1)),
+            (&[1, 2], None),
+            (&[1, 2, 1, 3, 1], Some(3)),
+            (&[2, 3, 1, 1, 1, 1, 2], Some(4)),
+            (&[1, 1, 2, 2, 3, 3, 1], None),
+        ];
+        for (senders, expected) in cases {
+            let block = block_from(senders);
+            assert_eq!(majority_sender_count(&block), expected, "{senders:?}");
+            let chains = previous_of_sender(&block);
+            let mut length = vec![1usize; chains.len()];
+            for (tx, previous) in chains.iter().enumerate() {
+                if let Some(previous) = previous {
+                    length[tx] = length[*previous] + 1;
+                }
+            }
+            let longest = length.iter().copied().max();
+            if let Some(count) = expected {
+                assert_eq!(longest, Some(count), "{senders:?}");
+            } else {
+                assert!(longest.is_none_or(|longest| longest * 2 <= senders.len()));
+            }
+        }
+    }
 }
