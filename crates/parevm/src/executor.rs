@@ -764,8 +764,9 @@ fn plan_block<S: Storage + ?Sized>(
              their sender's without being plain transfers: too chained for either engine"
         ));
     }
-    // Value sent to a contract that much of the block calls without input changes it every time:
-    // the pipeline leaves those transactions to its committer, one after another
+    // A call without input (value sent to a contract's receive code) to a contract that much of
+    // the block calls that way changes it every time: the pipeline leaves those transactions to
+    // its committer, one after another
     // (`pipeline::hot_from_start`). When they are most of the block, it adds only its overhead
     // (mainnet 6196166, 79 of 108: 0.92x; 8889776, 106 of 330: 1.18x).
     let has_code = |to: &Address| {
@@ -778,8 +779,8 @@ fn plan_block<S: Storage + ?Sized>(
         .sum();
     if left * 2 > txs {
         return sequential(format!(
-            "{left} of {txs} transactions send value to contracts that many of them call: the \
-             pipeline's committer would execute them one after another"
+            "{left} of {txs} transactions call without input contracts that many of them call \
+             so: the pipeline's committer would execute them one after another"
         ));
     }
     (Strategy::Pipeline, None)

@@ -256,7 +256,7 @@ fn block_mostly_paying_one_contract_runs_sequentially() {
     assert_eq!(planned(&block, &storage, 2), Strategy::Sequential);
     let reason = sequential_reason_at_two_threads(&block, &storage);
     assert!(
-        reason.contains("11 of 20 transactions send value to contracts"),
+        reason.contains("11 of 20 transactions call without input contracts"),
         "{reason}"
     );
     let (block, storage) = block_of(10, true);
