@@ -91,12 +91,9 @@ fn measure(
     let (mut baseline, mut sequential, mut parallel) = (Vec::new(), Vec::new(), Vec::new());
     let mut stats = ExecutionStats::default();
     let mut txs_and_gas = (0, 0);
-    let more = |runs: &[f64]| {
-        runs.len() < repeat.max(1)
-            || (runs.len() < MAX_RUNS && runs.iter().sum::<f64>() < min_ms as f64)
-    };
+    let mut sequential_total_ms = 0.0;
     let mut round = 0;
-    while more(&sequential) {
+    while round < repeat.max(1) || (round < MAX_RUNS && sequential_total_ms < min_ms as f64) {
         // The order rotates every round: a run's place (what ran just before it, what the
         // allocator and the caches hold) biased the third executor by 2-5% on sub-millisecond
         // blocks when the order was fixed.
@@ -116,7 +113,9 @@ fn measure(
                     let output =
                         execute_sequential(&workload.chain, &workload.block, &workload.storage)
                             .map_err(|error| format!("sequential: {error}"))?;
-                    sequential.push(millis(start));
+                    let elapsed = millis(start);
+                    sequential.push(elapsed);
+                    sequential_total_ms += elapsed;
                     txs_and_gas = (output.receipts.len(), output.gas_used);
                     expected = Some(fingerprint(output));
                 }
@@ -377,13 +376,14 @@ mod tests {
         let exact = measure(&workload, &executor, 2, 0).unwrap();
         assert_eq!(exact.runs, 2);
         assert_eq!(exact.txs, 100);
-        // A 100-transfer block runs in well under 10 ms: 2 runs cannot reach 20 ms.
         let [low, middle, high] = exact.round_speedups;
         assert!(
             low > 0.0 && low <= middle && middle <= high,
             "{low} {middle} {high}"
         );
-        let timed = measure(&workload, &executor, 2, 20).unwrap();
+        // Ten times what two runs took: two runs cannot reach it.
+        let min_ms = (exact.sequential_ms * 10.0).ceil() as u64 + 1;
+        let timed = measure(&workload, &executor, 2, min_ms).unwrap();
         assert!(
             timed.runs > 2 && timed.runs <= MAX_RUNS,
             "{} runs",

@@ -9,9 +9,8 @@ use std::{
 };
 
 use alloy_consensus::{Block, Transaction, TxEnvelope, transaction::Recovered};
-use alloy_primitives::Address;
 use parking_lot::Mutex;
-use revm::primitives::{KECCAK_EMPTY, hardfork::SpecId};
+use revm::primitives::hardfork::SpecId;
 
 use crate::{
     BlockOutput, ChainSpec, ExecutionError, TxIdx, chain,
@@ -651,8 +650,8 @@ const MIN_HEAVY_GAS_SINCE_BERLIN: u64 = 2_500_000;
 /// every transaction that follows one of its sender's is a plain transfer (speculated with the
 /// sender's funds assumed, checked at commit); below it, sequentially. Measured with
 /// `examples/strategies.rs`, medians of 41 runs: one sender's chain of transfers, 1.33-1.82x with
-/// the pipeline from 5 to 60 Mgas (1.99x at 200 Mgas, 7 runs); the mainnet payout blocks (8-15 Mgas, 0.4-2.4 ms) only
-/// 0.93-1.32x (5891667 1.05-1.09, 11814555 0.93-1.06, 12300570 1.26-1.32, 12520364 1.20): not
+/// the pipeline from 5 to 60 Mgas (1.99x at 200 Mgas, 7 runs); the mainnet payout blocks (8-15
+/// Mgas, 0.4-2.4 ms) only 0.93-1.32x (5891667 1.05-1.09, 11814555 0.93-1.06, 12300570 1.26-1.32, 12520364 1.20): not
 /// reliably above 0.95, so they stay sequential.
 const MIN_CHAIN_PIPELINE_GAS: u64 = 20_000_000;
 
@@ -728,14 +727,7 @@ fn plan_block<S: Storage + ?Sized>(
         return sequential(chain_covers(longest));
     }
     let previous_of_sender = senders.get_or_init(|| previous_of_sender(block));
-    let mut chain_length = vec![1usize; txs];
-    let mut longest = 1;
-    for (tx, previous) in previous_of_sender.iter().enumerate() {
-        if let Some(previous) = previous {
-            chain_length[tx] = chain_length[*previous] + 1;
-            longest = longest.max(chain_length[tx]);
-        }
-    }
+    let longest = longest_chain(previous_of_sender);
     // The pipeline leaves a transaction that follows one of its sender's to the committer,
     // unless it is a plain transfer (speculated with its sender's funds assumed).
     let serial = block
@@ -766,15 +758,10 @@ fn plan_block<S: Storage + ?Sized>(
     }
     // A call without input (value sent to a contract's receive code) to a contract that much of
     // the block calls that way changes it every time: the pipeline leaves those transactions to
-    // its committer, one after another
-    // (`pipeline::hot_from_start`). When they are most of the block, it adds only its overhead
-    // (mainnet 6196166, 79 of 108: 0.92x; 8889776, 106 of 330: 1.18x).
-    let has_code = |to: &Address| {
-        storage
-            .basic(to)
-            .is_ok_and(|account| account.is_some_and(|account| account.code_hash != KECCAK_EMPTY))
-    };
-    let left: usize = (hot_from_start(block, has_code).iter())
+    // its committer, one after another (`pipeline::hot_from_start`). When they are most of the
+    // block, it adds only its overhead (mainnet 6196166, 79 of 108: 0.92x; 8889776, 106 of 330:
+    // 1.18x).
+    let left: usize = (hot_from_start(block, |to| storage.basic(to)).iter())
         .map(|(_, calls)| calls)
         .sum();
     if left * 2 > txs {
@@ -837,6 +824,18 @@ fn majority_sender_count(block: &Block<Recovered<TxEnvelope>>) -> Option<usize> 
     let candidate = candidate?;
     let count = txs.iter().filter(|tx| tx.signer() == candidate).count();
     (count * 2 > txs.len()).then_some(count)
+}
+
+/// The most transactions one sender has in the block, from its same-sender links (0 for an
+/// empty block).
+fn longest_chain(previous_of_sender: &[Option<TxIdx>]) -> usize {
+    let mut length = vec![1usize; previous_of_sender.len()];
+    for (tx, previous) in previous_of_sender.iter().enumerate() {
+        if let Some(previous) = previous {
+            length[tx] = length[*previous] + 1;
+        }
+    }
+    length.into_iter().max().unwrap_or(0)
 }
 
 /// For each transaction, the previous transaction of the same sender in the block.
@@ -991,7 +990,7 @@ fn collect_changes<S: Storage + ?Sized>(
 #[cfg(test)]
 mod tests {
     use alloy_consensus::{BlockBody, Header, Signed, TxLegacy};
-    use alloy_primitives::{B256, Signature};
+    use alloy_primitives::{Address, B256, Signature};
 
     use super::*;
 
@@ -1034,18 +1033,10 @@ mod tests {
         for (senders, expected) in cases {
             let block = block_from(senders);
             assert_eq!(majority_sender_count(&block), expected, "{senders:?}");
-            let chains = previous_of_sender(&block);
-            let mut length = vec![1usize; chains.len()];
-            for (tx, previous) in chains.iter().enumerate() {
-                if let Some(previous) = previous {
-                    length[tx] = length[*previous] + 1;
-                }
-            }
-            let longest = length.iter().copied().max();
-            if let Some(count) = expected {
-                assert_eq!(longest, Some(count), "{senders:?}");
-            } else {
-                assert!(longest.is_none_or(|longest| longest * 2 <= senders.len()));
+            let longest = longest_chain(&previous_of_sender(&block));
+            match expected {
+                Some(count) => assert_eq!(longest, count, "{senders:?}"),
+                None => assert!(longest * 2 <= senders.len(), "{senders:?}"),
             }
         }
     }

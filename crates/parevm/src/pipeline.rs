@@ -49,7 +49,7 @@ use crate::{
         BlockStart, SequentialState, check_block_gas, execute_tx, finish_block, receipt_of,
         start_block,
     },
-    storage::{AccountBasic, OverlayStorage, Storage},
+    storage::{AccountBasic, OverlayStorage, Storage, StorageError},
     sync::{AtomicBool, AtomicU8, Mutex, fence},
     types::address_bucket,
     vm::{LazyFeeHandler, lazy_recipient, plain_transfer_recipient},
@@ -124,11 +124,7 @@ impl HotDestinations {
                 .map(|_| AtomicBool::new(false))
                 .collect(),
         );
-        for (to, _) in hot_from_start(block, |to| {
-            pre.basic(to).is_ok_and(|account| {
-                account.is_some_and(|account| account.code_hash != KECCAK_EMPTY)
-            })
-        }) {
+        for (to, _) in hot_from_start(block, |to| pre.basic(to)) {
             hot.0[address_bucket(&to, DESTINATION_BUCKETS)].store(true, Ordering::Relaxed);
         }
         hot
@@ -146,12 +142,13 @@ impl HotDestinations {
     }
 }
 
-/// The contracts (`has_code`) that `block` calls without input in at least one in
-/// [`HOT_FROM_START_SHARE`] of its transactions (and [`HOT_FROM_START_MIN`]), with the number of
-/// those calls: hot from the start (see [`HotDestinations::new`]).
+/// The contracts that `block` calls without input in at least one in [`HOT_FROM_START_SHARE`]
+/// of its transactions (and [`HOT_FROM_START_MIN`]), with the number of those calls: hot from the
+/// start (see [`HotDestinations::new`]). `basic` gives an account's pre-block fields; an
+/// account it cannot read counts as without code (a guess: speed only, never the result).
 pub(crate) fn hot_from_start(
     block: &Block<Recovered<TxEnvelope>>,
-    has_code: impl Fn(&Address) -> bool,
+    basic: impl Fn(&Address) -> Result<Option<AccountBasic>, StorageError>,
 ) -> Vec<(Address, usize)> {
     use alloy_consensus::Transaction;
     let txs = block.body.transactions.len();
@@ -173,6 +170,9 @@ pub(crate) fn hot_from_start(
             *calls.entry(to).or_default() += 1;
         }
     }
+    let has_code = |to: &Address| {
+        basic(to).is_ok_and(|account| account.is_some_and(|basic| basic.code_hash != KECCAK_EMPTY))
+    };
     calls
         .into_iter()
         .filter(|(to, count)| *count >= threshold && has_code(to))
