@@ -7,7 +7,7 @@ use std::{
     num::NonZeroUsize,
     path::{Path, PathBuf},
     process::ExitCode,
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use parevm::{
@@ -35,6 +35,10 @@ pub(crate) struct Args {
     /// every block.
     #[arg(long, value_enum, default_value_t = crate::StrategyArg::Auto)]
     strategy: crate::StrategyArg,
+    /// Where the parallel executor's worker threads run: each bound to its own core (`pinned`),
+    /// or wherever the operating system puts them (`free`).
+    #[arg(long, value_enum, default_value_t = crate::PlacementArg::Pinned)]
+    placement: crate::PlacementArg,
     /// Runs of each executor per workload (at least); medians are reported.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
@@ -42,6 +46,11 @@ pub(crate) struct Args {
     /// `--repeat` times, so that its median is not one timer tick's noise. 0: exactly `--repeat`.
     #[arg(long, default_value_t = 100)]
     min_ms: u64,
+    /// Milliseconds of idleness before each timed run (0: none): each run then starts as a node
+    /// meets a block, its threads asleep and its caches cooled. Sleeps do not count toward
+    /// `--min-ms`; pair with `--min-ms 0 --repeat N`.
+    #[arg(long, default_value_t = 0)]
+    idle_ms: u64,
     /// Gas budget of each synthetic block.
     #[arg(long, default_value_t = 1_000_000_000)]
     gas: u64,
@@ -81,12 +90,12 @@ struct Measurement {
 const MAX_RUNS: usize = 10_000;
 
 /// Runs the three executors in turn, `repeat` times or more: until sequential execution has run
-/// `min_ms` in all (at most [`MAX_RUNS`] times).
+/// `min_ms` in all (at most [`MAX_RUNS`] times); each timed run after `idle` of sleep.
 fn measure(
     workload: &Workload,
     executor: &ParallelExecutor,
     repeat: usize,
-    min_ms: u64,
+    (min_ms, idle): (u64, Duration),
 ) -> Result<Measurement, String> {
     let (mut baseline, mut sequential, mut parallel) = (Vec::new(), Vec::new(), Vec::new());
     let mut stats = ExecutionStats::default();
@@ -99,6 +108,9 @@ fn measure(
         // blocks when the order was fixed.
         let (mut expected, mut actual) = (None, None);
         for executor_index in (0..3).map(|offset| (round + offset) % 3) {
+            if !idle.is_zero() {
+                std::thread::sleep(idle);
+            }
             // Each run starts with no earlier output alive (as in a node, which consumes a
             // block's output before the next): outputs are fingerprinted, then dropped untimed.
             match executor_index {
@@ -236,7 +248,7 @@ fn load(name: &str, args: &Args, fixtures: &Path) -> Result<Workload, String> {
 /// Runs `parevm bench`.
 pub(crate) fn run(args: &Args) -> ExitCode {
     let fixtures = fixtures_dir(args.fixtures.as_deref());
-    let executor = crate::executor(args.threads, args.strategy);
+    let executor = crate::executor(args.threads, args.strategy, args.placement);
     let (names, notes) = expand(args, &fixtures);
     for note in &notes {
         eprintln!("{note}");
@@ -262,8 +274,14 @@ pub(crate) fn run(args: &Args) -> ExitCode {
     for (index, name) in names.iter().enumerate() {
         eprint!("\r[{}/{}] {name:<30}", index + 1, names.len());
         let _ = std::io::stderr().flush();
-        let result = load(name, args, &fixtures)
-            .and_then(|workload| measure(&workload, &executor, args.repeat, args.min_ms));
+        let result = load(name, args, &fixtures).and_then(|workload| {
+            measure(
+                &workload,
+                &executor,
+                args.repeat,
+                (args.min_ms, Duration::from_millis(args.idle_ms)),
+            )
+        });
         let measurement = match result {
             Ok(measurement) => measurement,
             Err(error) => {
@@ -285,6 +303,8 @@ pub(crate) fn run(args: &Args) -> ExitCode {
                 "txs": measurement.txs,
                 "gas_used": measurement.gas_used,
                 "threads": measurement.stats.threads,
+                "placement": format!("{:?}", args.placement).to_lowercase(),
+                "idle_ms": args.idle_ms,
                 "baseline_ms": measurement.baseline_ms,
                 "sequential_ms": measurement.sequential_ms,
                 "parallel_ms": measurement.parallel_ms,
@@ -357,6 +377,8 @@ fn choice(stats: &parevm::ExecutionStats) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::{Duration, Instant};
+
     use super::{MAX_RUNS, Workload, measure};
 
     fn workload() -> Workload {
@@ -372,8 +394,8 @@ mod tests {
     #[test]
     fn short_blocks_run_until_the_minimum_time() {
         let workload = workload();
-        let executor = crate::executor(None, crate::StrategyArg::Auto);
-        let exact = measure(&workload, &executor, 2, 0).unwrap();
+        let executor = crate::executor(None, crate::StrategyArg::Auto, crate::PlacementArg::Pinned);
+        let exact = measure(&workload, &executor, 2, (0, Duration::ZERO)).unwrap();
         assert_eq!(exact.runs, 2);
         assert_eq!(exact.txs, 100);
         let [low, middle, high] = exact.round_speedups;
@@ -383,11 +405,25 @@ mod tests {
         );
         // Ten times what two runs took: two runs cannot reach it.
         let min_ms = (exact.sequential_ms * 10.0).ceil() as u64 + 1;
-        let timed = measure(&workload, &executor, 2, min_ms).unwrap();
+        let timed = measure(&workload, &executor, 2, (min_ms, Duration::ZERO)).unwrap();
         assert!(
             timed.runs > 2 && timed.runs <= MAX_RUNS,
             "{} runs",
             timed.runs
         );
+    }
+
+    #[test]
+    fn idle_runs_sleep_before_each_timed_run() {
+        let workload = workload();
+        let executor = crate::executor(None, crate::StrategyArg::Auto, crate::PlacementArg::Free);
+        let idle = Duration::from_millis(5);
+        let start = Instant::now();
+        let measured = measure(&workload, &executor, 2, (0, idle)).unwrap();
+        assert_eq!(measured.runs, 2);
+        // Two rounds of three executors, each run after its sleep.
+        assert!(start.elapsed() >= idle * 6, "{:?}", start.elapsed());
+        // The sleeps are not timed.
+        assert!(measured.sequential_ms < 5.0, "{}", measured.sequential_ms);
     }
 }

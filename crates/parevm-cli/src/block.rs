@@ -25,6 +25,10 @@ pub(crate) struct Args {
     /// every block.
     #[arg(long, value_enum, default_value_t = crate::StrategyArg::Auto)]
     strategy: crate::StrategyArg,
+    /// Where the parallel executor's worker threads run: each bound to its own core (`pinned`),
+    /// or wherever the operating system puts them (`free`).
+    #[arg(long, value_enum, default_value_t = crate::PlacementArg::Pinned)]
+    placement: crate::PlacementArg,
     /// Timed runs of each executor per block, after one untimed warm-up run; the median is
     /// reported.
     #[arg(long, default_value = "3")]
@@ -170,7 +174,7 @@ fn first_difference(
 }
 
 pub(crate) fn run(args: &Args) -> ExitCode {
-    let executor = crate::executor(args.threads, args.strategy);
+    let executor = crate::executor(args.threads, args.strategy, args.placement);
     if !args.json {
         println!(
             "{:>10} {:>5} {:>11} {:>7} {:>13} {:>11} {:>7} {:>5}  header check",

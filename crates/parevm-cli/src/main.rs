@@ -38,18 +38,42 @@ enum Command {
     Analyze(analyze::Args),
 }
 
-/// The parallel executor for `--threads` (default: all cores) running `strategy`.
+/// The parallel executor for `--threads` (default: all cores) running `strategy`, its workers
+/// placed as `placement`.
 pub(crate) fn executor(
     threads: Option<std::num::NonZeroUsize>,
     strategy: StrategyArg,
+    placement: PlacementArg,
 ) -> parevm::ParallelExecutor {
     let concurrency = threads.unwrap_or_else(|| {
         std::thread::available_parallelism().unwrap_or(std::num::NonZeroUsize::MIN)
     });
-    parevm::ParallelExecutor::new(parevm::ExecutorConfig {
-        concurrency,
-        strategy: strategy.into(),
-    })
+    parevm::ParallelExecutor::with_placement(
+        parevm::ExecutorConfig {
+            concurrency,
+            strategy: strategy.into(),
+        },
+        placement.into(),
+    )
+}
+
+/// `--placement`: where the parallel executor's worker threads run.
+#[derive(Debug, Clone, Copy, Default, clap::ValueEnum)]
+pub(crate) enum PlacementArg {
+    /// Each worker bound to its own core; the calling thread waits.
+    #[default]
+    Pinned,
+    /// Wherever the operating system puts them; the calling thread works beside them.
+    Free,
+}
+
+impl From<PlacementArg> for parevm::WorkerPlacement {
+    fn from(placement: PlacementArg) -> Self {
+        match placement {
+            PlacementArg::Pinned => Self::Pinned,
+            PlacementArg::Free => Self::Free,
+        }
+    }
 }
 
 /// `--strategy`: how the parallel executor runs each block.

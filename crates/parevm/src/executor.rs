@@ -27,6 +27,7 @@ use crate::{
     storage::{OverlayStorage, Storage},
     types::{MemoryLocation, TxVersion, WriteKind},
     vm::{BlockVm, TxFailure, TxResult, VersionedState, VmWorker},
+    worker_pool::{WorkerPlacement, WorkerPool},
 };
 
 /// How a block is executed.
@@ -162,8 +163,8 @@ pub struct ExecutionStats {
 #[derive(Debug)]
 pub struct ParallelExecutor {
     config: ExecutorConfig,
-    /// `concurrency - 1` persistent workers; the calling thread is the last one.
-    pool: Option<rayon::ThreadPool>,
+    /// The persistent workers (none at concurrency 1), reused across blocks.
+    pool: Option<WorkerPool>,
     /// The multi-version memory of the previous block, kept for the next one (taken by the block
     /// that runs; a concurrent call on the same executor makes its own).
     memory: Mutex<Option<MvMemory>>,
@@ -224,22 +225,18 @@ impl Counters {
 }
 
 impl ParallelExecutor {
-    /// An executor with this configuration. If the worker threads cannot be created, blocks run
-    /// on the calling thread only.
+    /// An executor with this configuration, its workers each bound to a core
+    /// ([`WorkerPlacement::Pinned`]). If the worker threads cannot be created, blocks run on the
+    /// calling thread only.
     pub fn new(config: ExecutorConfig) -> Self {
-        let helpers = config.concurrency.get() - 1;
-        let pool = (helpers > 0)
-            .then(|| {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(helpers)
-                    .thread_name(|index| format!("parevm-worker-{index}"))
-                    .build()
-                    .ok()
-            })
-            .flatten();
+        Self::with_placement(config, WorkerPlacement::default())
+    }
+
+    /// An executor with this configuration whose workers are placed as `placement`.
+    pub fn with_placement(config: ExecutorConfig, placement: WorkerPlacement) -> Self {
         Self {
             config,
-            pool,
+            pool: WorkerPool::new(config.concurrency.get(), placement),
             memory: Mutex::new(None),
         }
     }
@@ -402,10 +399,10 @@ impl ParallelExecutor {
 
 type Breach = Box<dyn std::any::Any + Send>;
 
-/// What one Block-STM run executes on: the threads (the pool's workers plus the calling thread)
-/// and the multi-version memory (emptied, reused across blocks).
+/// What one Block-STM run executes on: the threads (the pool, or the calling thread alone) and
+/// the multi-version memory (emptied, reused across blocks).
 struct Engine<'a> {
-    pool: Option<&'a rayon::ThreadPool>,
+    pool: Option<&'a WorkerPool>,
     threads: usize,
     mv: &'a MvMemory,
 }
@@ -531,12 +528,7 @@ fn execute_block_stm<S: Storage + ?Sized>(
         }
     };
     match engine.pool {
-        Some(pool) => pool.in_place_scope(|scope| {
-            for _ in 1..engine.threads {
-                scope.spawn(|_| work());
-            }
-            work();
-        }),
+        Some(pool) => pool.run(engine.threads, |_| work()),
         None => work(),
     }
     if let Some(panic) = breach.into_inner() {
@@ -969,12 +961,7 @@ fn collect_changes<S: Storage + ?Sized>(
     let assemble = |part: usize| {
         *assembled[part].lock() = Some(state.mv.final_changes(txs, (part, parts), load));
     };
-    pool.in_place_scope(|scope| {
-        for part in 1..parts {
-            scope.spawn(move |_| assemble(part));
-        }
-        assemble(0);
-    });
+    pool.run(parts, assemble);
     let mut changes = StateChanges::default();
     for part in assembled {
         let part = part.into_inner().expect("the scope ran every part")?;

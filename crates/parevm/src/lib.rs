@@ -111,6 +111,7 @@ pub mod storage;
 mod sync;
 mod types;
 mod vm;
+mod worker_pool;
 
 pub use chain::ChainSpec;
 pub use error::ExecutionError;
@@ -122,6 +123,7 @@ pub use types::{
     CodeValue, Incarnation, Lifecycle, MemoryLocation, MemoryValue, ReadSet, ReadValue, TxIdx,
     TxVersion, WriteKind, WriteSet,
 };
+pub use worker_pool::WorkerPlacement;
 
 /// Re-exported dependencies whose types appear in the API.
 pub use {alloy_consensus, alloy_eips, alloy_primitives, revm};

@@ -53,6 +53,7 @@ use crate::{
     sync::{AtomicBool, AtomicU8, Mutex, fence},
     types::address_bucket,
     vm::{LazyFeeHandler, lazy_recipient, plain_transfer_recipient},
+    worker_pool::WorkerPool,
 };
 
 /// Counters of one pipelined block.
@@ -857,8 +858,8 @@ pub(crate) fn speculable(tx: &Recovered<TxEnvelope>, previous: Option<TxIdx>) ->
 pub(crate) enum Threads<'p> {
     /// The calling thread alone: it speculates every transaction before committing it.
     Alone,
-    /// The calling thread and this many minus one of the pool's.
-    Pool(&'p rayon::ThreadPool, usize),
+    /// This many threads of the pool.
+    Pool(&'p WorkerPool, usize),
     /// The calling thread and this many minus one shuttle threads (model tests).
     #[cfg(all(test, feature = "shuttle"))]
     Shuttle(usize),
@@ -908,12 +909,7 @@ pub(crate) fn execute_pipeline<S: Storage + ?Sized>(
     let work = || run_thread(&shared, &committer, &overlay);
     match threads {
         Threads::Alone => work(),
-        Threads::Pool(pool, threads) => pool.in_place_scope(|scope| {
-            for _ in 1..threads {
-                scope.spawn(|_| work());
-            }
-            work();
-        }),
+        Threads::Pool(pool, threads) => pool.run(threads, |_| work()),
         #[cfg(all(test, feature = "shuttle"))]
         Threads::Shuttle(threads) => shuttle::thread::scope(|scope| {
             for _ in 1..threads {
