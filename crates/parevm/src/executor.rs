@@ -9,6 +9,7 @@ use std::{
 };
 
 use alloy_consensus::{Block, Transaction, TxEnvelope, transaction::Recovered};
+use crossbeam_utils::CachePadded;
 use parking_lot::Mutex;
 use revm::primitives::hardfork::SpecId;
 
@@ -170,13 +171,21 @@ pub struct ParallelExecutor {
     memory: Mutex<Option<MvMemory>>,
 }
 
+/// One worker's tallies, on a cache line of their own: bumped after every task, shared counters
+/// moved one line between the cores all block long.
 #[derive(Default)]
-struct Counters {
+struct Tally {
     executions: AtomicUsize,
     validations: AtomicUsize,
     aborts: AtomicUsize,
     dependency_waits: AtomicUsize,
     sender_waits: AtomicUsize,
+}
+
+#[derive(Default)]
+struct Counters {
+    /// Per worker (indexed by the worker's index in the block).
+    tallies: Vec<CachePadded<Tally>>,
     /// Executions after which Block-STM may give way to sequential execution when conflicts
     /// dominate (`None`: it never does).
     give_way_after: Option<usize>,
@@ -198,12 +207,24 @@ const GIVE_WAY_MIN_EXECUTIONS: usize = 32;
 const GIVE_WAY_WASTE_PERCENT: usize = 40;
 
 impl Counters {
-    /// Counters of a block of `txs` transactions, which may give way unless `forced`.
-    fn new(txs: usize, forced: bool) -> Self {
+    /// Counters of a block of `txs` transactions run by `workers` threads, which may give way
+    /// unless `forced`.
+    fn new(txs: usize, workers: usize, forced: bool) -> Self {
         Self {
+            tallies: (0..workers.max(1))
+                .map(|_| CachePadded::default())
+                .collect(),
             give_way_after: (!forced).then(|| GIVE_WAY_MIN_EXECUTIONS.max(txs / 16)),
             ..Default::default()
         }
+    }
+
+    /// The sum of one tally over the workers.
+    fn total(&self, field: impl Fn(&Tally) -> &AtomicUsize) -> usize {
+        self.tallies
+            .iter()
+            .map(|tally| field(tally).load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Halts Block-STM, so that the rest of the block runs sequentially, if it may and conflicts
@@ -212,9 +233,9 @@ impl Counters {
         let Some(min_executions) = self.give_way_after else {
             return;
         };
-        let executions = self.executions.load(Ordering::Relaxed);
+        let executions = self.total(|tally| &tally.executions);
         let wasted =
-            self.aborts.load(Ordering::Relaxed) + self.dependency_waits.load(Ordering::Relaxed);
+            self.total(|tally| &tally.aborts) + self.total(|tally| &tally.dependency_waits);
         if executions >= min_executions
             && wasted * 100 > executions * GIVE_WAY_WASTE_PERCENT
             && !self.gave_way.swap(true, Ordering::Relaxed)
@@ -287,7 +308,7 @@ impl ParallelExecutor {
         if strategy == Strategy::Pipeline {
             return self.execute_pipeline(chain, block, storage, &previous_of_sender, stats);
         }
-        let counters = Counters::new(txs, self.config.strategy == Strategy::BlockStm);
+        let counters = Counters::new(txs, threads, self.config.strategy == Strategy::BlockStm);
         let reused = self.memory.lock().take();
         let mv = match reused {
             Some(mut mv) => {
@@ -316,11 +337,11 @@ impl ParallelExecutor {
             // A block whose worker panicked may have left the memory half-written: it is dropped.
             *self.memory.lock() = Some(mv);
         }
-        stats.executions = counters.executions.load(Ordering::Relaxed);
-        stats.validations = counters.validations.load(Ordering::Relaxed);
-        stats.aborts = counters.aborts.load(Ordering::Relaxed);
-        stats.dependency_waits = counters.dependency_waits.load(Ordering::Relaxed);
-        stats.sender_waits = counters.sender_waits.load(Ordering::Relaxed);
+        stats.executions = counters.total(|tally| &tally.executions);
+        stats.validations = counters.total(|tally| &tally.validations);
+        stats.aborts = counters.total(|tally| &tally.aborts);
+        stats.dependency_waits = counters.total(|tally| &tally.dependency_waits);
+        stats.sender_waits = counters.total(|tally| &tally.sender_waits);
         stats.sequential_from = *counters.sequential_from.lock();
         if let Some(from) = stats.sequential_from {
             // The sequential suffix executed each of its transactions once.
@@ -438,7 +459,7 @@ pub(crate) fn trace_block_stm<S: Storage + ?Sized>(
         threads: 1,
         mv: &mv,
     };
-    let counters = Counters::default();
+    let counters = Counters::new(block.body.transactions.len(), 1, true);
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
         execute_block_stm(
             chain,
@@ -518,9 +539,9 @@ fn execute_block_stm<S: Storage + ?Sized>(
     let results: Vec<Mutex<Option<TxResult>>> = (0..tx_count).map(|_| Mutex::new(None)).collect();
     let breach: Mutex<Option<Breach>> = Mutex::new(None);
 
-    let work = || {
+    let work = |worker: usize| {
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            run_worker(&vm, &scheduler, &results, counters)
+            run_worker(&vm, &scheduler, &results, (counters, worker))
         }));
         if let Err(panic) = outcome {
             scheduler.halt();
@@ -528,8 +549,8 @@ fn execute_block_stm<S: Storage + ?Sized>(
         }
     };
     match engine.pool {
-        Some(pool) => pool.run(engine.threads, |_| work()),
-        None => work(),
+        Some(pool) => pool.run(engine.threads, work),
+        None => work(0),
     }
     if let Some(panic) = breach.into_inner() {
         return Err(panic);
@@ -868,12 +889,13 @@ fn run_worker<S: Storage + ?Sized>(
     vm: &BlockVm<'_, S>,
     scheduler: &Scheduler,
     results: &[Mutex<Option<TxResult>>],
-    counters: &Counters,
+    (counters, index): (&Counters, usize),
 ) {
     let mut worker = VmWorker::new(vm);
+    let tally = &counters.tallies[index];
     scheduler.run_worker(
-        |version| try_execute(&mut worker, scheduler, results, counters, version),
-        |version| try_validate(vm, scheduler, counters, version),
+        |version| try_execute(&mut worker, scheduler, results, (counters, tally), version),
+        |version| try_validate(vm, scheduler, (counters, tally), version),
     );
 }
 
@@ -881,7 +903,7 @@ fn try_execute<S: Storage + ?Sized>(
     worker: &mut VmWorker<'_, S>,
     scheduler: &Scheduler,
     results: &[Mutex<Option<TxResult>>],
-    counters: &Counters,
+    (counters, tally): (&Counters, &Tally),
     version: TxVersion,
 ) -> Option<Task> {
     let tx = version.tx_idx;
@@ -890,14 +912,14 @@ fn try_execute<S: Storage + ?Sized>(
     if let Some(previous) = worker.previous_of_sender(tx)
         && scheduler.add_dependency(tx, previous)
     {
-        counters.sender_waits.fetch_add(1, Ordering::Relaxed);
+        tally.sender_waits.fetch_add(1, Ordering::Relaxed);
         return None;
     }
     loop {
-        counters.executions.fetch_add(1, Ordering::Relaxed);
+        tally.executions.fetch_add(1, Ordering::Relaxed);
         match worker.execute(tx) {
             Err(blocked) => {
-                counters.dependency_waits.fetch_add(1, Ordering::Relaxed);
+                tally.dependency_waits.fetch_add(1, Ordering::Relaxed);
                 counters.give_way_if_conflicts_dominate(scheduler);
                 if scheduler.add_dependency(tx, blocked.0) {
                     return None;
@@ -918,10 +940,10 @@ fn try_execute<S: Storage + ?Sized>(
 fn try_validate<S: Storage + ?Sized>(
     vm: &BlockVm<'_, S>,
     scheduler: &Scheduler,
-    counters: &Counters,
+    (counters, tally): (&Counters, &Tally),
     version: TxVersion,
 ) -> Option<Task> {
-    counters.validations.fetch_add(1, Ordering::Relaxed);
+    tally.validations.fetch_add(1, Ordering::Relaxed);
     let tx = version.tx_idx;
     let valid = vm
         .state
@@ -929,7 +951,7 @@ fn try_validate<S: Storage + ?Sized>(
         .with_read_set(tx, |read_set| vm.state.validate(read_set, tx));
     let aborted = !valid && scheduler.try_validation_abort(version);
     if aborted {
-        counters.aborts.fetch_add(1, Ordering::Relaxed);
+        tally.aborts.fetch_add(1, Ordering::Relaxed);
         vm.state.mv.convert_writes_to_estimates(tx);
         counters.give_way_if_conflicts_dominate(scheduler);
     }
