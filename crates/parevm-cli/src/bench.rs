@@ -303,7 +303,8 @@ pub(crate) fn run(args: &Args) -> ExitCode {
                 "txs": measurement.txs,
                 "gas_used": measurement.gas_used,
                 "threads": measurement.stats.threads,
-                "placement": format!("{:?}", args.placement).to_lowercase(),
+                "placement": clap::ValueEnum::to_possible_value(&args.placement)
+                    .map(|value| value.get_name().to_owned()),
                 "idle_ms": args.idle_ms,
                 "baseline_ms": measurement.baseline_ms,
                 "sequential_ms": measurement.sequential_ms,

@@ -541,7 +541,7 @@ fn execute_block_stm<S: Storage + ?Sized>(
 
     let work = |worker: usize| {
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            run_worker(&vm, &scheduler, &results, (counters, worker))
+            run_worker(&vm, &scheduler, &results, counters, worker)
         }));
         if let Err(panic) = outcome {
             scheduler.halt();
@@ -884,18 +884,19 @@ fn failure_error(index: TxIdx, failure: TxFailure) -> ExecutionError {
     }
 }
 
-/// One worker: takes tasks until the block is done.
+/// Worker `index` of the block: takes tasks until the block is done, counting in its own tally.
 fn run_worker<S: Storage + ?Sized>(
     vm: &BlockVm<'_, S>,
     scheduler: &Scheduler,
     results: &[Mutex<Option<TxResult>>],
-    (counters, index): (&Counters, usize),
+    counters: &Counters,
+    index: usize,
 ) {
     let mut worker = VmWorker::new(vm);
     let tally = &counters.tallies[index];
     scheduler.run_worker(
-        |version| try_execute(&mut worker, scheduler, results, (counters, tally), version),
-        |version| try_validate(vm, scheduler, (counters, tally), version),
+        |version| try_execute(&mut worker, scheduler, results, counters, tally, version),
+        |version| try_validate(vm, scheduler, counters, tally, version),
     );
 }
 
@@ -903,7 +904,8 @@ fn try_execute<S: Storage + ?Sized>(
     worker: &mut VmWorker<'_, S>,
     scheduler: &Scheduler,
     results: &[Mutex<Option<TxResult>>],
-    (counters, tally): (&Counters, &Tally),
+    counters: &Counters,
+    tally: &Tally,
     version: TxVersion,
 ) -> Option<Task> {
     let tx = version.tx_idx;
@@ -940,7 +942,8 @@ fn try_execute<S: Storage + ?Sized>(
 fn try_validate<S: Storage + ?Sized>(
     vm: &BlockVm<'_, S>,
     scheduler: &Scheduler,
-    (counters, tally): (&Counters, &Tally),
+    counters: &Counters,
+    tally: &Tally,
     version: TxVersion,
 ) -> Option<Task> {
     tally.validations.fetch_add(1, Ordering::Relaxed);

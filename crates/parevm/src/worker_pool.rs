@@ -5,9 +5,10 @@
 //! worker woken after an idle spell is queued on the core of the thread that woke it, so a caller
 //! that goes on working keeps it off the idle core until the kernel rebalances — a block run 20 ms
 //! after the previous one (as a node meets every block) ran its first milliseconds on one thread.
-//! A caller that only waits is not enough either: two workers woken back to back were often
-//! queued on one core. Workers bound each to its own core, with the caller waiting, start within
-//! about 0.1 ms wherever the caller is.
+//! A caller that only waits, with unbound workers, was worse still in `bench` (mainnet 1.14x ->
+//! 0.93x; the two workers, we suppose, often shared one core). Workers bound each to its own
+//! core, with the caller waiting, started within about 0.1 ms after 20 ms idle (a toy: 43 and
+//! 87 us).
 
 use std::sync::{
     Arc,
@@ -139,6 +140,45 @@ mod tests {
             }
         }
         assert!(WorkerPool::new(1, WorkerPlacement::Pinned).is_none());
+    }
+
+    /// Pinned: every share runs on a pool thread bound to one CPU, none on the caller. Free: share
+    /// 0 runs on the caller.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn pinned_workers_are_bound_and_the_caller_only_waits() {
+        let caller = std::thread::current().id();
+        for (placement, concurrency) in [(WorkerPlacement::Pinned, 2), (WorkerPlacement::Free, 3)] {
+            let pool = WorkerPool::new(concurrency, placement).expect("pool");
+            let ran = Mutex::new(Vec::new());
+            pool.run(concurrency, |index| {
+                let on_caller = std::thread::current().id() == caller;
+                ran.lock().unwrap().push((index, on_caller, allowed_cpus()));
+            });
+            for (index, on_caller, cpus) in ran.into_inner().unwrap() {
+                match placement {
+                    WorkerPlacement::Pinned => {
+                        assert!(!on_caller, "share {index} ran on the caller");
+                        assert_eq!(cpus, 1, "share {index} ran on an unbound thread");
+                    }
+                    WorkerPlacement::Free => assert_eq!(on_caller, index == 0, "share {index}"),
+                }
+            }
+        }
+    }
+
+    /// How many CPUs the calling thread may run on.
+    #[cfg(target_os = "linux")]
+    fn allowed_cpus() -> usize {
+        // SAFETY: as in `bind_to_allowed_cpu`.
+        unsafe {
+            let mut set: libc::cpu_set_t = std::mem::zeroed();
+            assert_eq!(
+                libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set),
+                0
+            );
+            libc::CPU_COUNT(&set) as usize
+        }
     }
 
     #[cfg(target_os = "linux")]
