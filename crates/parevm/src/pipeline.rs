@@ -36,6 +36,7 @@ use revm::{
     primitives::{KECCAK_EMPTY, hardfork::SpecId},
     state::AccountInfo,
 };
+use smallvec::{SmallVec, smallvec};
 
 use crate::{
     ChainSpec, ExecutionError, TxIdx,
@@ -228,27 +229,41 @@ enum Read {
     CodelessRecipient(Address, Option<AccountBasic>),
     /// The sender of a plain value transfer that follows one of its sender's, or is the
     /// beneficiary (see [`speculable`]): the speculation
-    /// assumed this nonce and code hash and a balance of exactly what the transaction may spend
-    /// at most (`required`); at commit the nonce and code hash must match and the balance cover
-    /// it, and the sender is debited what the speculation spent.
+    /// assumed this nonce, its pre-block code hash and a balance of exactly what the
+    /// transaction may spend at most (`required`); at commit the nonce and code hash must match
+    /// and the balance cover it, and the sender is debited what the speculation spent.
     SenderFunds {
         address: Address,
         nonce: u64,
-        code_hash: B256,
         required: U256,
-        /// The pre-block account, to seed the committed state.
+        /// The pre-block account, to seed the committed state (and its code hash, assumed).
         pre: Option<AccountBasic>,
     },
     /// A storage slot.
     Storage(Address, U256, U256),
 }
 
+/// The code hash of a pre-block account (that of no code when it did not exist).
+fn code_hash_of(account: Option<AccountBasic>) -> B256 {
+    account.map_or(KECCAK_EMPTY, |account| account.code_hash)
+}
+
+/// A speculation's reads. A plain transfer's two are stored inline: a speculation is usually
+/// made on one thread and committed on the other, and a heap buffer freed on another thread than
+/// the one that allocated it costs the allocator an atomic operation on a line both cores write
+/// (with mimalloc, a fifth of the pipeline's time on plain transfers; `docs/benchmarks.md`).
+type Reads = SmallVec<[Read; 2]>;
+
+/// A speculation's writes, by account: a plain transfer's one (its sender) inline, as for
+/// [`Reads`].
+type Writes = SmallVec<[(Address, AccountDiff); 1]>;
+
 /// What one speculative execution produced, to be validated and applied at commit.
 #[derive(Debug, PartialEq)]
 struct Speculation {
     result: ExecutionResult,
-    reads: Vec<Read>,
-    writes: Vec<(Address, AccountDiff)>,
+    reads: Reads,
+    writes: Writes,
     /// A lazy credit to the transfer's recipient.
     credit: Option<(Address, U256)>,
     /// A lazy debit of the sender (see [`Read::SenderFunds`]).
@@ -282,7 +297,6 @@ impl<S: Storage + ?Sized> Database for SpeculativeDb<'_, S> {
             self.reads.push(Read::SenderFunds {
                 address,
                 nonce,
-                code_hash,
                 required,
                 pre: account,
             });
@@ -569,14 +583,13 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
                 Read::SenderFunds {
                     address,
                     nonce,
-                    code_hash,
                     required,
                     pre,
                 } => state
                     .basic_fields_seeded(address, pre)
                     .is_some_and(|account| {
                         account.nonce == nonce
-                            && account.code_hash == code_hash
+                            && account.code_hash == code_hash_of(pre)
                             && account.balance >= required
                     }),
             };
@@ -692,15 +705,12 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
         let evm_state = self.evm.finalize();
         let db = &mut self.evm.ctx.journaled_state.database;
         let result = result.ok()?;
-        let reads = std::mem::take(&mut db.reads);
-        // The reads travel with the speculation: the next one gets a buffer of the same size
-        // instead of growing one from empty.
-        db.reads.reserve(reads.len());
+        let reads = Reads::from_iter(db.reads.drain(..));
         let lazy_recipient = lazy_recipient.filter(|_| db.lazy_recipient_applied);
         if lazy_sender.is_some() && lazy_recipient.is_none() {
             return None; // Code ran: it could have observed the assumed balance.
         }
-        let mut writes = Vec::with_capacity(evm_state.len());
+        let mut writes = Writes::new();
         let mut credit = None;
         let mut debit = None;
         let beneficiary_is_lazy_sender =
@@ -797,7 +807,6 @@ impl<S: Storage + ?Sized> Speculator<'_, S> {
                 Read::SenderFunds {
                     address,
                     nonce,
-                    code_hash,
                     required,
                     pre: sender_pre,
                 },
@@ -822,11 +831,11 @@ impl<S: Storage + ?Sized> Speculator<'_, S> {
         };
         Some(Speculation {
             result: transfer.result,
-            reads: vec![
+            reads: smallvec![
                 sender_read,
                 Read::CodelessRecipient(recipient, recipient_pre),
             ],
-            writes: vec![(
+            writes: smallvec![(
                 caller,
                 AccountDiff {
                     balance: sender_balance,
