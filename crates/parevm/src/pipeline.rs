@@ -248,15 +248,18 @@ fn code_hash_of(account: Option<AccountBasic>) -> B256 {
     account.map_or(KECCAK_EMPTY, |account| account.code_hash)
 }
 
-/// A speculation's reads. A plain transfer's two are stored inline: a speculation is usually
-/// made on one thread and committed on the other, and a heap buffer freed on another thread than
-/// the one that allocated it costs the allocator an atomic operation on a line both cores write
-/// (with mimalloc, a fifth of the pipeline's time on plain transfers; `docs/benchmarks.md`).
-type Reads = SmallVec<[Read; 2]>;
+/// A speculation's reads, inline up to a token transfer's four (sender, contract, two balance
+/// slots). A speculation is usually made on one thread and committed on the other, and a heap
+/// buffer freed on another thread than the one that allocated it costs the allocator atomic
+/// operations on lines both cores write (with mimalloc, `mi_free` was a fifth of the pipeline's
+/// time on plain transfers). Inline, the data also travels in the slot array, which the committer
+/// walks in order (prefetched), instead of scattered buffers; recycling heap buffers back to
+/// their thread was tried and was slower (`docs/benchmarks.md`, tenth session).
+type Reads = SmallVec<[Read; 4]>;
 
-/// A speculation's writes, by account: a plain transfer's one (its sender) inline, as for
-/// [`Reads`].
-type Writes = SmallVec<[(Address, AccountDiff); 1]>;
+/// A speculation's writes, by account, inline up to a token transfer's two (sender, contract),
+/// as for [`Reads`].
+type Writes = SmallVec<[(Address, AccountDiff); 2]>;
 
 /// What one speculative execution produced, to be validated and applied at commit.
 #[derive(Debug, PartialEq)]
