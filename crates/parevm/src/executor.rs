@@ -27,7 +27,7 @@ use crate::{
     },
     storage::{OverlayStorage, Storage},
     types::{MemoryLocation, TxVersion, WriteKind},
-    vm::{BlockVm, TxFailure, TxResult, VersionedState, VmWorker},
+    vm::{BlockVm, Incarnation, TxFailure, TxResult, VersionedState, VmWorker},
     worker_pool::{WorkerPlacement, WorkerPool},
 };
 
@@ -927,12 +927,14 @@ fn try_execute<S: Storage + ?Sized>(
                     return None;
                 }
             }
-            Ok(incarnation) => {
-                *results[tx].lock() = Some(incarnation.result);
-                let wrote_new_location =
-                    worker
-                        .mv()
-                        .record(version, incarnation.read_set, incarnation.write_set);
+            Ok(Incarnation {
+                mut read_set,
+                mut write_set,
+                result,
+            }) => {
+                *results[tx].lock() = Some(result);
+                let wrote_new_location = worker.mv().record(version, &mut read_set, &mut write_set);
+                worker.recycle(read_set, write_set);
                 return scheduler.finish_execution(version, wrote_new_location);
             }
         }

@@ -169,13 +169,13 @@ fn execute(
                 }
             }
             Ok(values) => {
-                let read_set = mock
+                let mut read_set = mock
                     .reads
                     .iter()
                     .zip(&values)
                     .map(|(slot, value)| (location(*slot), ReadValue::Storage(*value)))
                     .collect();
-                let write_set = mock
+                let mut write_set = mock
                     .written_slots(&values)
                     .into_iter()
                     .map(|slot| {
@@ -185,7 +185,7 @@ fn execute(
                         )
                     })
                     .collect();
-                let wrote_new_location = mv.record(version, read_set, write_set);
+                let wrote_new_location = mv.record(version, &mut read_set, &mut write_set);
                 return scheduler.finish_execution(version, wrote_new_location);
             }
         }

@@ -428,43 +428,48 @@ impl MvMemory {
 
     /// Publishes an incarnation's reads and writes. Returns whether it wrote a location the
     /// previous incarnation did not (then higher txs must be re-validated).
+    ///
+    /// The buffers stay with the caller, to reuse: `read_set` is swapped with the read set it
+    /// replaces, `write_set` is emptied (its locations copied into this tx's list of written
+    /// locations, whose buffer is kept).
     pub(crate) fn record(
         &self,
         version: TxVersion,
-        read_set: ReadSet,
-        write_set: WriteSet,
+        read_set: &mut ReadSet,
+        write_set: &mut WriteSet,
     ) -> bool {
         let tx = version.tx_idx;
-        let mut locations = Vec::with_capacity(write_set.len());
-        for (location, value) in write_set {
-            locations.push(location);
-            self.write(tx, location, Entry::Data(value));
+        // New values first, then the previous incarnation's other locations removed.
+        for (location, value) in write_set.iter() {
+            self.write(tx, *location, Entry::Data(value.clone()));
         }
         let mut last_written = self.last_written[tx].lock();
         // Linear scans for the usual handful of locations; sets for big write sets, where
         // pairwise comparison would be quadratic.
         let wrote_new_location;
-        if locations.len().max(last_written.len()) <= 16 {
-            wrote_new_location = locations
+        if write_set.len().max(last_written.len()) <= 16 {
+            let writes = |location: &MemoryLocation| {
+                write_set.iter().any(|(written, _)| written == location)
+            };
+            wrote_new_location = write_set
                 .iter()
-                .any(|location| !last_written.contains(location));
-            for location in last_written
-                .iter()
-                .filter(|location| !locations.contains(location))
-            {
+                .any(|(location, _)| !last_written.contains(location));
+            for location in last_written.iter().filter(|location| !writes(location)) {
                 self.edit(tx, location, Edit::Remove);
             }
         } else {
-            let new: HashSet<&MemoryLocation> = locations.iter().collect();
+            let new: HashSet<&MemoryLocation> =
+                write_set.iter().map(|(location, _)| location).collect();
             let old: HashSet<&MemoryLocation> = last_written.iter().collect();
             wrote_new_location = new.iter().any(|location| !old.contains(location));
             for location in old.iter().filter(|location| !new.contains(*location)) {
                 self.edit(tx, location, Edit::Remove);
             }
         }
-        *last_written = locations;
+        last_written.clear();
+        last_written.extend(write_set.drain(..).map(|(location, _)| location));
         drop(last_written);
-        *self.last_read[tx].lock() = read_set;
+        std::mem::swap(&mut *self.last_read[tx].lock(), read_set);
         wrote_new_location
     }
 

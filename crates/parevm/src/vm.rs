@@ -323,6 +323,8 @@ pub(crate) struct BlockVm<'a, S: ?Sized> {
 pub(crate) struct VmWorker<'a, S: Storage + ?Sized> {
     block: &'a BlockVm<'a, S>,
     evm: MainnetEvm<MainnetContext<VmDb<'a, S>>>,
+    /// A buffer for the next incarnation's write set (see [`VmWorker::recycle`]).
+    write_set: WriteSet,
 }
 
 impl<'a, S: Storage + ?Sized> VmWorker<'a, S> {
@@ -335,7 +337,19 @@ impl<'a, S: Storage + ?Sized> VmWorker<'a, S> {
             lazy_recipient_applied: false,
         };
         let evm = chain::build_evm(db, block.block_env.clone(), block.cfg.clone());
-        Self { block, evm }
+        Self {
+            block,
+            evm,
+            write_set: WriteSet::new(),
+        }
+    }
+
+    /// Takes back an incarnation's buffers once published ([`MvMemory::record`] swaps the read
+    /// set with the one it replaced and empties the write set), for the next incarnations: in a
+    /// steady state no incarnation allocates, grows or frees its read and write sets.
+    pub(crate) fn recycle(&mut self, read_set: ReadSet, write_set: WriteSet) {
+        self.evm.ctx.journaled_state.database.read_set = read_set;
+        self.write_set = write_set;
     }
 
     /// The previous transaction of `tx`'s sender in the block.
@@ -365,12 +379,17 @@ impl<'a, S: Storage + ?Sized> VmWorker<'a, S> {
         let result = handler.run(&mut self.evm);
         let evm_state = self.evm.finalize();
         let db = &mut self.evm.ctx.journaled_state.database;
+        if let Err(EVMError::Database(ReadError::Blocked(blocking))) = result {
+            // The read set stays for the next attempt to reuse.
+            return Err(Blocked(blocking));
+        }
         let read_set = std::mem::take(&mut db.read_set);
         let lazy_recipient = lazy_recipient.filter(|_| db.lazy_recipient_applied);
+        let mut write_set = std::mem::take(&mut self.write_set);
+        write_set.clear();
 
         let result = match result {
             Ok(result) => result,
-            Err(EVMError::Database(ReadError::Blocked(blocking))) => return Err(Blocked(blocking)),
             Err(error) => {
                 let failure = match error {
                     EVMError::Database(ReadError::Storage(source)) => TxFailure::Storage(source),
@@ -379,14 +398,13 @@ impl<'a, S: Storage + ?Sized> VmWorker<'a, S> {
                 };
                 return Ok(Incarnation {
                     read_set,
-                    write_set: Vec::new(),
+                    write_set,
                     result: Err(failure),
                 });
             }
         };
         let fee = handler.fee();
         let beneficiary = block.block_env.beneficiary;
-        let mut write_set = WriteSet::new();
         let mut beneficiary_destroyed = false;
         for (address, account) in &evm_state {
             let Some(diff) = diff_account(block.spec, account) else {
