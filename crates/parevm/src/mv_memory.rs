@@ -666,3 +666,83 @@ impl MvMemory {
         Ok(changes)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::ReadValue;
+
+    const ACCOUNT: Address = Address::repeat_byte(1);
+
+    fn slot(index: u64) -> MemoryLocation {
+        MemoryLocation::Storage(ACCOUNT, U256::from(index))
+    }
+
+    /// Slot `index` as tx `tx` reads it (pre-block value 7).
+    fn read(mv: &MvMemory, index: u64, tx: TxIdx) -> U256 {
+        mv.storage(ACCOUNT, U256::from(index), tx, |_, _| Ok(U256::from(7)))
+            .expect("no estimate, no storage error")
+    }
+
+    /// `record`'s buffer contract: the caller's read set is swapped with the one it replaces,
+    /// its write set emptied, and a location the previous incarnation wrote but this one does
+    /// not is gone (readers see the pre-block value again).
+    #[test]
+    fn record_swaps_read_sets_and_replaces_written_locations() {
+        let mv = MvMemory::new(2);
+        let version = |incarnation| TxVersion {
+            tx_idx: 0,
+            incarnation,
+        };
+        let first_reads = vec![(slot(9), ReadValue::Storage(U256::ZERO))];
+        let mut reads = first_reads.clone();
+        let mut writes = vec![
+            (slot(1), MemoryValue::Storage(U256::from(10))),
+            (slot(2), MemoryValue::Storage(U256::from(20))),
+        ];
+        assert!(mv.record(version(0), &mut reads, &mut writes));
+        assert!(reads.is_empty() && writes.is_empty());
+        assert_eq!(
+            (read(&mv, 1, 1), read(&mv, 2, 1)),
+            (U256::from(10), U256::from(20))
+        );
+
+        let second_reads = vec![(slot(8), ReadValue::Storage(U256::from(3)))];
+        let mut reads = second_reads.clone();
+        let mut writes = vec![(slot(2), MemoryValue::Storage(U256::from(21)))];
+        assert!(
+            !mv.record(version(1), &mut reads, &mut writes),
+            "no new location"
+        );
+        assert_eq!(reads, first_reads, "the replaced read set comes back");
+        assert!(writes.is_empty());
+        assert_eq!(
+            (read(&mv, 1, 1), read(&mv, 2, 1)),
+            (U256::from(7), U256::from(21))
+        );
+        mv.with_read_set(0, |read_set| assert_eq!(read_set, &second_reads));
+
+        let mut writes = vec![(slot(3), MemoryValue::Storage(U256::from(30)))];
+        assert!(
+            mv.record(version(2), &mut Vec::new(), &mut writes),
+            "a new location"
+        );
+        assert_eq!(
+            (read(&mv, 2, 1), read(&mv, 3, 1)),
+            (U256::from(7), U256::from(30))
+        );
+        assert_eq!(
+            read(&mv, 3, 0),
+            U256::from(7),
+            "a tx sees only lower writers"
+        );
+        let written: Vec<_> = (mv.accesses(0).1.into_iter())
+            .map(|(location, _)| location)
+            .collect();
+        assert_eq!(
+            written,
+            [slot(3)],
+            "only the latest incarnation's locations are listed"
+        );
+    }
+}

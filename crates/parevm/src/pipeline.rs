@@ -251,10 +251,11 @@ fn code_hash_of(account: Option<AccountBasic>) -> B256 {
 /// A speculation's reads, inline up to a token transfer's four (sender, contract, two balance
 /// slots). A speculation is usually made on one thread and committed on the other, and a heap
 /// buffer freed on another thread than the one that allocated it costs the allocator atomic
-/// operations on lines both cores write (with mimalloc, `mi_free` was a fifth of the pipeline's
+/// operations on lines both cores write (with mimalloc, `mi_free` was a fifth of the threads'
 /// time on plain transfers). Inline, the data also travels in the slot array, which the committer
 /// walks in order (prefetched), instead of scattered buffers; recycling heap buffers back to
-/// their thread was tried and was slower (`docs/benchmarks.md`, tenth session).
+/// their thread was tried and was slower (`docs/benchmarks.md`, tenth session). A token
+/// transfer still allocates its contract's list of written slots (`AccountDiff::storage`).
 type Reads = SmallVec<[Read; 4]>;
 
 /// A speculation's writes, by account, inline up to a token transfer's two (sender, contract),
@@ -296,7 +297,6 @@ impl<S: Storage + ?Sized> Database for SpeculativeDb<'_, S> {
         {
             // The nonce its previous transaction leaves, and exactly the balance the checks
             // require: both are verified at commit.
-            let code_hash = account.map_or(KECCAK_EMPTY, |account| account.code_hash);
             self.reads.push(Read::SenderFunds {
                 address,
                 nonce,
@@ -306,7 +306,7 @@ impl<S: Storage + ?Sized> Database for SpeculativeDb<'_, S> {
             return Ok(Some(AccountInfo {
                 balance: required,
                 nonce,
-                code_hash,
+                code_hash: code_hash_of(account),
                 code: None,
                 account_id: None,
             }));
@@ -708,6 +708,7 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
         let evm_state = self.evm.finalize();
         let db = &mut self.evm.ctx.journaled_state.database;
         let result = result.ok()?;
+        // Copied out (inline when they fit); the database keeps its buffer for the next one.
         let reads = Reads::from_iter(db.reads.drain(..));
         let lazy_recipient = lazy_recipient.filter(|_| db.lazy_recipient_applied);
         if lazy_sender.is_some() && lazy_recipient.is_none() {
@@ -801,8 +802,7 @@ impl<S: Storage + ?Sized> Speculator<'_, S> {
             return None;
         }
         let sender_pre = shared.pre.basic(&caller).ok()?;
-        let code_hash = sender_pre.map_or(KECCAK_EMPTY, |account| account.code_hash);
-        if code_hash != KECCAK_EMPTY {
+        if code_hash_of(sender_pre) != KECCAK_EMPTY {
             return None;
         }
         let (sender_read, balance, nonce) = match lazy_sender {
