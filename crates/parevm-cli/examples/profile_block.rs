@@ -1,7 +1,7 @@
 //! Repeats one block sequentially and in parallel (Block-STM forced) and prints median times and
 //! counters: a mainnet block directory, or a synthetic workload name (`@NAME[:GAS]`, 200 Mgas by default), for
 //! profilers. `cargo run --release -p parevm-cli --example profile_block -- DIR|@NAME [THREADS]
-//! [REPEAT] [par|seq]` (`par`: skip the sequential runs, `seq`: the parallel ones; `PAREVM_STRATEGY=pipeline|auto|sequential` for another
+//! [REPEAT] [par|seq]` (`par`: skip the sequential runs, `seq`: the parallel ones; `PAREVM_STRATEGY=pipeline|auto|sequential|hand-over:TX` for another
 //! strategy than Block-STM).
 #![allow(missing_docs)]
 
@@ -31,6 +31,9 @@ fn main() {
             Ok("pipeline") => parevm::Strategy::Pipeline,
             Ok("auto") => parevm::Strategy::Auto,
             Ok("sequential") => parevm::Strategy::Sequential,
+            Ok(other) if other.starts_with("hand-over:") => parevm::Strategy::HandOver(
+                other["hand-over:".len()..].parse().expect("hand-over:TX"),
+            ),
             _ => parevm::Strategy::BlockStm,
         },
     });

@@ -37,6 +37,7 @@ fn main() {
         let (chain, block, storage) = load_target(&target);
         let mut times = [(); 4].map(|()| Vec::with_capacity(repeat));
         let mut picked = None;
+        let mut last_stats = [None, None];
         for _ in 0..repeat {
             let start = Instant::now();
             let _ = parevm::execute_sequential(&chain, &block, &storage);
@@ -47,18 +48,31 @@ fn main() {
                 times[index + 1].push(start.elapsed().as_secs_f64() * 1e3);
                 if index == 2 {
                     picked = Some(stats.strategy);
+                } else {
+                    last_stats[index] = Some(stats);
                 }
             }
         }
         let [seq, pipeline, block_stm, auto] = times.map(median);
         let name = target.rsplit('/').next().unwrap_or(&target);
+        let txs = block.body.transactions.len();
+        // Per transaction: the pipeline's rejected speculations and direct executions, Block-STM's
+        // executions and aborts (of the last run).
+        let per_tx = |count: usize| count as f64 / txs.max(1) as f64;
+        let [pipeline_stats, block_stm_stats] = last_stats.map(|stats| stats.expect("ran"));
         println!(
-            "{name:<24} {:>5} {seq:>10.3} {:>9.3} {:>9.3} {:>9.3} {:>11?}",
-            block.body.transactions.len(),
+            "{name:<24} {txs:>5} {seq:>10.3} {:>9.3} {:>9.3} {:>9.3} {:>11?}  \
+             pipe rej {:.2} left {:.2} | bstm exec {:.2} abort {:.2} wait {:.2} | gas/tx {}",
             seq / pipeline,
             seq / block_stm,
             seq / auto,
             picked.expect("ran"),
+            per_tx(pipeline_stats.aborts),
+            per_tx(pipeline_stats.left_to_committer),
+            per_tx(block_stm_stats.executions),
+            per_tx(block_stm_stats.aborts),
+            per_tx(block_stm_stats.dependency_waits),
+            block.header.gas_used / txs.max(1) as u64,
         );
     }
 }

@@ -101,6 +101,23 @@ const HOT_FROM_START_SHARE: usize = 8;
 /// ... and by at least this many.
 const HOT_FROM_START_MIN: usize = 4;
 
+/// What the pipeline leaves when it hands over: the block's start with the committed
+/// transactions' changes merged in, their receipts, their gas, and the first transaction left.
+pub(crate) struct CommittedPrefix {
+    pub(crate) start: BlockStart,
+    pub(crate) next: TxIdx,
+    pub(crate) receipts: Vec<TxReceipt>,
+    pub(crate) gas_used: u64,
+}
+
+/// How a pipelined block ended.
+pub(crate) enum PipelineEnd {
+    /// Every transaction committed.
+    Finished(BlockOutput),
+    /// The committed prefix, the rest of the block left to Block-STM.
+    HandedOver(Box<CommittedPrefix>),
+}
+
 /// Destinations (a transaction's `to`) whose speculations are mostly rejected: a contract that
 /// every transaction to it changes, such as a sale counting its deposits. Threads leave
 /// transactions to a hot destination to the committer, which executes them directly instead of
@@ -359,6 +376,9 @@ struct Shared<'a, S: ?Sized> {
     /// For each transaction, the previous one of the same sender in the block (see
     /// [`speculable`]).
     previous_of_sender: &'a [Option<TxIdx>],
+    /// The committer hands the rest of the block over to Block-STM once this many transactions
+    /// are committed ([`crate::Strategy::HandOver`]).
+    hand_over_at: Option<TxIdx>,
     /// One thread: it speculates every transaction that threads would (see [`speculable`])
     /// before committing it (the speculative path checked against the committed state on every
     /// such transaction).
@@ -383,6 +403,7 @@ impl<'a, S: Storage + ?Sized> Shared<'a, S> {
         pre: &'a PreState<'a, S>,
         previous_of_sender: &'a [Option<TxIdx>],
         threads: &Threads<'_>,
+        hand_over_at: Option<TxIdx>,
         counters: &'a PipelineCounters,
     ) -> Self {
         let txs = block.body.transactions.len();
@@ -392,6 +413,7 @@ impl<'a, S: Storage + ?Sized> Shared<'a, S> {
             block_env,
             cfg,
             pre,
+            hand_over_at,
             slots: (0..txs)
                 .map(|_| Slot {
                     status: AtomicU8::new(UNCLAIMED),
@@ -452,6 +474,28 @@ struct Committer<'a, S: Storage + ?Sized> {
     left_to_committer: usize,
     /// Validations and rejections per destination (see [`HotDestinations`]).
     destinations: DestinationCounts,
+    /// Set when the committer handed the rest of the block over to Block-STM
+    /// ([`Shared::hand_over_at`]).
+    handed_over: bool,
+}
+
+impl<S: Storage + ?Sized> Committer<'_, S> {
+    /// A committer at the start of a block of `txs` transactions over `view`.
+    fn new<'a>(view: &'a S, txs: usize) -> Committer<'a, S> {
+        Committer {
+            state: SequentialState::for_txs(view, txs),
+            next: 0,
+            gas_used: 0,
+            receipts: Vec::with_capacity(txs),
+            error: None,
+            validations: 0,
+            rejected: 0,
+            direct: 0,
+            left_to_committer: 0,
+            destinations: DestinationCounts::new(),
+            handed_over: false,
+        }
+    }
 }
 
 /// Where a commit round stopped.
@@ -481,6 +525,10 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
         let txs = shared.slots.len();
         while self.committer.next < txs {
             let tx = self.committer.next;
+            if shared.hand_over_at.is_some_and(|at| tx >= at) {
+                self.committer.handed_over = true;
+                return Stop::Finished;
+            }
             let slot = &shared.slots[tx];
             let speculation = match slot.status.load(Ordering::Acquire) {
                 UNCLAIMED => {
@@ -877,15 +925,17 @@ pub(crate) enum Threads<'p> {
     Shuttle(usize),
 }
 
-/// Runs `block` through the pipeline on `threads`.
+/// Runs `block` through the pipeline on `threads`, handing the rest over to Block-STM once
+/// `hand_over_at` transactions are committed.
 pub(crate) fn execute_pipeline<S: Storage + ?Sized>(
     chain: &ChainSpec,
     block: &Block<Recovered<TxEnvelope>>,
     storage: &S,
     previous_of_sender: &[Option<TxIdx>],
     threads: Threads<'_>,
+    hand_over_at: Option<TxIdx>,
     counters: &PipelineCounters,
-) -> Result<BlockOutput, ExecutionError> {
+) -> Result<PipelineEnd, ExecutionError> {
     let BlockStart {
         spec,
         block_env,
@@ -904,20 +954,10 @@ pub(crate) fn execute_pipeline<S: Storage + ?Sized>(
         &pre,
         previous_of_sender,
         &threads,
+        hand_over_at,
         counters,
     );
-    let committer = CachePadded::new(Mutex::new(Committer {
-        state: SequentialState::for_txs(&overlay, txs),
-        next: 0,
-        gas_used: 0,
-        receipts: Vec::with_capacity(txs),
-        error: None,
-        validations: 0,
-        rejected: 0,
-        direct: 0,
-        left_to_committer: 0,
-        destinations: DestinationCounts::new(),
-    }));
+    let committer = CachePadded::new(Mutex::new(Committer::new(&overlay, txs)));
     let work = || run_thread(&shared, &committer, &overlay);
     match threads {
         Threads::Alone => work(),
@@ -941,6 +981,7 @@ pub(crate) fn execute_pipeline<S: Storage + ?Sized>(
         direct,
         left_to_committer,
         destinations: _,
+        handed_over,
     } = CachePadded::into_inner(committer).into_inner();
     counters.validations.store(validations, Ordering::Relaxed);
     counters.rejected.store(rejected, Ordering::Relaxed);
@@ -951,14 +992,29 @@ pub(crate) fn execute_pipeline<S: Storage + ?Sized>(
     if let Some(error) = error {
         return Err(error);
     }
-    if next != txs {
+    if next != txs && !handed_over {
         return Err(ExecutionError::Internal(format!(
             "pipeline stopped at transaction {next} of {txs}"
         )));
     }
     let tx_changes = state.into_changes();
     merge_changes(&mut changes, tx_changes);
+    if handed_over && next < txs {
+        let start = BlockStart {
+            spec,
+            block_env,
+            cfg,
+            changes,
+        };
+        return Ok(PipelineEnd::HandedOver(Box::new(CommittedPrefix {
+            start,
+            next,
+            receipts,
+            gas_used,
+        })));
+    }
     finish_block(chain, spec, block, storage, changes, receipts, gas_used)
+        .map(PipelineEnd::Finished)
 }
 
 /// One thread: commits when it can, speculates otherwise, and leaves when nothing is left to
@@ -1171,8 +1227,13 @@ mod interleavings {
                 storage,
                 &previous,
                 Threads::Shuttle(threads),
+                None,
                 &counters,
-            );
+            )
+            .map(|end| match end {
+                PipelineEnd::Finished(output) => output,
+                PipelineEnd::HandedOver(_) => unreachable!("the pipeline never hands over here"),
+            });
             assert_eq!(
                 format!("{output:?}"),
                 expected,
@@ -1447,6 +1508,7 @@ mod native_speculation {
                 &pre,
                 &previous,
                 &Threads::Alone,
+                None,
                 &counters,
             );
             let mut native = Speculator::new(&shared);

@@ -70,9 +70,9 @@ fn failing_storage_gives_the_error_or_the_right_answer() {
         parevm::execute_sequential(&chain, &block, &counting).expect("no failure injected");
         let total_reads = counting.reads.load(Ordering::SeqCst);
         for fail_at in 1..=total_reads + 2 {
-            let runs_of_engines = ENGINES
-                .iter()
-                .flat_map(|strategy| [1, 2, 8].map(|threads| (Some(*strategy), threads)));
+            let runs_of_engines = engines(&block)
+                .into_iter()
+                .flat_map(|strategy| [1, 2, 8].map(|threads| (Some(strategy), threads)));
             for (strategy, threads) in [(None, 0)].into_iter().chain(runs_of_engines) {
                 let failing = FailingStorage {
                     inner: &storage,

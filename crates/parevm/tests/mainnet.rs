@@ -83,8 +83,9 @@ fn trials() -> Vec<Trial> {
 /// Runs of each thread count in the determinism trials.
 const DETERMINISM_RUNS: usize = 50;
 
-/// The block executed `DETERMINISM_RUNS` times at 2, 4, 8 and 16 threads by each engine gives
-/// byte-identical output: the `Debug` rendering of every run equals the sequential one.
+/// The block executed `DETERMINISM_RUNS` times at 2, 4, 8 and 16 threads by each engine (at 2 and
+/// 8 by the pipeline handing over to Block-STM half-way) gives byte-identical output: the `Debug`
+/// rendering of every run equals the sequential one.
 fn run_determinism(dir: &Path) -> Result<(), Failed> {
     let block = load_block(dir).map_err(|error| error.to_string())?;
     let chain = ChainSpec::mainnet();
@@ -92,23 +93,26 @@ fn run_determinism(dir: &Path) -> Result<(), Failed> {
         "{:?}",
         execute_sequential(&chain, &block.block, &block.storage)
     );
-    for strategy in [Strategy::BlockStm, Strategy::Pipeline] {
-        for threads in [2, 4, 8, 16] {
-            let executor = ParallelExecutor::new(ExecutorConfig {
-                concurrency: NonZeroUsize::new(threads).expect("non-zero"),
-                strategy,
-            });
-            for run in 0..DETERMINISM_RUNS {
-                let actual = format!(
-                    "{:?}",
-                    executor.execute(&chain, &block.block, &block.storage)
-                );
-                if actual != expected {
-                    return Err(format!(
-                        "{strategy} run {run} at {threads} threads differs from sequential"
-                    )
-                    .into());
-                }
+    let half = Strategy::HandOver(block.block.body.transactions.len() / 2);
+    let configs = [Strategy::BlockStm, Strategy::Pipeline]
+        .into_iter()
+        .flat_map(|strategy| [2, 4, 8, 16].map(|threads| (strategy, threads)))
+        .chain([(half, 2), (half, 8)]);
+    for (strategy, threads) in configs {
+        let executor = ParallelExecutor::new(ExecutorConfig {
+            concurrency: NonZeroUsize::new(threads).expect("non-zero"),
+            strategy,
+        });
+        for run in 0..DETERMINISM_RUNS {
+            let actual = format!(
+                "{:?}",
+                executor.execute(&chain, &block.block, &block.storage)
+            );
+            if actual != expected {
+                return Err(format!(
+                    "{strategy} run {run} at {threads} threads differs from sequential"
+                )
+                .into());
             }
         }
     }
@@ -128,10 +132,12 @@ fn run_block(dir: &Path) -> Result<(), Failed> {
             .iter()
             .map(|mismatch| format!("sequential: {mismatch}")),
     );
-    // Each engine forced on every block at each thread count, then as users run it (the planner
-    // chooses sequential execution, the pipeline or Block-STM, and Block-STM may give way to
-    // sequential execution when conflicts dominate).
-    let configs = [Strategy::BlockStm, Strategy::Pipeline]
+    // Each engine forced on every block at each thread count (the pipeline also handing over to
+    // Block-STM after a third of the transactions), then as users run it (the planner chooses
+    // sequential execution, the pipeline — which may hand over — or Block-STM, and Block-STM may
+    // give way to sequential execution when conflicts dominate).
+    let third = Strategy::HandOver(block.block.body.transactions.len() / 3);
+    let configs = [Strategy::BlockStm, Strategy::Pipeline, third]
         .into_iter()
         .flat_map(|strategy| THREADS.iter().map(move |threads| (*threads, strategy)))
         .chain([(2, Strategy::Auto), (8, Strategy::Auto)]);

@@ -117,14 +117,45 @@ fn chained_calls(chained: usize) -> (Block<Recovered<TxEnvelope>>, parevm::InMem
     (block(SPEC, txs), storage)
 }
 
-/// At 2 threads a heavy block of value transfers runs the pipeline, not Block-STM; with a few
-/// more calls, or at 8 threads, Block-STM.
+/// At 2 threads a heavy block of value transfers runs the pipeline, not Block-STM; with 9 calls
+/// of 20 to one contract, or at 8 threads, Block-STM.
 #[test]
 fn heavy_block_of_value_transfers_runs_the_pipeline_at_two_threads() {
     let (block, storage) = transfers_and_calls(18);
     assert_eq!(planned(&block, &storage, 2), Strategy::Pipeline);
     assert_eq!(planned(&block, &storage, 8), Strategy::BlockStm);
-    let (block, storage) = transfers_and_calls(17);
+    let (block, storage) = transfers_and_calls(11);
+    assert_eq!(planned(&block, &storage, 2), Strategy::BlockStm);
+}
+
+/// A heavy block of 20 calls each to its own contract (none shares one) runs the pipeline at 2
+/// threads and Block-STM at 8; the same calls with 6 of them to one contract (30%) run Block-STM
+/// at 2 threads too, with 5 (25%) the pipeline.
+#[test]
+fn heavy_calls_that_rarely_share_contracts_run_the_pipeline_at_two_threads() {
+    let calls = |sharing: usize| {
+        let from = senders(20);
+        let mut storage = funded(SPEC, &from);
+        let adders: Vec<Address> = (0..20u8)
+            .map(|index| Address::with_last_byte(0x60 + index))
+            .collect();
+        for adder in &adders {
+            deploy(&mut storage, *adder, code::ADDER);
+        }
+        let txs = (from.iter().enumerate())
+            .map(|(index, sender)| {
+                let adder = adders[if index < sharing { 0 } else { index }];
+                add(*sender, 0, adder, index as u64)
+            })
+            .collect();
+        (block(SPEC, txs), storage)
+    };
+    let (block, storage) = calls(0);
+    assert_eq!(planned(&block, &storage, 2), Strategy::Pipeline);
+    assert_eq!(planned(&block, &storage, 8), Strategy::BlockStm);
+    let (block, storage) = calls(5);
+    assert_eq!(planned(&block, &storage, 2), Strategy::Pipeline);
+    let (block, storage) = calls(6);
     assert_eq!(planned(&block, &storage, 2), Strategy::BlockStm);
 }
 

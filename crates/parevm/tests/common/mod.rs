@@ -297,8 +297,15 @@ pub fn executor_with(strategy: parevm::Strategy, threads: usize) -> ParallelExec
     })
 }
 
-/// The parallel engines every check runs.
-pub const ENGINES: [parevm::Strategy; 2] = [parevm::Strategy::BlockStm, parevm::Strategy::Pipeline];
+/// The parallel engines every check runs on `block`: Block-STM, the pipeline, and the pipeline
+/// handing over to Block-STM half-way.
+pub fn engines(block: &Block<Recovered<TxEnvelope>>) -> [parevm::Strategy; 3] {
+    [
+        parevm::Strategy::BlockStm,
+        parevm::Strategy::Pipeline,
+        parevm::Strategy::HandOver(block.body.transactions.len() / 2),
+    ]
+}
 
 /// Executes sequentially and with each engine at 1, 2, 4, 8 and 16 threads; asserts equality and
 /// returns the sequential result.
@@ -309,7 +316,7 @@ pub fn assert_parallel_matches(
     storage: &InMemoryStorage,
 ) -> Result<BlockOutput, ExecutionError> {
     let sequential = parevm::execute_sequential(chain, block, storage);
-    for strategy in ENGINES {
+    for strategy in engines(block) {
         for threads in [1, 2, 4, 8, 16] {
             let parallel = executor_with(strategy, threads).execute(chain, block, storage);
             if let Some(difference) = first_difference(&sequential, &parallel) {
