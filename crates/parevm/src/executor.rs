@@ -944,9 +944,9 @@ fn block_stm_suits(
 /// is lower. Calibrated on the 23 heavy mainnet fixtures (`docs/benchmarks.md`, eleventh
 /// session: geometric mean over them +3.2% in each of five runs against Block-STM on all of
 /// them, two parameters fitted on 23 blocks) and on the synthetic ones: Uniswap swaps through
-/// distinct pools (no call shares a contract) 1.75–2.03× with the pipeline against 1.62–1.75×;
-/// the mixed workload (half of its transactions such calls: tokens and hot pools) 0.97–1.07×
-/// against 1.11–1.32×.
+/// distinct pools (no call shares a contract) 1.55–2.03× with the pipeline against 1.59–1.78×,
+/// ahead in 8 of 9 runs; the mixed workload (half of its transactions such calls: tokens and hot
+/// pools) 0.95–1.07× against 1.11–1.32×.
 fn calls_rarely_share_contracts(block: &Block<Recovered<TxEnvelope>>, gas_per_tx: u64) -> bool {
     let txs = block.body.transactions.len();
     let mut calls = alloy_primitives::map::AddressMap::<usize>::default();

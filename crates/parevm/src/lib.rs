@@ -24,6 +24,8 @@
 //! order over the sequential executor's own state: a speculation whose every read still holds is
 //! applied, a stale one is re-executed there directly. [`ExecutorConfig`] chooses per block
 //! ([`Strategy::Auto`]): sequential, the pipeline or Block-STM, from what is known before running.
+//! [`Strategy::HandOver`] runs the pipeline for a prefix of the block and Block-STM on top of it
+//! for the rest (forced only, for tests and measurements).
 //!
 //! ## What is EVM-specific
 //!

@@ -113,10 +113,13 @@ impl AccountState {
 pub type StateChanges = AddressMap<AccountChange>;
 
 /// Folds `later` changes on top of `earlier` ones (inserting the smaller map into the larger).
+/// Code bytes are listed only by the part that wrote the code: `later` touching an account whose
+/// code `earlier` deployed keeps `earlier`'s bytes.
 pub(crate) fn merge_changes(earlier: &mut StateChanges, mut later: StateChanges) {
     if earlier.len() <= later.len() {
         for (address, before) in std::mem::take(earlier) {
             if let Some(after) = later.get_mut(&address) {
+                keep_deployed_code(&before.info, &mut after.info);
                 if !after.storage_reset {
                     let mut storage = before.storage;
                     storage.extend(after.storage.drain());
@@ -130,16 +133,32 @@ pub(crate) fn merge_changes(earlier: &mut StateChanges, mut later: StateChanges)
         *earlier = later;
         return;
     }
-    for (address, change) in later {
+    for (address, mut change) in later {
         match earlier.get_mut(&address) {
-            Some(existing) if !change.storage_reset => {
-                existing.info = change.info;
-                existing.storage.extend(change.storage);
+            Some(existing) => {
+                keep_deployed_code(&existing.info, &mut change.info);
+                if change.storage_reset {
+                    *existing = change;
+                } else {
+                    existing.info = change.info;
+                    existing.storage.extend(change.storage);
+                }
             }
-            _ => {
+            None => {
                 earlier.insert(address, change);
             }
         }
+    }
+}
+
+/// Gives `after` the code bytes of `before` when both have the same code and `after` lists no
+/// bytes (it did not write the code).
+fn keep_deployed_code(before: &Option<AccountState>, after: &mut Option<AccountState>) {
+    if let (Some(before), Some(after)) = (before, after)
+        && after.code.is_none()
+        && before.code_hash == after.code_hash
+    {
+        after.code.clone_from(&before.code);
     }
 }
 
@@ -250,5 +269,52 @@ mod tests {
             .map(|slot| slots.find(&format!("{:?}: ", U256::from(slot))).unwrap())
             .collect();
         assert!(positions.is_sorted(), "slots not sorted: {slots}");
+    }
+
+    /// A later part of the block that only touches an account an earlier part deployed keeps the
+    /// deployed bytes, whichever map is the larger; a later redeployment or destruction wins.
+    #[test]
+    fn merging_keeps_code_deployed_by_the_earlier_part() {
+        let code = Bytes::from_static(&[0x60, 0x00]);
+        let state = |balance: u64, code: Option<Bytes>| AccountState {
+            balance: U256::from(balance),
+            nonce: 1,
+            code_hash: B256::repeat_byte(7),
+            code,
+        };
+        let change = |info: Option<AccountState>, storage_reset: bool| AccountChange {
+            info,
+            storage_reset,
+            storage: SlotChanges::from_iter([(U256::from(storage_reset as u8), U256::from(1))]),
+        };
+        let contract = Address::repeat_byte(1);
+        // Maps of other accounts make either side the larger one.
+        let padded = |change: AccountChange, others: u8| -> StateChanges {
+            let mut changes: StateChanges = (2..2 + others)
+                .map(|byte| (Address::repeat_byte(byte), change.clone()))
+                .collect();
+            changes.insert(contract, change);
+            changes
+        };
+        for (earlier_others, later_others) in [(0, 5), (5, 0)] {
+            let deployed = change(Some(state(1, Some(code.clone()))), true);
+            let touched = change(Some(state(9, None)), false);
+            let mut merged = padded(deployed.clone(), earlier_others);
+            merge_changes(&mut merged, padded(touched, later_others));
+            let merged = &merged[&contract];
+            assert_eq!(merged.info, Some(state(9, Some(code.clone()))));
+            assert!(merged.storage_reset, "the deployment's reset stays");
+            assert_eq!(merged.storage.len(), 2, "both parts' slots");
+
+            let redeployed = change(Some(state(3, Some(Bytes::from_static(&[0x00])))), true);
+            let mut merged = padded(deployed.clone(), earlier_others);
+            merge_changes(&mut merged, padded(redeployed.clone(), later_others));
+            assert_eq!(merged[&contract], redeployed);
+
+            let destroyed = change(None, true);
+            let mut merged = padded(deployed, earlier_others);
+            merge_changes(&mut merged, padded(destroyed.clone(), later_others));
+            assert_eq!(merged[&contract], destroyed);
+        }
     }
 }
