@@ -1063,7 +1063,10 @@ fn work<'a, S: Storage + ?Sized>(
             return;
         }
         for tx in start..txs.min(start + chunk) {
-            if !shared.flags.speculating.load(Ordering::Relaxed) {
+            // Done early when the committer handed the rest of the block over to Block-STM.
+            if !shared.flags.speculating.load(Ordering::Relaxed)
+                || shared.flags.done.load(Ordering::Relaxed)
+            {
                 break;
             }
             let envelope = &shared.block.body.transactions[tx];
