@@ -1042,7 +1042,8 @@ fn work<'a, S: Storage + ?Sized>(
     speculator: &mut Option<Speculator<'a, S>>,
 ) {
     let mut direct: Option<DirectEvm<'a, S>> = None;
-    let txs = shared.slots.len();
+    // Transactions at or after the hand-over are Block-STM's: not speculated here.
+    let txs = (shared.slots.len()).min(shared.hand_over_at.unwrap_or(usize::MAX));
     loop {
         if shared.flags.done.load(Ordering::Acquire) {
             return;
@@ -1063,7 +1064,7 @@ fn work<'a, S: Storage + ?Sized>(
             return;
         }
         for tx in start..txs.min(start + chunk) {
-            // Done early when the committer handed the rest of the block over to Block-STM.
+            // Done early when the block failed or was handed over.
             if !shared.flags.speculating.load(Ordering::Relaxed)
                 || shared.flags.done.load(Ordering::Relaxed)
             {
