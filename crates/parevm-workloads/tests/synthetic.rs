@@ -770,6 +770,36 @@ fn the_planner_chooses_by_weight_threads_and_chains() {
     }
 }
 
+/// A forced hand-over half-way through independent transfers: the pipeline executes the first
+/// half exactly once each and nothing after the hand-over, Block-STM the second half once each,
+/// and the stats say so; handed over at the block's end, the pipeline runs it all.
+#[test]
+fn hand_over_half_way_executes_every_transaction_once() {
+    let workload = workload("raw-transfers", 20_000_000, 1).expect("known workload");
+    let txs = workload.block.body.transactions.len();
+    let expected = execute_sequential(&workload.chain, &workload.block, &workload.storage)
+        .expect("sequential execution");
+    for (at, reported) in [
+        (txs / 2, Strategy::HandOver(txs / 2)),
+        (txs, Strategy::Pipeline),
+    ] {
+        let executor = ParallelExecutor::new(ExecutorConfig {
+            concurrency: NonZeroUsize::new(2).unwrap(),
+            strategy: Strategy::HandOver(at),
+        });
+        for run in 0..5 {
+            let (output, stats) =
+                executor.execute_with_stats(&workload.chain, &workload.block, &workload.storage);
+            assert_eq!(output.expect("parallel execution"), expected);
+            assert_eq!(stats.strategy, reported, "hand-over at {at}");
+            assert_eq!(
+                stats.executions, txs,
+                "hand-over at {at} of {txs}, run {run}: {stats:?}"
+            );
+        }
+    }
+}
+
 /// Every swap of a hot pool reads what the one before wrote: the pipeline's speculations are
 /// rejected, so once rejections dominate its threads stop speculating and the committer executes
 /// the rest directly — few wasted executions, and still the sequential output.

@@ -49,8 +49,9 @@ pub enum Strategy {
     /// block order (a stale transaction is re-executed by the committer).
     Pipeline,
     /// The pipeline for the transactions below this index, then Block-STM on top of them for the
-    /// rest (for tests and measurements: [`Strategy::Auto`] does not hand over; the pipeline's
-    /// speculations of the rest are lost at the hand-over, `docs/benchmarks.md`).
+    /// rest (for tests and measurements: [`Strategy::Auto`] does not hand over, see
+    /// `docs/benchmarks.md`). A block of no more transactions than this runs the pipeline alone,
+    /// and its stats say [`Strategy::Pipeline`].
     HandOver(TxIdx),
 }
 
@@ -353,6 +354,11 @@ impl ParallelExecutor {
             stats = ran;
             match end {
                 Ok(PipelineEnd::HandedOver(committed)) => prefix = Some(*committed),
+                // Handed over at or past the end: the pipeline ran the whole block.
+                Ok(PipelineEnd::Finished(output)) if hand_over_at.is_some() => {
+                    stats.strategy = Strategy::Pipeline;
+                    return (Ok(output), stats);
+                }
                 Ok(PipelineEnd::Finished(output)) => return (Ok(output), stats),
                 Err(error) => return (Err(error), stats),
             }

@@ -395,6 +395,16 @@ struct Shared<'a, S: ?Sized> {
     counters: &'a PipelineCounters,
 }
 
+impl<S: ?Sized> Shared<'_, S> {
+    /// The transactions the pipeline commits: all of them, or those before the hand-over
+    /// (neither speculated nor committed from there on: they are Block-STM's).
+    fn pipelined(&self) -> TxIdx {
+        self.slots
+            .len()
+            .min(self.hand_over_at.unwrap_or(TxIdx::MAX))
+    }
+}
+
 impl<'a, S: Storage + ?Sized> Shared<'a, S> {
     /// What the threads running `block` on `threads` share, every slot unclaimed.
     fn new(
@@ -474,9 +484,6 @@ struct Committer<'a, S: Storage + ?Sized> {
     left_to_committer: usize,
     /// Validations and rejections per destination (see [`HotDestinations`]).
     destinations: DestinationCounts,
-    /// Set when the committer handed the rest of the block over to Block-STM
-    /// ([`Shared::hand_over_at`]).
-    handed_over: bool,
 }
 
 impl<S: Storage + ?Sized> Committer<'_, S> {
@@ -493,7 +500,6 @@ impl<S: Storage + ?Sized> Committer<'_, S> {
             direct: 0,
             left_to_committer: 0,
             destinations: DestinationCounts::new(),
-            handed_over: false,
         }
     }
 }
@@ -522,13 +528,9 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
     /// Commits transactions in order until the block is finished or the next one is being
     /// speculated elsewhere.
     fn run(&mut self, shared: &Shared<'a, S>) -> Stop {
-        let txs = shared.slots.len();
+        let txs = shared.pipelined();
         while self.committer.next < txs {
             let tx = self.committer.next;
-            if shared.hand_over_at.is_some_and(|at| tx >= at) {
-                self.committer.handed_over = true;
-                return Stop::Finished;
-            }
             let slot = &shared.slots[tx];
             let speculation = match slot.status.load(Ordering::Acquire) {
                 UNCLAIMED => {
@@ -981,7 +983,6 @@ pub(crate) fn execute_pipeline<S: Storage + ?Sized>(
         direct,
         left_to_committer,
         destinations: _,
-        handed_over,
     } = CachePadded::into_inner(committer).into_inner();
     counters.validations.store(validations, Ordering::Relaxed);
     counters.rejected.store(rejected, Ordering::Relaxed);
@@ -992,14 +993,14 @@ pub(crate) fn execute_pipeline<S: Storage + ?Sized>(
     if let Some(error) = error {
         return Err(error);
     }
-    if next != txs && !handed_over {
+    if next != shared.pipelined() {
         return Err(ExecutionError::Internal(format!(
             "pipeline stopped at transaction {next} of {txs}"
         )));
     }
     let tx_changes = state.into_changes();
     merge_changes(&mut changes, tx_changes);
-    if handed_over && next < txs {
+    if next < txs {
         let start = BlockStart {
             spec,
             block_env,
@@ -1042,8 +1043,7 @@ fn work<'a, S: Storage + ?Sized>(
     speculator: &mut Option<Speculator<'a, S>>,
 ) {
     let mut direct: Option<DirectEvm<'a, S>> = None;
-    // Transactions at or after the hand-over are Block-STM's: not speculated here.
-    let txs = (shared.slots.len()).min(shared.hand_over_at.unwrap_or(usize::MAX));
+    let txs = shared.pipelined();
     loop {
         if shared.flags.done.load(Ordering::Acquire) {
             return;
@@ -1064,10 +1064,7 @@ fn work<'a, S: Storage + ?Sized>(
             return;
         }
         for tx in start..txs.min(start + chunk) {
-            // Done early when the block failed or was handed over.
-            if !shared.flags.speculating.load(Ordering::Relaxed)
-                || shared.flags.done.load(Ordering::Relaxed)
-            {
+            if !shared.flags.speculating.load(Ordering::Relaxed) {
                 break;
             }
             let envelope = &shared.block.body.transactions[tx];

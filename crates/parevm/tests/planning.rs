@@ -159,6 +159,44 @@ fn heavy_calls_that_rarely_share_contracts_run_the_pipeline_at_two_threads() {
     assert_eq!(planned(&block, &storage, 2), Strategy::BlockStm);
 }
 
+/// Below 80,000 gas per transaction the pipeline takes heavy calls up to 45% of them sharing a
+/// contract: 80 calls at 75,000 gas each (three quarters of their limits), 32 to one contract
+/// (40%) run the pipeline and 36 (45%) Block-STM; at 375,000 gas each, 32 already run Block-STM.
+#[test]
+fn lighter_heavy_calls_may_share_contracts_more_before_block_stm() {
+    let calls = |sharing: usize, gas_limit: u64| {
+        let from = senders(80);
+        let mut storage = funded(SPEC, &from);
+        let adders: Vec<Address> = (0..80u8)
+            .map(|index| Address::with_last_byte(0xa0 + index))
+            .collect();
+        for adder in &adders {
+            deploy(&mut storage, *adder, code::ADDER);
+        }
+        let txs = (from.iter().enumerate())
+            .map(|(index, sender)| {
+                let adder = adders[if index < sharing { 0 } else { index }];
+                let input = calldata(&[U256::from(index), U256::from(1)]);
+                legacy_tx(
+                    *sender,
+                    0,
+                    TxKind::Call(adder),
+                    U256::ZERO,
+                    input,
+                    gas_limit,
+                )
+            })
+            .collect();
+        (block(SPEC, txs), storage)
+    };
+    let (block, storage) = calls(32, 100_000);
+    assert_eq!(planned(&block, &storage, 2), Strategy::Pipeline);
+    let (block, storage) = calls(36, 100_000);
+    assert_eq!(planned(&block, &storage, 2), Strategy::BlockStm);
+    let (block, storage) = calls(32, GAS_LIMIT);
+    assert_eq!(planned(&block, &storage, 2), Strategy::BlockStm);
+}
+
 /// A heavy block where more than 2 in 5 transactions follow one of their sender's does not run
 /// Block-STM: with those followers calls (left to the pipeline's committer), it runs
 /// sequentially. With 8 followers of 20 it runs Block-STM.
