@@ -2,14 +2,14 @@
 //!
 //! Every thread speculates: it claims the next unclaimed transaction and executes it against the
 //! pre-block state, recording each value it read (accounts, slots) and the writes it made. One
-//! thread at a time is the committer: it walks the block in order over the sequential executor's
-//! own state and, for each transaction,
+//! thread, the same for the whole block, is the committer: it walks the block in order over the
+//! sequential executor's own state and, for each transaction,
 //! - if a speculation is ready, validates it — every value it read must equal the committed
 //!   state's value now — and applies its writes, or re-executes the transaction directly on the
 //!   committed state when a read is stale;
 //! - if nobody claimed it yet, executes it directly (it is next in order: no speculation needed);
-//! - if another thread is still speculating it, hands the committer role back and speculates
-//!   further ahead; the thread that finishes that speculation takes the role.
+//! - if another thread is still speculating it, speculates further ahead itself, or, with
+//!   nothing left to claim, waits for that speculation (the other thread rings a doorbell).
 //!
 //! The output is the sequential executor's by construction: the committed state is
 //! [`SequentialState`], every transaction's effect on it is either revm's on that very state or a
@@ -23,7 +23,10 @@
 //! speculation. Its limit is that a transaction depending on an earlier one of the same block is
 //! executed on the committer, serially: it suits few threads and blocks with few conflicts.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::{
+    panic::AssertUnwindSafe,
+    sync::atomic::{AtomicUsize, Ordering},
+};
 
 use alloy_consensus::{Block, TxEnvelope, transaction::Recovered};
 use alloy_primitives::{Address, B256, U256};
@@ -51,7 +54,7 @@ use crate::{
         start_block,
     },
     storage::{AccountBasic, OverlayStorage, Storage, StorageError},
-    sync::{AtomicBool, AtomicU8, Mutex, fence},
+    sync::{AtomicBool, AtomicU8, Condvar, Mutex, PARK_TIMEOUT, SPIN_ROUNDS, spin_loop},
     types::address_bucket,
     vm::{LazyFeeHandler, lazy_recipient, plain_transfer_recipient},
     worker_pool::WorkerPool,
@@ -80,9 +83,8 @@ const GIVE_UP_MIN_VALIDATIONS: usize = 32;
 /// See [`GIVE_UP_MIN_VALIDATIONS`].
 const GIVE_UP_REJECTED_PERCENT: usize = 50;
 
-/// Transactions a thread claims at once while no speculation was rejected: the committer role
-/// then changes hands once per chunk rather than once per transaction, and a chunk's speculations
-/// are committed on the thread that made them (its data stays in that core's cache). Once a
+/// Transactions a thread claims at once while no speculation was rejected: threads meet on the
+/// claim counter once per chunk rather than once per transaction. Once a
 /// speculation is rejected, threads claim one transaction at a time: the further ahead a
 /// speculation runs, the likelier a conflicting block makes it stale.
 const CLAIM_CHUNK: usize = 8;
@@ -392,6 +394,8 @@ struct Shared<'a, S: ?Sized> {
     /// The block's flags: read by every thread on every step, written rarely (a line of their
     /// own).
     flags: CachePadded<Flags>,
+    /// Wakes the committer (a line of its own).
+    doorbell: CachePadded<Doorbell>,
     counters: &'a PipelineCounters,
 }
 
@@ -444,6 +448,7 @@ impl<'a, S: Storage + ?Sized> Shared<'a, S> {
                 conflicts: AtomicBool::new(false),
                 hot: HotDestinations::new(block, pre),
             }),
+            doorbell: CachePadded::new(Doorbell::new()),
             counters,
         }
     }
@@ -463,8 +468,9 @@ struct Flags {
     hot: HotDestinations,
 }
 
-/// The committer's state: the sequential executor's, plus the receipts so far. The thread that
-/// holds the role moves the state into its own EVM (revm's EVM cannot move between threads).
+/// The committer's state: the sequential executor's, plus the receipts so far. The committing
+/// thread moves the state into its own EVM for the block (revm's EVM cannot move between
+/// threads).
 struct Committer<'a, S: Storage + ?Sized> {
     state: SequentialState<'a, S>,
     /// The next transaction to commit.
@@ -474,7 +480,7 @@ struct Committer<'a, S: Storage + ?Sized> {
     /// The block's error, if a transaction failed.
     error: Option<ExecutionError>,
     /// Speculations validated (published to [`PipelineCounters`] at the end, as the three
-    /// counts below: the role moves between threads, the counts with it).
+    /// counts below).
     validations: usize,
     /// Speculations rejected.
     rejected: usize,
@@ -512,11 +518,10 @@ enum Stop {
     Speculating(TxIdx),
 }
 
-/// A thread's EVM for direct executions on the committed state (an empty state while the thread
-/// does not hold the committer role).
+/// The committer's EVM for direct executions on the committed state.
 type DirectEvm<'a, S> = MainnetEvm<MainnetContext<SequentialState<'a, S>>>;
 
-/// The committer role, held by one thread: the committed state moved into that thread's EVM.
+/// The committer role: the committed state moved into the committing thread's EVM.
 struct Role<'r, 'a, S: Storage + ?Sized> {
     committer: &'r mut Committer<'a, S>,
     evm: &'r mut DirectEvm<'a, S>,
@@ -960,16 +965,16 @@ pub(crate) fn execute_pipeline<S: Storage + ?Sized>(
         counters,
     );
     let committer = CachePadded::new(Mutex::new(Committer::new(&overlay, txs)));
-    let work = || run_thread(&shared, &committer, &overlay);
+    let work = |index: usize| run_thread(&shared, &committer, &overlay, index);
     match threads {
-        Threads::Alone => work(),
-        Threads::Pool(pool, threads) => pool.run(threads, |_| work()),
+        Threads::Alone => work(0),
+        Threads::Pool(pool, threads) => pool.run(threads, work),
         #[cfg(all(test, feature = "shuttle"))]
         Threads::Shuttle(threads) => shuttle::thread::scope(|scope| {
-            for _ in 1..threads {
-                scope.spawn(work);
+            for index in 1..threads {
+                scope.spawn(move || work(index));
             }
-            work();
+            work(0);
         }),
     }
     let Committer {
@@ -1018,131 +1023,187 @@ pub(crate) fn execute_pipeline<S: Storage + ?Sized>(
         .map(PipelineEnd::Finished)
 }
 
-/// One thread: commits when it can, speculates otherwise, and leaves when nothing is left to
-/// claim (the remaining commits are done by whoever finishes the speculations in flight).
+/// One thread's part of the block: thread 0 is the committer (see [`commit_block`]); the others
+/// speculate until nothing is left to claim. A panic stops the block (the committer may be
+/// waiting for this thread's speculation) and goes on unwinding.
 fn run_thread<'a, S: Storage + ?Sized>(
     shared: &Shared<'a, S>,
     committer: &Mutex<Committer<'a, S>>,
     view: &'a S,
+    index: usize,
 ) {
     let mut speculator: Option<Speculator<'a, S>> = None;
-    work(shared, committer, view, &mut speculator);
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        if index == 0 {
+            commit_block(shared, committer, view, &mut speculator);
+        } else {
+            while speculate_chunk(shared, &mut speculator) {}
+        }
+    }));
     if let Some(speculator) = speculator {
         shared
             .counters
             .speculations
             .fetch_add(speculator.speculations, Ordering::Relaxed);
     }
+    if let Err(panic) = outcome {
+        shared.flags.done.store(true, Ordering::SeqCst);
+        shared.doorbell.ring();
+        std::panic::resume_unwind(panic);
+    }
 }
 
-/// [`run_thread`]'s loop.
-fn work<'a, S: Storage + ?Sized>(
+/// The committer's loop: commits in order; while the next transaction is being speculated by
+/// another thread, speculates the next unclaimed chunk itself, or, with none left, waits for that
+/// speculation. The role stays on one thread for the whole block: the committed state, the
+/// committer's EVM and the allocations of its direct executions stay in one core's cache (moving
+/// the role with the speculations, as before, cost 2–7% more CPU time on two cores:
+/// `docs/benchmarks.md`, twelfth session).
+fn commit_block<'a, S: Storage + ?Sized>(
     shared: &Shared<'a, S>,
     committer: &Mutex<Committer<'a, S>>,
     view: &'a S,
     speculator: &mut Option<Speculator<'a, S>>,
 ) {
-    let mut direct: Option<DirectEvm<'a, S>> = None;
-    let txs = shared.pipelined();
+    let mut guard = committer.lock();
+    let committer = &mut *guard;
+    let mut evm = chain::build_evm(
+        SequentialState::new(view),
+        shared.block_env.clone(),
+        shared.cfg.clone(),
+    );
+    std::mem::swap(&mut evm.ctx.journaled_state.database, &mut committer.state);
     loop {
-        if shared.flags.done.load(Ordering::Acquire) {
-            return;
-        }
-        if try_commit(shared, committer, &mut direct, speculator, view) {
-            return;
-        }
-        // Speculate the next chunk of unclaimed transactions.
-        let chunk = if shared.flags.conflicts.load(Ordering::Relaxed) {
-            1
-        } else {
-            shared.claim_chunk
-        };
-        let start = shared.next_speculation.fetch_add(chunk, Ordering::Relaxed);
-        if start >= txs || !shared.flags.speculating.load(Ordering::Relaxed) {
-            // Nothing left to claim: the committer, or the threads still speculating, finish
-            // (the committer executes what nobody claimed).
-            return;
-        }
-        for tx in start..txs.min(start + chunk) {
-            if !shared.flags.speculating.load(Ordering::Relaxed) {
-                break;
-            }
-            let envelope = &shared.block.body.transactions[tx];
-            if !speculable(envelope, shared.previous_of_sender[tx])
-                || shared.flags.hot.is_hot(envelope)
-            {
-                continue; // Left to the committer.
-            }
-            let slot = &shared.slots[tx];
-            if slot
-                .status
-                .compare_exchange(UNCLAIMED, SPECULATING, Ordering::AcqRel, Ordering::Relaxed)
-                .is_err()
-            {
-                continue; // The committer took it.
-            }
-            let speculator = speculator.get_or_insert_with(|| Speculator::new(shared));
-            let speculation = speculator.speculate(shared, tx);
-            *slot.speculation.lock() = speculation;
-            slot.status.store(READY, Ordering::SeqCst);
-            // Pairs with the fence after a committer steps down: either it sees READY, or this
-            // thread sees the committer role free.
-            fence(Ordering::SeqCst);
-        }
-    }
-}
-
-/// Takes the committer role if it is free and commits what it can; true when the block is
-/// finished (or failed).
-fn try_commit<'a, S: Storage + ?Sized>(
-    shared: &Shared<'a, S>,
-    committer: &Mutex<Committer<'a, S>>,
-    direct: &mut Option<DirectEvm<'a, S>>,
-    speculator: &mut Option<Speculator<'a, S>>,
-    view: &'a S,
-) -> bool {
-    loop {
-        let Some(mut guard) = committer.try_lock() else {
-            return false;
-        };
-        let evm = direct.get_or_insert_with(|| {
-            chain::build_evm(
-                SequentialState::new(view),
-                shared.block_env.clone(),
-                shared.cfg.clone(),
-            )
-        });
-        let committer = &mut *guard;
-        std::mem::swap(&mut evm.ctx.journaled_state.database, &mut committer.state);
         let stop = Role {
-            committer,
-            evm,
-            speculator,
+            committer: &mut *committer,
+            evm: &mut evm,
+            speculator: &mut *speculator,
         }
         .run(shared);
-        std::mem::swap(&mut evm.ctx.journaled_state.database, &mut committer.state);
-        drop(guard);
-        let waiting = match stop {
-            Stop::Finished => {
-                shared.flags.done.store(true, Ordering::Release);
-                return true;
-            }
-            Stop::Speculating(tx) => tx,
+        let Stop::Speculating(awaited) = stop else {
+            break;
         };
-        // Stepped down: if the awaited speculation became ready meanwhile, its thread may have
-        // found the role taken; take it back (pairs with the fence after publishing).
-        fence(Ordering::SeqCst);
-        if shared.slots[waiting].status.load(Ordering::SeqCst) != READY {
-            return false;
+        if !speculate_chunk(shared, speculator) {
+            let slot = &shared.slots[awaited];
+            shared.doorbell.wait_until(|| {
+                slot.status.load(Ordering::SeqCst) == READY
+                    || shared.flags.done.load(Ordering::SeqCst)
+            });
+        }
+        if shared.flags.done.load(Ordering::SeqCst) {
+            break; // Another thread panicked.
+        }
+    }
+    std::mem::swap(&mut evm.ctx.journaled_state.database, &mut committer.state);
+    shared.flags.done.store(true, Ordering::SeqCst);
+}
+
+/// Claims the next chunk of unclaimed transactions and speculates each that threads speculate
+/// (see [`speculable`], [`HotDestinations`]) and the committer has not taken meanwhile. False
+/// when nothing was left to claim (or speculation stopped, or the block is done).
+fn speculate_chunk<'a, S: Storage + ?Sized>(
+    shared: &Shared<'a, S>,
+    speculator: &mut Option<Speculator<'a, S>>,
+) -> bool {
+    let txs = shared.pipelined();
+    let chunk = if shared.flags.conflicts.load(Ordering::Relaxed) {
+        1
+    } else {
+        shared.claim_chunk
+    };
+    if shared.flags.done.load(Ordering::Acquire)
+        || !shared.flags.speculating.load(Ordering::Relaxed)
+    {
+        return false;
+    }
+    let start = shared.next_speculation.fetch_add(chunk, Ordering::Relaxed);
+    if start >= txs {
+        return false;
+    }
+    for tx in start..txs.min(start + chunk) {
+        if !shared.flags.speculating.load(Ordering::Relaxed) {
+            break;
+        }
+        let envelope = &shared.block.body.transactions[tx];
+        if !speculable(envelope, shared.previous_of_sender[tx]) || shared.flags.hot.is_hot(envelope)
+        {
+            continue; // Left to the committer.
+        }
+        let slot = &shared.slots[tx];
+        if slot
+            .status
+            .compare_exchange(UNCLAIMED, SPECULATING, Ordering::AcqRel, Ordering::Relaxed)
+            .is_err()
+        {
+            continue; // The committer took it.
+        }
+        let speculator = speculator.get_or_insert_with(|| Speculator::new(shared));
+        let speculation = speculator.speculate(shared, tx);
+        // A speculation takes a while: under shuttle, other threads get to run meanwhile (the
+        // committer reaches the transaction and waits for it).
+        #[cfg(feature = "shuttle")]
+        for _ in 0..4 {
+            spin_loop();
+        }
+        *slot.speculation.lock() = speculation;
+        slot.status.store(READY, Ordering::SeqCst);
+        shared.doorbell.ring();
+    }
+    true
+}
+
+/// Wakes the committer when the speculation it waits for is published.
+struct Doorbell {
+    /// Whether the committer is parked (or about to). SeqCst with the slots' status: the
+    /// committer marks itself parked before it checks the slot, a thread publishes a speculation
+    /// before it checks for the committer, so one of the two always sees the other.
+    parked: AtomicBool,
+    lock: Mutex<()>,
+    wake: Condvar,
+}
+
+impl Doorbell {
+    fn new() -> Self {
+        Self {
+            parked: AtomicBool::new(false),
+            lock: Mutex::new(()),
+            wake: Condvar::new(),
+        }
+    }
+
+    /// Busy-waits a few rounds for `ready`, then parks until it holds.
+    fn wait_until(&self, ready: impl Fn() -> bool) {
+        for _ in 0..SPIN_ROUNDS {
+            if ready() {
+                return;
+            }
+            spin_loop();
+        }
+        while !ready() {
+            let guard = self.lock.lock();
+            self.parked.store(true, Ordering::SeqCst);
+            if !ready() {
+                drop(self.wake.wait_timeout(guard, PARK_TIMEOUT));
+            }
+            self.parked.store(false, Ordering::SeqCst);
+        }
+    }
+
+    /// Wakes the committer if it is parked.
+    fn ring(&self) {
+        if self.parked.load(Ordering::SeqCst) {
+            let _guard = self.lock.lock();
+            self.wake.notify_all();
         }
     }
 }
 
-/// The pipeline's hand-over under shuttle: every lock, atomic and fence is a scheduling point, and
+/// The pipeline under shuttle: every lock, atomic and condition variable is a scheduling point, and
 /// each test explores many interleavings of a small block whose speculations are partly stale
 /// (senders credited earlier in the block), partly assumed funds (a sender's chain), partly lazy
 /// credits (a shared recipient). A commit left behind would show as an internal error (the block
-/// stopped short), a lost thread as a deadlock; every run must give the sequential output.
+/// stopped short), a lost wake-up of the committer as a deadlock; every run must give the
+/// sequential output.
 #[cfg(all(test, feature = "shuttle"))]
 mod interleavings {
     use std::sync::Arc;

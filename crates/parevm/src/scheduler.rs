@@ -2,26 +2,14 @@
 //! transaction order, tracks each transaction's status and incarnation, and parks transactions
 //! that read an ESTIMATE until the transaction they depend on finishes executing.
 
-use std::{sync::atomic::Ordering, time::Duration};
+use std::sync::atomic::Ordering;
 
 use crossbeam_utils::CachePadded;
 
 use crate::{
-    sync::{AtomicBool, AtomicUsize, Condvar, Mutex, spin_loop},
+    sync::{AtomicBool, AtomicUsize, Condvar, Mutex, PARK_TIMEOUT, SPIN_ROUNDS, spin_loop},
     types::{Incarnation, TxIdx, TxVersion},
 };
-
-/// Idle rounds a worker busy-waits before it parks.
-#[cfg(not(feature = "shuttle"))]
-const SPIN_ROUNDS: u32 = 64;
-/// Under shuttle, every round is a yield point: park soon, so that the explored interleavings
-/// reach the parking paths.
-#[cfg(feature = "shuttle")]
-const SPIN_ROUNDS: u32 = 1;
-
-/// The longest a parked worker sleeps without a notification. Wake-ups are not lost (the shuttle
-/// tests run without this timeout); it only bounds the cost of a bug there.
-const PARK_TIMEOUT: Duration = Duration::from_millis(1);
 
 /// Where a transaction is in its life.
 ///

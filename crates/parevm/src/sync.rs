@@ -8,7 +8,7 @@ mod imp {
     use std::time::Duration;
 
     pub(crate) use parking_lot::{Mutex, MutexGuard};
-    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, fence};
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize};
 
     /// A condition variable whose timed wait hands the guard back.
     #[derive(Debug, Default)]
@@ -46,7 +46,7 @@ mod imp {
 
     pub(crate) use shuttle::sync::{
         MutexGuard,
-        atomic::{AtomicBool, AtomicU8, AtomicUsize, fence},
+        atomic::{AtomicBool, AtomicU8, AtomicUsize},
     };
 
     /// shuttle's mutex behind `parking_lot`'s API (no poisoning).
@@ -60,14 +60,6 @@ mod imp {
 
         pub(crate) fn lock(&self) -> MutexGuard<'_, T> {
             self.0.lock().unwrap_or_else(PoisonError::into_inner)
-        }
-
-        pub(crate) fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
-            match self.0.try_lock() {
-                Ok(guard) => Some(guard),
-                Err(std::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
-                Err(std::sync::TryLockError::WouldBlock) => None,
-            }
         }
 
         pub(crate) fn into_inner(self) -> T {
@@ -108,3 +100,15 @@ mod imp {
 }
 
 pub(crate) use imp::*;
+
+/// Idle rounds a thread busy-waits before it parks.
+#[cfg(not(feature = "shuttle"))]
+pub(crate) const SPIN_ROUNDS: u32 = 64;
+/// Under shuttle, every round is a yield point: park soon, so that the explored interleavings
+/// reach the parking paths.
+#[cfg(feature = "shuttle")]
+pub(crate) const SPIN_ROUNDS: u32 = 1;
+
+/// The longest a parked thread sleeps without a notification. Wake-ups are not lost (the shuttle
+/// tests run without this timeout); it only bounds the cost of a bug there.
+pub(crate) const PARK_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1);

@@ -1,6 +1,6 @@
 //! A `Storage` that fails at its k-th read, for every k, on generated blocks: both executors
 //! return either the correct output or the storage error — never a panic, a hang or a wrong
-//! result.
+//! result. And one that panics at its k-th read: an internal error naming the panic, never a hang.
 
 mod common;
 
@@ -105,5 +105,109 @@ fn failing_storage_gives_the_error_or_the_right_answer() {
     assert!(
         errors > runs / 2,
         "only {errors} of {runs} runs hit the injected failure"
+    );
+}
+
+/// Panics at every read from the `panic_at`-th on (1-based), counting reads across threads.
+struct PanickingStorage<'a> {
+    inner: &'a InMemoryStorage,
+    reads: AtomicUsize,
+    panic_at: usize,
+}
+
+impl PanickingStorage<'_> {
+    fn check(&self) {
+        let read = self.reads.fetch_add(1, Ordering::SeqCst) + 1;
+        assert!(read < self.panic_at, "injected panic at read {read}");
+    }
+}
+
+impl Storage for PanickingStorage<'_> {
+    fn basic(&self, address: &Address) -> Result<Option<AccountBasic>, StorageError> {
+        self.check();
+        self.inner.basic(address)
+    }
+    fn code_by_hash(&self, code_hash: &B256) -> Result<Bytecode, StorageError> {
+        self.check();
+        self.inner.code_by_hash(code_hash)
+    }
+    fn storage(&self, address: &Address, slot: &U256) -> Result<U256, StorageError> {
+        self.check();
+        self.inner.storage(address, slot)
+    }
+    fn block_hash(&self, number: u64) -> Result<B256, StorageError> {
+        self.check();
+        self.inner.block_hash(number)
+    }
+}
+
+/// A storage that panics, on any thread at any point of the block (a worker speculating while
+/// the committer waits for it, the committer itself): the executor returns an internal error
+/// naming the panic, or the right output when the panic was not reached — never a hang (a
+/// watchdog fails the test after two minutes; the runs take about a second).
+#[test]
+fn panicking_storage_gives_an_internal_error_not_a_hang() {
+    let (finished, watchdog) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        run_panicking_storage_blocks();
+        finished.send(()).ok();
+    });
+    match watchdog.recv_timeout(std::time::Duration::from_secs(120)) {
+        Ok(()) => {}
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!("an execution hangs"),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!("the runs failed"),
+    }
+}
+
+fn run_panicking_storage_blocks() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !info.to_string().contains("injected panic") {
+            default_hook(info);
+        }
+    }));
+    let mut runs = 0;
+    let mut internal = 0;
+    for seed in 0..3u64 {
+        let (chain, block, storage) = random_block(seed);
+        let Ok(expected) = parevm::execute_sequential(&chain, &block, &storage) else {
+            continue;
+        };
+        let counting = PanickingStorage {
+            inner: &storage,
+            reads: AtomicUsize::new(0),
+            panic_at: usize::MAX,
+        };
+        parevm::execute_sequential(&chain, &block, &counting).expect("no panic injected");
+        let total_reads = counting.reads.load(Ordering::SeqCst);
+        for panic_at in (1..=total_reads + 2).step_by(total_reads.div_ceil(16)) {
+            for strategy in engines(&block) {
+                for threads in [2, 8] {
+                    let panicking = PanickingStorage {
+                        inner: &storage,
+                        reads: AtomicUsize::new(0),
+                        panic_at,
+                    };
+                    let result =
+                        executor_with(strategy, threads).execute(&chain, &block, &panicking);
+                    runs += 1;
+                    let context = format!(
+                        "seed {seed}, panic at read {panic_at}, {strategy:?}, {threads} threads"
+                    );
+                    match result {
+                        Ok(output) => assert_eq!(output, expected, "{context}: wrong output"),
+                        Err(ExecutionError::Internal(message)) => {
+                            internal += 1;
+                            assert!(message.contains("injected panic"), "{context}: {message}");
+                        }
+                        Err(other) => panic!("{context}: unexpected {other}"),
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        internal > runs / 2,
+        "only {internal} of {runs} runs hit the injected panic"
     );
 }
