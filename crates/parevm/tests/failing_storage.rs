@@ -14,16 +14,22 @@ use parevm::{
     storage::AccountBasic,
 };
 
-/// Fails every read from the `fail_at`-th on (1-based), counting reads across threads.
+/// Fails every read from the `fail_at`-th on (1-based), counting reads across threads: with an
+/// error, or, when `panics`, with a panic.
 struct FailingStorage<'a> {
     inner: &'a InMemoryStorage,
     reads: AtomicUsize,
     fail_at: usize,
+    panics: bool,
 }
 
 impl FailingStorage<'_> {
     fn check(&self, what: &str) -> Result<(), StorageError> {
         let read = self.reads.fetch_add(1, Ordering::SeqCst) + 1;
+        assert!(
+            !self.panics || read < self.fail_at,
+            "injected panic at read {read}"
+        );
         if read >= self.fail_at {
             return Err(StorageError::new(
                 what.to_string(),
@@ -66,6 +72,7 @@ fn failing_storage_gives_the_error_or_the_right_answer() {
             inner: &storage,
             reads: AtomicUsize::new(0),
             fail_at: usize::MAX,
+            panics: false,
         };
         parevm::execute_sequential(&chain, &block, &counting).expect("no failure injected");
         let total_reads = counting.reads.load(Ordering::SeqCst);
@@ -78,6 +85,7 @@ fn failing_storage_gives_the_error_or_the_right_answer() {
                     inner: &storage,
                     reads: AtomicUsize::new(0),
                     fail_at,
+                    panics: false,
                 };
                 let result = match strategy {
                     None => parevm::execute_sequential(&chain, &block, &failing),
@@ -106,39 +114,6 @@ fn failing_storage_gives_the_error_or_the_right_answer() {
         errors > runs / 2,
         "only {errors} of {runs} runs hit the injected failure"
     );
-}
-
-/// Panics at every read from the `panic_at`-th on (1-based), counting reads across threads.
-struct PanickingStorage<'a> {
-    inner: &'a InMemoryStorage,
-    reads: AtomicUsize,
-    panic_at: usize,
-}
-
-impl PanickingStorage<'_> {
-    fn check(&self) {
-        let read = self.reads.fetch_add(1, Ordering::SeqCst) + 1;
-        assert!(read < self.panic_at, "injected panic at read {read}");
-    }
-}
-
-impl Storage for PanickingStorage<'_> {
-    fn basic(&self, address: &Address) -> Result<Option<AccountBasic>, StorageError> {
-        self.check();
-        self.inner.basic(address)
-    }
-    fn code_by_hash(&self, code_hash: &B256) -> Result<Bytecode, StorageError> {
-        self.check();
-        self.inner.code_by_hash(code_hash)
-    }
-    fn storage(&self, address: &Address, slot: &U256) -> Result<U256, StorageError> {
-        self.check();
-        self.inner.storage(address, slot)
-    }
-    fn block_hash(&self, number: u64) -> Result<B256, StorageError> {
-        self.check();
-        self.inner.block_hash(number)
-    }
 }
 
 /// A storage that panics, on any thread at any point of the block (a worker speculating while
@@ -173,20 +148,22 @@ fn run_panicking_storage_blocks() {
         let Ok(expected) = parevm::execute_sequential(&chain, &block, &storage) else {
             continue;
         };
-        let counting = PanickingStorage {
+        let counting = FailingStorage {
             inner: &storage,
             reads: AtomicUsize::new(0),
-            panic_at: usize::MAX,
+            fail_at: usize::MAX,
+            panics: true,
         };
         parevm::execute_sequential(&chain, &block, &counting).expect("no panic injected");
         let total_reads = counting.reads.load(Ordering::SeqCst);
-        for panic_at in (1..=total_reads + 2).step_by(total_reads.div_ceil(16)) {
+        for panic_at in (1..=total_reads + 2).step_by(total_reads.div_ceil(16).max(1)) {
             for strategy in engines(&block) {
                 for threads in [2, 8] {
-                    let panicking = PanickingStorage {
+                    let panicking = FailingStorage {
                         inner: &storage,
                         reads: AtomicUsize::new(0),
-                        panic_at,
+                        fail_at: panic_at,
+                        panics: true,
                     };
                     let result =
                         executor_with(strategy, threads).execute(&chain, &block, &panicking);
