@@ -28,6 +28,7 @@ use crate::{
         BlockStart, SequentialState, check_block_gas, execute_txs, finish_block, receipt_of,
         start_block,
     },
+    shape::BlockShape,
     storage::{OverlayStorage, Storage},
     types::{MemoryLocation, TxVersion, WriteKind},
     vm::{BlockVm, Incarnation, TxFailure, TxResult, VersionedState, VmWorker},
@@ -116,20 +117,20 @@ impl ExecutorConfig {
         self.concurrency.get().min(txs.max(1))
     }
 
-    /// The strategy for `block`, with the reason when it is sequential. The same-sender chains
-    /// are found (into `senders`) only if the plan needs them.
+    /// The strategy for `block`, with the reason when it is sequential. The block's shape (its
+    /// same-sender chains, [`BlockShape`]) is found (into `shape`) only if the plan needs it.
     fn plan<S: Storage + ?Sized>(
         &self,
         chain: &ChainSpec,
         block: &Block<Recovered<TxEnvelope>>,
         storage: &S,
-        senders: &OnceCell<Vec<Option<TxIdx>>>,
+        shape: &OnceCell<BlockShape>,
     ) -> Plan {
         match self.strategy {
             Strategy::Auto => {
                 let threads = self.threads_for(block.body.transactions.len());
                 let spec = chain.spec_id(block.header.number, block.header.timestamp);
-                plan_block(threads, spec, block, storage, senders)
+                plan_block(threads, spec, block, storage, shape)
             }
             Strategy::Sequential => Plan::sequential("configured".into()),
             forced => Plan::parallel(forced),
@@ -324,8 +325,8 @@ impl ParallelExecutor {
         };
         // Found only when needed: on a sub-millisecond block run sequentially, finding the
         // chains cost 2-4% of the block.
-        let senders = OnceCell::new();
-        let plan = self.config.plan(chain, block, storage, &senders);
+        let shape = OnceCell::new();
+        let plan = self.config.plan(chain, block, storage, &shape);
         stats.strategy = plan.strategy;
         if matches!(plan.strategy, Strategy::Sequential | Strategy::Auto) {
             stats.threads = 1;
@@ -333,9 +334,7 @@ impl ParallelExecutor {
             stats.sequential_reason = plan.reason;
             return (crate::execute_sequential(chain, block, storage), stats);
         }
-        let previous_of_sender = senders
-            .into_inner()
-            .unwrap_or_else(|| previous_of_sender(block));
+        let shape = shape.into_inner().unwrap_or_else(|| BlockShape::of(block));
         let mut prefix = None;
         let hand_over_at = match plan.strategy {
             Strategy::Pipeline => Some(None),
@@ -343,14 +342,8 @@ impl ParallelExecutor {
             _ => None,
         };
         if let Some(hand_over_at) = hand_over_at {
-            let (end, ran) = self.execute_pipeline(
-                chain,
-                block,
-                storage,
-                &previous_of_sender,
-                hand_over_at,
-                stats,
-            );
+            let (end, ran) =
+                self.execute_pipeline(chain, block, storage, &shape, hand_over_at, stats);
             stats = ran;
             match end {
                 Ok(PipelineEnd::HandedOver(committed)) => prefix = Some(*committed),
@@ -363,7 +356,14 @@ impl ParallelExecutor {
                 Err(error) => return (Err(error), stats),
             }
         }
-        self.run_block_stm(chain, block, storage, previous_of_sender, prefix, stats)
+        self.run_block_stm(
+            chain,
+            block,
+            storage,
+            shape.previous_of_sender,
+            prefix,
+            stats,
+        )
     }
 
     /// Runs `block` through Block-STM, on top of the pipeline's committed `prefix` if there is
@@ -461,7 +461,7 @@ impl ParallelExecutor {
         chain: &ChainSpec,
         block: &Block<Recovered<TxEnvelope>>,
         storage: &S,
-        previous_of_sender: &[Option<TxIdx>],
+        shape: &BlockShape,
         hand_over_at: Option<TxIdx>,
         mut stats: ExecutionStats,
     ) -> (Result<PipelineEnd, ExecutionError>, ExecutionStats) {
@@ -475,7 +475,7 @@ impl ParallelExecutor {
                 chain,
                 block,
                 storage,
-                previous_of_sender,
+                shape,
                 threads,
                 hand_over_at,
                 &counters,
@@ -531,7 +531,7 @@ pub(crate) fn trace_block_stm<S: Storage + ?Sized>(
     block: &Block<Recovered<TxEnvelope>>,
     storage: &S,
 ) -> Result<Traced, ExecutionError> {
-    let previous = previous_of_sender(block);
+    let previous = BlockShape::of(block).previous_of_sender;
     let mut accesses = Vec::new();
     let mv = MvMemory::new(block.body.transactions.len());
     let engine = Engine {
@@ -801,7 +801,7 @@ fn plan_block<S: Storage + ?Sized>(
     spec: SpecId,
     block: &Block<Recovered<TxEnvelope>>,
     storage: &S,
-    senders: &OnceCell<Vec<Option<TxIdx>>>,
+    shape: &OnceCell<BlockShape>,
 ) -> Plan {
     let sequential = Plan::sequential;
     let txs = block.body.transactions.len();
@@ -838,7 +838,8 @@ fn plan_block<S: Storage + ?Sized>(
     {
         return sequential(chain_covers(longest));
     }
-    let previous_of_sender = senders.get_or_init(|| previous_of_sender(block));
+    let shape = shape.get_or_init(|| BlockShape::of(block));
+    let previous_of_sender = &shape.previous_of_sender;
     let longest = longest_chain(previous_of_sender);
     // The pipeline leaves a transaction that follows one of its sender's to the committer,
     // unless it is a plain transfer (speculated with its sender's funds assumed).
@@ -880,7 +881,7 @@ fn plan_block<S: Storage + ?Sized>(
     // its committer, one after another (`pipeline::hot_from_start`). When they are most of the
     // block, it adds only its overhead (mainnet 6196166, 79 of 108: 0.92x; 8889776, 106 of 330:
     // 1.18x).
-    let left: usize = (hot_from_start(block, |to| storage.basic(to)).iter())
+    let left: usize = (hot_from_start(block, shape, |to| storage.basic(to)).iter())
         .map(|(_, calls)| calls)
         .sum();
     if left * 2 > txs {
@@ -1013,22 +1014,6 @@ fn longest_chain(previous_of_sender: &[Option<TxIdx>]) -> usize {
         }
     }
     length.into_iter().max().unwrap_or(0)
-}
-
-/// For each transaction, the previous transaction of the same sender in the block.
-fn previous_of_sender(block: &Block<Recovered<TxEnvelope>>) -> Vec<Option<TxIdx>> {
-    let mut last: alloy_primitives::map::HashMap<alloy_primitives::Address, TxIdx> =
-        alloy_primitives::map::HashMap::with_capacity_and_hasher(
-            block.body.transactions.len(),
-            Default::default(),
-        );
-    block
-        .body
-        .transactions
-        .iter()
-        .enumerate()
-        .map(|(index, tx)| last.insert(tx.signer(), index))
-        .collect()
 }
 
 fn breach_of(message: String) -> Breach {
@@ -1211,7 +1196,7 @@ mod tests {
         for (senders, expected) in cases {
             let block = block_from(senders);
             assert_eq!(majority_sender_count(&block), expected, "{senders:?}");
-            let longest = longest_chain(&previous_of_sender(&block));
+            let longest = longest_chain(&BlockShape::of(&block).previous_of_sender);
             match expected {
                 Some(count) => assert_eq!(longest, count, "{senders:?}"),
                 None => assert!(longest * 2 <= senders.len(), "{senders:?}"),

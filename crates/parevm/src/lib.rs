@@ -109,6 +109,7 @@ mod pipeline;
 mod pre_state;
 mod scheduler;
 mod sequential;
+mod shape;
 pub mod storage;
 mod sync;
 mod types;

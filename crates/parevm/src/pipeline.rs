@@ -53,6 +53,7 @@ use crate::{
         BlockStart, SequentialState, check_block_gas, execute_tx, finish_block, receipt_of,
         start_block,
     },
+    shape::{BlockShape, DESTINATION_BUCKETS},
     storage::{AccountBasic, OverlayStorage, Storage, StorageError},
     sync::{AtomicBool, AtomicU8, Condvar, Mutex, PARK_TIMEOUT, SPIN_ROUNDS, spin_loop},
     types::address_bucket,
@@ -88,9 +89,6 @@ const GIVE_UP_REJECTED_PERCENT: usize = 50;
 /// speculation is rejected, threads claim one transaction at a time: the further ahead a
 /// speculation runs, the likelier a conflicting block makes it stale.
 const CLAIM_CHUNK: usize = 8;
-
-/// Buckets of [`HotDestinations`].
-const DESTINATION_BUCKETS: usize = 256;
 
 /// A destination turns hot once at least this many speculations of transactions to it were
 /// rejected, and more than half of those validated.
@@ -138,6 +136,7 @@ impl HotDestinations {
     /// small block's other threads speculate most of them in vain.
     fn new<S: Storage + ?Sized>(
         block: &Block<Recovered<TxEnvelope>>,
+        shape: &BlockShape,
         pre: &PreState<'_, S>,
     ) -> Self {
         let hot = Self(
@@ -145,8 +144,8 @@ impl HotDestinations {
                 .map(|_| AtomicBool::new(false))
                 .collect(),
         );
-        for (to, _) in hot_from_start(block, |to| pre.basic(to)) {
-            hot.0[address_bucket(&to, DESTINATION_BUCKETS)].store(true, Ordering::Relaxed);
+        for (to, _) in hot_from_start(block, shape, |to| pre.basic(to)) {
+            hot.0[address_bucket(to, DESTINATION_BUCKETS)].store(true, Ordering::Relaxed);
         }
         hot
     }
@@ -165,39 +164,43 @@ impl HotDestinations {
 
 /// The contracts that `block` calls without input in at least one in [`HOT_FROM_START_SHARE`]
 /// of its transactions (and [`HOT_FROM_START_MIN`]), with the number of those calls: hot from the
-/// start (see [`HotDestinations::new`]). `basic` gives an account's pre-block fields; an
-/// account it cannot read counts as without code (a guess: speed only, never the result).
-pub(crate) fn hot_from_start(
+/// start (see [`HotDestinations::new`]). Found once per block (kept in `shape`, whose counts per
+/// destination bucket spare the walk over the transactions when no bucket has that many).
+/// `basic` gives an account's pre-block fields; an account it cannot read counts as without
+/// code (a guess: speed only, never the result).
+pub(crate) fn hot_from_start<'s>(
     block: &Block<Recovered<TxEnvelope>>,
+    shape: &'s BlockShape,
     basic: impl Fn(&Address) -> Result<Option<AccountBasic>, StorageError>,
-) -> Vec<(Address, usize)> {
+) -> &'s [(Address, usize)] {
     use alloy_consensus::Transaction;
-    let txs = block.body.transactions.len();
-    let threshold = HOT_FROM_START_MIN.max(txs.div_ceil(HOT_FROM_START_SHARE));
-    let calls_without_input = || {
-        (block.body.transactions.iter())
-            .filter(|tx| tx.input().is_empty())
-            .filter_map(|tx| tx.kind().to().copied())
-    };
-    // Counted per bucket first: a block of plain transfers to distinct accounts (tens of
-    // thousands) then builds no map at all.
-    let mut per_bucket = vec![0usize; DESTINATION_BUCKETS];
-    for to in calls_without_input() {
-        per_bucket[address_bucket(&to, DESTINATION_BUCKETS)] += 1;
-    }
-    let mut calls = alloy_primitives::map::AddressMap::<usize>::default();
-    for to in calls_without_input() {
-        if per_bucket[address_bucket(&to, DESTINATION_BUCKETS)] >= threshold {
-            *calls.entry(to).or_default() += 1;
+    shape.hot_from_start.get_or_init(|| {
+        let txs = block.body.transactions.len();
+        let threshold = HOT_FROM_START_MIN.max(txs.div_ceil(HOT_FROM_START_SHARE));
+        let full = |to: &Address| {
+            shape.calls_without_input(address_bucket(to, DESTINATION_BUCKETS)) >= threshold
+        };
+        if (0..DESTINATION_BUCKETS).all(|bucket| shape.calls_without_input(bucket) < threshold) {
+            return Vec::new();
         }
-    }
-    let has_code = |to: &Address| {
-        basic(to).is_ok_and(|account| account.is_some_and(|basic| basic.code_hash != KECCAK_EMPTY))
-    };
-    calls
-        .into_iter()
-        .filter(|(to, count)| *count >= threshold && has_code(to))
-        .collect()
+        let mut calls = alloy_primitives::map::AddressMap::<usize>::default();
+        for tx in &block.body.transactions {
+            if tx.input().is_empty()
+                && let Some(to) = tx.kind().to()
+                && full(to)
+            {
+                *calls.entry(*to).or_default() += 1;
+            }
+        }
+        let has_code = |to: &Address| {
+            basic(to)
+                .is_ok_and(|account| account.is_some_and(|basic| basic.code_hash != KECCAK_EMPTY))
+        };
+        calls
+            .into_iter()
+            .filter(|(to, count)| *count >= threshold && has_code(to))
+            .collect()
+    })
 }
 
 /// The committer's counts per destination bucket: speculations validated, and rejected.
@@ -415,7 +418,7 @@ impl<'a, S: Storage + ?Sized> Shared<'a, S> {
         block: &'a Block<Recovered<TxEnvelope>>,
         (spec, block_env, cfg): (SpecId, &'a BlockEnv, &'a CfgEnv),
         pre: &'a PreState<'a, S>,
-        previous_of_sender: &'a [Option<TxIdx>],
+        shape: &'a BlockShape,
         threads: &Threads<'_>,
         hand_over_at: Option<TxIdx>,
         counters: &'a PipelineCounters,
@@ -434,7 +437,7 @@ impl<'a, S: Storage + ?Sized> Shared<'a, S> {
                     speculation: Mutex::new(None),
                 })
                 .collect(),
-            previous_of_sender,
+            previous_of_sender: &shape.previous_of_sender,
             alone: matches!(threads, Threads::Alone),
             claim_chunk: match threads {
                 #[cfg(all(test, feature = "shuttle"))]
@@ -446,7 +449,7 @@ impl<'a, S: Storage + ?Sized> Shared<'a, S> {
                 speculating: AtomicBool::new(true),
                 done: AtomicBool::new(txs == 0),
                 conflicts: AtomicBool::new(false),
-                hot: HotDestinations::new(block, pre),
+                hot: HotDestinations::new(block, shape, pre),
             }),
             doorbell: CachePadded::new(Doorbell::new()),
             counters,
@@ -938,7 +941,7 @@ pub(crate) fn execute_pipeline<S: Storage + ?Sized>(
     chain: &ChainSpec,
     block: &Block<Recovered<TxEnvelope>>,
     storage: &S,
-    previous_of_sender: &[Option<TxIdx>],
+    shape: &BlockShape,
     threads: Threads<'_>,
     hand_over_at: Option<TxIdx>,
     counters: &PipelineCounters,
@@ -959,7 +962,7 @@ pub(crate) fn execute_pipeline<S: Storage + ?Sized>(
         block,
         (spec, &block_env, &cfg),
         &pre,
-        previous_of_sender,
+        shape,
         &threads,
         hand_over_at,
         counters,
@@ -1274,20 +1277,13 @@ mod interleavings {
         config.max_steps = MaxSteps::FailAfter(1_000_000);
         Runner::new(exploration, config).run(move || {
             let (chain, block, storage) = &*fixture;
-            let mut last = alloy_primitives::map::HashMap::<Address, TxIdx>::default();
-            let previous: Vec<_> = block
-                .body
-                .transactions
-                .iter()
-                .enumerate()
-                .map(|(index, tx)| last.insert(tx.signer(), index))
-                .collect();
+            let shape = BlockShape::of(block);
             let counters = PipelineCounters::default();
             let output = execute_pipeline(
                 chain,
                 block,
                 storage,
-                &previous,
+                &shape,
                 Threads::Shuttle(threads),
                 None,
                 &counters,
@@ -1559,16 +1555,13 @@ mod native_speculation {
             };
             let block_env = chain::block_env(&block.header, spec).unwrap();
             let cfg = chain::cfg_env(&chain, spec);
-            let mut last = HashMap::<Address, TxIdx>::default();
-            let previous: Vec<_> = (block.body.transactions.iter().enumerate())
-                .map(|(index, tx)| last.insert(tx.signer(), index))
-                .collect();
+            let shape = BlockShape::of(&block);
             let counters = PipelineCounters::default();
             let shared = Shared::new(
                 &block,
                 (spec, &block_env, &cfg),
                 &pre,
-                &previous,
+                &shape,
                 &Threads::Alone,
                 None,
                 &counters,
