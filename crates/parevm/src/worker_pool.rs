@@ -10,10 +10,20 @@
 //! core, with the caller waiting, started within about 0.1 ms after 20 ms idle (a toy: 43 and
 //! 87 us).
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicBool, Ordering},
+use std::{
+    any::Any,
+    panic::{AssertUnwindSafe, catch_unwind, resume_unwind},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+        mpsc,
+    },
+    thread::JoinHandle,
 };
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::sync::SPIN_ROUNDS;
 
 /// Where a [`ParallelExecutor`](crate::ParallelExecutor)'s worker threads run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -28,16 +38,66 @@ pub enum WorkerPlacement {
     Free,
 }
 
-/// The pool's threads and how a block's work is spread over them.
-#[derive(Debug)]
+/// The pool's threads and how a block's work is spread over them: share `i` of a block always
+/// runs on the same thread (worker `i`, or `i - 1` when the caller takes share 0). Idle workers
+/// busy-wait [`SPIN_ROUNDS`] rounds after a block, then park on a condition variable; nothing
+/// yields in a loop (rayon's idle workers, used before, yield 32 times before they sleep, and the
+/// thread that ran a share was arbitrary).
 pub(crate) struct WorkerPool {
-    pool: rayon::ThreadPool,
-    /// Whether the calling thread takes a share of the work (free placement, or a worker could
-    /// not be bound).
+    shared: Arc<PoolShared>,
+    workers: Vec<JoinHandle<()>>,
+    /// Whether the calling thread takes share 0 (free placement, or a worker could not be bound).
     caller_works: bool,
-    /// Set by a worker that could not be bound to its core.
-    unbound: Arc<AtomicBool>,
+    /// One block at a time: a concurrent call waits for the running one.
+    running: Mutex<()>,
 }
+
+impl std::fmt::Debug for WorkerPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerPool")
+            .field("workers", &self.workers.len())
+            .field("caller_works", &self.caller_works)
+            .finish()
+    }
+}
+
+/// What the caller and the workers share.
+struct PoolShared {
+    state: Mutex<PoolState>,
+    /// Workers wait here for a job (or the pool's end).
+    posted: Condvar,
+    /// The caller waits here for the workers' shares to end.
+    done: Condvar,
+    /// The latest job's generation, for idle workers to busy-wait on before they park.
+    generation: AtomicU64,
+}
+
+struct PoolState {
+    /// Bumped for every job posted.
+    generation: u64,
+    /// The latest job (valid while `running > 0`).
+    job: Option<Job>,
+    /// The workers' shares of the latest job that have not finished.
+    running: usize,
+    /// The first panic of a worker's share, resumed on the caller.
+    panic: Option<Box<dyn Any + Send>>,
+    /// Set when the pool is dropped: workers leave.
+    shutdown: bool,
+}
+
+/// A block's work, handed to the workers.
+#[derive(Clone, Copy)]
+struct Job {
+    /// The work, its lifetime erased: [`WorkerPool::run`] does not return (nor unwind) before
+    /// every worker's share has finished with it.
+    work: *const (dyn Fn(usize) + Sync + 'static),
+    /// Shares `0..threads` run.
+    threads: usize,
+}
+
+// SAFETY: `work` points to a `Sync` closure, which may be called from any thread; it is only
+// dereferenced while `WorkerPool::run` keeps it alive (see `Job::work`).
+unsafe impl Send for Job {}
 
 impl WorkerPool {
     /// A pool for `concurrency` threads of work placed as `placement`, or `None` when one thread
@@ -47,45 +107,148 @@ impl WorkerPool {
             return None;
         }
         let pinned = placement == WorkerPlacement::Pinned && cfg!(target_os = "linux");
-        let unbound = Arc::new(AtomicBool::new(false));
-        let builder =
-            rayon::ThreadPoolBuilder::new().thread_name(|index| format!("parevm-worker-{index}"));
-        let pool = if pinned {
-            let unbound = Arc::clone(&unbound);
-            builder
-                .num_threads(concurrency)
-                .start_handler(move |index| {
-                    if !bind_to_allowed_cpu(index) {
-                        unbound.store(true, Ordering::Relaxed);
-                    }
-                })
-                .build()
-        } else {
-            builder.num_threads(concurrency - 1).build()
-        };
-        Some(Self {
-            pool: pool.ok()?,
+        let shared = Arc::new(PoolShared {
+            state: Mutex::new(PoolState {
+                generation: 0,
+                job: None,
+                running: 0,
+                panic: None,
+                shutdown: false,
+            }),
+            posted: Condvar::new(),
+            done: Condvar::new(),
+            generation: AtomicU64::new(0),
+        });
+        // Pinned: `concurrency` workers, share `i` on worker `i`. Free: the caller takes share
+        // 0 and `concurrency - 1` workers the others.
+        let count = if pinned { concurrency } else { concurrency - 1 };
+        let (bound_tx, bound_rx) = mpsc::channel();
+        let mut pool = Self {
+            shared: Arc::clone(&shared),
+            workers: Vec::with_capacity(count),
             caller_works: !pinned,
-            unbound,
-        })
+            running: Mutex::new(()),
+        };
+        for index in 0..count {
+            let (shared, bound_tx) = (Arc::clone(&shared), bound_tx.clone());
+            let share = index + usize::from(!pinned);
+            let worker = std::thread::Builder::new()
+                .name(format!("parevm-worker-{index}"))
+                .spawn(move || {
+                    let bound = !pinned || bind_to_allowed_cpu(index);
+                    let _ = bound_tx.send(bound);
+                    drop(bound_tx);
+                    work_shares(&shared, share);
+                });
+            match worker {
+                Ok(worker) => pool.workers.push(worker),
+                Err(_) => return None, // Dropping the pool stops the workers started.
+            }
+        }
+        drop(bound_tx);
+        if pinned && !bound_rx.iter().take(count).all(|bound| bound) {
+            // A worker could not be bound: the pool is rebuilt free.
+            drop(pool);
+            return Self::new(concurrency, WorkerPlacement::Free);
+        }
+        Some(pool)
     }
 
-    /// Runs `work(0)` .. `work(threads - 1)` at once, one per thread, and returns when all have.
-    /// `threads` is at most the pool's concurrency.
+    /// Runs `work(0)` .. `work(threads - 1)` at once, one per thread, and returns when all have;
+    /// a panic in any share is resumed here once every share has ended. `threads` is at most the
+    /// pool's concurrency.
     pub(crate) fn run(&self, threads: usize, work: impl Fn(usize) + Sync) {
-        let work = &work;
-        // A worker that could not be bound makes the pool free: the caller works beside the
-        // others (the pool then has one thread more than needed, which stays idle).
-        let caller_works = self.caller_works || self.unbound.load(Ordering::Relaxed);
-        let first_spawned = usize::from(caller_works);
-        self.pool.in_place_scope(|scope| {
-            for index in first_spawned..threads {
-                scope.spawn(move |_| work(index));
+        let _one_block = self.running.lock();
+        let work: &(dyn Fn(usize) + Sync) = &work;
+        let first_on_workers = usize::from(self.caller_works);
+        let on_workers = threads.saturating_sub(first_on_workers);
+        if on_workers > 0 {
+            // SAFETY: only the lifetime is erased; this function waits below, before returning
+            // or unwinding (the caller's share is run under `catch_unwind`), until every worker
+            // running a share of this job has finished calling it.
+            let work = unsafe {
+                std::mem::transmute::<
+                    *const (dyn Fn(usize) + Sync + '_),
+                    *const (dyn Fn(usize) + Sync + 'static),
+                >(work)
+            };
+            let mut state = self.shared.state.lock();
+            state.generation += 1;
+            state.job = Some(Job { work, threads });
+            state.running = on_workers;
+            self.shared
+                .generation
+                .store(state.generation, Ordering::Release);
+            self.shared.posted.notify_all();
+        }
+        let caller =
+            (self.caller_works && threads > 0).then(|| catch_unwind(AssertUnwindSafe(|| work(0))));
+        let worker_panic = (on_workers > 0).then(|| {
+            let mut state = self.shared.state.lock();
+            while state.running > 0 {
+                self.shared.done.wait(&mut state);
             }
-            if caller_works {
-                work(0);
-            }
+            state.job = None;
+            state.panic.take()
         });
+        if let Some(Err(panic)) = caller {
+            resume_unwind(panic);
+        }
+        if let Some(Some(panic)) = worker_panic {
+            resume_unwind(panic);
+        }
+    }
+}
+
+impl Drop for WorkerPool {
+    fn drop(&mut self) {
+        self.shared.state.lock().shutdown = true;
+        self.shared.posted.notify_all();
+        for worker in self.workers.drain(..) {
+            let _ = worker.join();
+        }
+    }
+}
+
+/// A worker's life: waits for each job (busy-waiting a few rounds, then parked) and runs its
+/// `share` of it, until the pool is dropped.
+fn work_shares(shared: &PoolShared, share: usize) {
+    let mut seen = 0;
+    loop {
+        for _ in 0..SPIN_ROUNDS {
+            if shared.generation.load(Ordering::Acquire) != seen {
+                break;
+            }
+            std::hint::spin_loop();
+        }
+        let job = {
+            let mut state = shared.state.lock();
+            while state.generation == seen && !state.shutdown {
+                shared.posted.wait(&mut state);
+            }
+            if state.shutdown {
+                return;
+            }
+            seen = state.generation;
+            state.job
+        };
+        // A worker past the job's shares skips it (it may even skip a later job's generation:
+        // it takes part in none of them, and the job's caller does not wait for it).
+        let Some(job) = job.filter(|job| share < job.threads) else {
+            continue;
+        };
+        // SAFETY: the job is the latest and this worker's share of it has not finished, so its
+        // caller is still waiting in `WorkerPool::run` and the closure is alive.
+        let work = unsafe { &*job.work };
+        let outcome = catch_unwind(AssertUnwindSafe(|| work(share)));
+        let mut state = shared.state.lock();
+        if let Err(panic) = outcome {
+            state.panic.get_or_insert(panic);
+        }
+        state.running -= 1;
+        if state.running == 0 {
+            shared.done.notify_all();
+        }
     }
 }
 
@@ -142,8 +305,59 @@ mod tests {
         assert!(WorkerPool::new(1, WorkerPlacement::Pinned).is_none());
     }
 
-    /// Pinned: every share runs on a pool thread bound to one CPU, none on the caller. Free: share
-    /// 0 runs on the caller.
+    /// A panicking share is resumed on the caller after every other share ended, and the pool
+    /// keeps working.
+    #[test]
+    fn a_panicking_share_reaches_the_caller_and_the_pool_goes_on() {
+        for placement in [WorkerPlacement::Pinned, WorkerPlacement::Free] {
+            let pool = WorkerPool::new(3, placement).expect("pool");
+            for panicking in 0..3 {
+                let ran = Mutex::new(Vec::new());
+                let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    pool.run(3, |index| {
+                        if index == panicking {
+                            panic!("share {index}");
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                        ran.lock().unwrap().push(index);
+                    })
+                }));
+                let message = *outcome.expect_err("panic").downcast::<String>().unwrap();
+                assert_eq!(message, format!("share {panicking}"));
+                // The other shares had finished (they sleep first) when the panic came back.
+                assert_eq!(ran.into_inner().unwrap().len(), 2, "{placement:?}");
+                let count = std::sync::atomic::AtomicUsize::new(0);
+                pool.run(3, |_| {
+                    count.fetch_add(1, Ordering::Relaxed);
+                });
+                assert_eq!(count.into_inner(), 3);
+            }
+        }
+    }
+
+    /// Blocks run from several threads at once on one pool take turns: each runs every share
+    /// once, on its own data.
+    #[test]
+    fn concurrent_runs_take_turns() {
+        let pool = WorkerPool::new(2, WorkerPlacement::Pinned).expect("pool");
+        std::thread::scope(|scope| {
+            for caller in 0..4 {
+                let pool = &pool;
+                scope.spawn(move || {
+                    for round in 0..200 {
+                        let sum = std::sync::atomic::AtomicUsize::new(0);
+                        pool.run(2, |index| {
+                            sum.fetch_add(caller * 1000 + round + index, Ordering::Relaxed);
+                        });
+                        assert_eq!(sum.into_inner(), 2 * (caller * 1000 + round) + 1);
+                    }
+                });
+            }
+        });
+    }
+
+    /// Pinned: every share runs on a pool thread bound to one CPU, none on the caller, share `i`
+    /// always on the same thread. Free: share 0 runs on the caller.
     #[cfg(target_os = "linux")]
     #[test]
     fn pinned_workers_are_bound_and_the_caller_only_waits() {
@@ -151,11 +365,19 @@ mod tests {
         for (placement, concurrency) in [(WorkerPlacement::Pinned, 2), (WorkerPlacement::Free, 3)] {
             let pool = WorkerPool::new(concurrency, placement).expect("pool");
             let ran = Mutex::new(Vec::new());
-            pool.run(concurrency, |index| {
-                let on_caller = std::thread::current().id() == caller;
-                ran.lock().unwrap().push((index, on_caller, allowed_cpus()));
-            });
-            for (index, on_caller, cpus) in ran.into_inner().unwrap() {
+            for _ in 0..5 {
+                pool.run(concurrency, |index| {
+                    let thread = std::thread::current().id();
+                    ran.lock().unwrap().push((index, thread, allowed_cpus()));
+                });
+            }
+            let ran = ran.into_inner().unwrap();
+            for (index, thread, _) in &ran {
+                let first = ran.iter().find(|(share, ..)| share == index).unwrap().1;
+                assert_eq!(*thread, first, "share {index} moved between threads");
+            }
+            for (index, thread, cpus) in ran {
+                let on_caller = thread == caller;
                 match placement {
                     WorkerPlacement::Pinned => {
                         assert!(!on_caller, "share {index} ran on the caller");
