@@ -1152,34 +1152,16 @@ fn collect_changes<S: Storage + ?Sized>(
 
 #[cfg(test)]
 mod tests {
-    use alloy_consensus::{BlockBody, Header, Signed, TxLegacy};
-    use alloy_primitives::{Address, B256, Signature};
 
     use super::*;
 
+    /// A block of contract creations by `senders`, one transaction each.
     fn block_from(senders: &[u8]) -> Block<Recovered<TxEnvelope>> {
-        let transactions = senders
+        let txs: Vec<_> = senders
             .iter()
-            .map(|sender| {
-                let signed = Signed::new_unchecked(
-                    TxLegacy::default(),
-                    Signature::test_signature(),
-                    B256::ZERO,
-                );
-                Recovered::new_unchecked(
-                    TxEnvelope::Legacy(signed),
-                    Address::with_last_byte(*sender),
-                )
-            })
+            .map(|&sender| (sender, None, false))
             .collect();
-        Block {
-            header: Header::default(),
-            body: BlockBody {
-                transactions,
-                ommers: Vec::new(),
-                withdrawals: None,
-            },
-        }
+        crate::shape::tests::block_of(&txs)
     }
 
     /// The majority vote agrees with the map of chains on who sends a strict majority.

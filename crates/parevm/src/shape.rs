@@ -96,7 +96,7 @@ fn address_hash(address: &Address) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use alloy_consensus::{BlockBody, Header, Signed, TxLegacy};
     use alloy_primitives::{B256, Bytes, Signature, TxKind, map::HashMap};
     use proptest::prelude::*;
@@ -104,7 +104,7 @@ mod tests {
     use super::*;
 
     /// A block of legacy transactions: (sender, recipient or creation, with input).
-    fn block_of(txs: &[(u8, Option<u8>, bool)]) -> Block<Recovered<TxEnvelope>> {
+    pub(crate) fn block_of(txs: &[(u8, Option<u8>, bool)]) -> Block<Recovered<TxEnvelope>> {
         let transactions = (txs.iter())
             .map(|&(sender, to, input)| {
                 let tx = TxLegacy {
