@@ -28,13 +28,15 @@ pub(crate) struct Args {
     /// `mainnet/<number>`. Default: every synthetic workload, then every mainnet block.
     #[arg(long = "workload")]
     workloads: Vec<String>,
-    /// Worker threads of the parallel executor (default: all cores).
-    #[arg(long)]
-    threads: Option<NonZeroUsize>,
+    /// Worker threads of the parallel executor (default: all cores). A comma-separated list
+    /// (`2,4,8,16`) measures one parallel executor per count beside the same baseline and
+    /// sequential runs: a scaling table from one build of each workload.
+    #[arg(long, value_delimiter = ',')]
+    threads: Vec<NonZeroUsize>,
     /// How the parallel executor runs each block: chosen per block (`auto`), or one strategy on
-    /// every block.
-    #[arg(long, value_enum, default_value_t = crate::StrategyArg::Auto)]
-    strategy: crate::StrategyArg,
+    /// every block. A comma-separated list measures each, at each thread count.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "auto")]
+    strategy: Vec<crate::StrategyArg>,
     /// Where the parallel executor's worker threads run: each bound to its own core (`pinned`),
     /// or wherever the operating system puts them (`free`).
     #[arg(long, value_enum, default_value_t = crate::PlacementArg::Pinned)]
@@ -72,15 +74,30 @@ struct Workload {
     storage: InMemoryStorage,
 }
 
-/// Medians of one workload.
+/// One parallel executor measured: how it was configured, and the executor.
+struct Configured {
+    /// The thread count asked for (the block may use fewer, or run sequentially).
+    threads: NonZeroUsize,
+    /// The strategy asked for.
+    strategy: crate::StrategyArg,
+    executor: ParallelExecutor,
+}
+
+/// Medians of one workload: the baseline and sequential runs, and each parallel executor's.
 struct Measurement {
     txs: usize,
     gas_used: u64,
     baseline_ms: f64,
     sequential_ms: f64,
-    parallel_ms: f64,
     /// Runs of each executor.
     runs: usize,
+    /// One per parallel executor, in the order given.
+    parallel: Vec<ParallelMeasurement>,
+}
+
+/// Medians of one parallel executor on one workload.
+struct ParallelMeasurement {
+    parallel_ms: f64,
     /// Quartiles (first, median, third) of the rounds' own speedups.
     round_speedups: [f64; 3],
     stats: ExecutionStats,
@@ -89,31 +106,35 @@ struct Measurement {
 /// The most runs of each executor per workload, whatever `--min-ms` asks.
 const MAX_RUNS: usize = 10_000;
 
-/// Runs the three executors in turn, `repeat` times or more: until sequential execution has run
-/// `min_ms` in all (at most [`MAX_RUNS`] times); each timed run after `idle` of sleep.
+/// Runs the baseline, the sequential executor and each parallel executor in turn, `repeat` times
+/// or more: until sequential execution has run `min_ms` in all (at most [`MAX_RUNS`] times); each
+/// timed run after `idle` of sleep. Every parallel output is checked against the sequential one.
 fn measure(
     workload: &Workload,
-    executor: &ParallelExecutor,
+    executors: &[Configured],
     repeat: usize,
     (min_ms, idle): (u64, Duration),
 ) -> Result<Measurement, String> {
-    let (mut baseline, mut sequential, mut parallel) = (Vec::new(), Vec::new(), Vec::new());
-    let mut stats = ExecutionStats::default();
+    let (mut baseline, mut sequential) = (Vec::new(), Vec::new());
+    let mut parallel: Vec<Vec<f64>> = vec![Vec::new(); executors.len()];
+    let mut stats = vec![ExecutionStats::default(); executors.len()];
     let mut txs_and_gas = (0, 0);
     let mut sequential_total_ms = 0.0;
+    let runs_per_round = executors.len() + 2;
     let mut round = 0;
     while round < repeat.max(1) || (round < MAX_RUNS && sequential_total_ms < min_ms as f64) {
         // The order rotates every round: a run's place (what ran just before it, what the
         // allocator and the caches hold) biased the third executor by 2-5% on sub-millisecond
         // blocks when the order was fixed.
-        let (mut expected, mut actual) = (None, None);
-        for executor_index in (0..3).map(|offset| (round + offset) % 3) {
+        let mut expected = None;
+        let mut actual = vec![None; executors.len()];
+        for run in (0..runs_per_round).map(|offset| (round + offset) % runs_per_round) {
             if !idle.is_zero() {
                 std::thread::sleep(idle);
             }
             // Each run starts with no earlier output alive (as in a node, which consumes a
             // block's output before the next): outputs are fingerprinted, then dropped untimed.
-            match executor_index {
+            match run {
                 0 => {
                     let start = Instant::now();
                     run_revm(&workload.chain, &workload.block, &workload.storage)
@@ -132,42 +153,63 @@ fn measure(
                     expected = Some(fingerprint(output));
                 }
                 _ => {
+                    let index = run - 2;
                     let start = Instant::now();
-                    let (result, run_stats) = executor.execute_with_stats(
+                    let (result, run_stats) = executors[index].executor.execute_with_stats(
                         &workload.chain,
                         &workload.block,
                         &workload.storage,
                     );
-                    parallel.push(millis(start));
-                    actual = Some(fingerprint(
+                    parallel[index].push(millis(start));
+                    actual[index] = Some(fingerprint(
                         result.map_err(|error| format!("parallel: {error}"))?,
                     ));
-                    stats = run_stats;
+                    stats[index] = run_stats;
                 }
             }
         }
-        if actual != expected {
-            return Err("parallel output differs from sequential".into());
+        if let Some(index) = actual.iter().position(|actual| *actual != expected) {
+            let configured = &executors[index];
+            return Err(format!(
+                "parallel output ({} threads, {}) differs from sequential",
+                configured.threads,
+                strategy_name(configured.strategy)
+            ));
         }
         round += 1;
     }
     let (txs, gas_used) = txs_and_gas;
-    // Each round's own ratio: drift of the host between rounds hits both of its runs alike.
-    let mut ratios: Vec<f64> = (sequential.iter().zip(&parallel))
-        .map(|(sequential, parallel)| sequential / parallel)
+    let parallel = (parallel.into_iter().zip(stats))
+        .map(|(mut times, stats)| {
+            // Each round's own ratio: drift of the host between rounds hits both of its runs
+            // alike.
+            let mut ratios: Vec<f64> = (sequential.iter().zip(&times))
+                .map(|(sequential, parallel)| sequential / parallel)
+                .collect();
+            ratios.sort_by(f64::total_cmp);
+            let quartile = |q: usize| ratios[(ratios.len() - 1) * q / 4];
+            ParallelMeasurement {
+                round_speedups: [quartile(1), quartile(2), quartile(3)],
+                parallel_ms: median(&mut times),
+                stats,
+            }
+        })
         .collect();
-    ratios.sort_by(f64::total_cmp);
-    let quartile = |q: usize| ratios[(ratios.len() - 1) * q / 4];
     Ok(Measurement {
         txs,
         gas_used,
         runs: sequential.len(),
-        round_speedups: [quartile(1), quartile(2), quartile(3)],
         baseline_ms: median(&mut baseline),
         sequential_ms: median(&mut sequential),
-        parallel_ms: median(&mut parallel),
-        stats,
+        parallel,
     })
+}
+
+/// The name of a strategy as `--strategy` takes it.
+fn strategy_name(strategy: crate::StrategyArg) -> String {
+    clap::ValueEnum::to_possible_value(&strategy)
+        .map(|value| value.get_name().to_owned())
+        .unwrap_or_default()
 }
 
 /// A digest of everything in an output (its `Debug` rendering is canonical), consuming it.
@@ -248,7 +290,23 @@ fn load(name: &str, args: &Args, fixtures: &Path) -> Result<Workload, String> {
 /// Runs `parevm bench`.
 pub(crate) fn run(args: &Args) -> ExitCode {
     let fixtures = fixtures_dir(args.fixtures.as_deref());
-    let executor = crate::executor(args.threads, args.strategy, args.placement);
+    let thread_counts: Vec<Option<NonZeroUsize>> = if args.threads.is_empty() {
+        vec![None]
+    } else {
+        args.threads.iter().copied().map(Some).collect()
+    };
+    let executors: Vec<Configured> = (thread_counts.iter())
+        .flat_map(|threads| {
+            (args.strategy.iter()).map(move |strategy| {
+                let executor = crate::executor(*threads, *strategy, args.placement);
+                Configured {
+                    threads: executor.config().concurrency,
+                    strategy: *strategy,
+                    executor,
+                }
+            })
+        })
+        .collect();
     let (names, notes) = expand(args, &fixtures);
     for note in &notes {
         eprintln!("{note}");
@@ -270,14 +328,15 @@ pub(crate) fn run(args: &Args) -> ExitCode {
         );
     }
     let mut failed = false;
-    let mut speedups = Vec::new();
+    // Mainnet speedups, per executor.
+    let mut mainnet = vec![Vec::new(); executors.len()];
     for (index, name) in names.iter().enumerate() {
         eprint!("\r[{}/{}] {name:<30}", index + 1, names.len());
         let _ = std::io::stderr().flush();
         let result = load(name, args, &fixtures).and_then(|workload| {
             measure(
                 &workload,
-                &executor,
+                &executors,
                 args.repeat,
                 (args.min_ms, Duration::from_millis(args.idle_ms)),
             )
@@ -290,81 +349,116 @@ pub(crate) fn run(args: &Args) -> ExitCode {
                 continue;
             }
         };
-        let speedup = measurement.sequential_ms / measurement.parallel_ms;
-        speedups.push((name.clone(), speedup));
-        let gigagas_per_s = measurement.gas_used as f64 / (measurement.parallel_ms / 1000.0) / 1e9;
-        let txs = measurement.txs.max(1) as f64;
-        let executions_per_tx = measurement.stats.executions as f64 / txs;
-        let validations_per_tx = measurement.stats.validations as f64 / txs;
-        if args.json {
-            eprint!("\r");
-            let line = json!({
-                "workload": name,
-                "txs": measurement.txs,
-                "gas_used": measurement.gas_used,
-                "threads": measurement.stats.threads,
-                "placement": clap::ValueEnum::to_possible_value(&args.placement)
-                    .map(|value| value.get_name().to_owned()),
-                "idle_ms": args.idle_ms,
-                "baseline_ms": measurement.baseline_ms,
-                "sequential_ms": measurement.sequential_ms,
-                "parallel_ms": measurement.parallel_ms,
-                "speedup": speedup,
-                "sequential_vs_baseline": measurement.sequential_ms / measurement.baseline_ms,
-                "runs": measurement.runs,
-                "round_speedup_quartiles": measurement.round_speedups,
-                "gigagas_per_s": gigagas_per_s,
-                "executions": measurement.stats.executions,
-                "validations": measurement.stats.validations,
-                "aborts": measurement.stats.aborts,
-                "dependency_waits": measurement.stats.dependency_waits,
-                "sender_waits": measurement.stats.sender_waits,
-                "left_to_committer": measurement.stats.left_to_committer,
-                "executions_per_tx": executions_per_tx,
-                "validations_per_tx": validations_per_tx,
-                "strategy": measurement.stats.strategy.to_string(),
-                "sequential_reason": measurement.stats.sequential_reason,
-                "sequential_from": measurement.stats.sequential_from,
-                "parallel_equals_sequential": true,
-            });
-            println!("{line}");
-        } else {
-            eprint!("\r");
-            println!(
-                "{:<22} {:>7} {:>14} {:>3} {:>11.3} {:>11.3} {:>11.3} {:>7.2} {:>7.3} {:>6.2} {:>6.2}  {}",
-                name,
-                measurement.txs,
-                measurement.gas_used,
-                measurement.stats.threads,
-                measurement.baseline_ms,
-                measurement.sequential_ms,
-                measurement.parallel_ms,
-                speedup,
-                gigagas_per_s,
-                executions_per_tx,
-                validations_per_tx,
-                choice(&measurement.stats),
-            );
+        eprint!("\r");
+        for (configured, (parallel, mainnet)) in executors
+            .iter()
+            .zip(measurement.parallel.iter().zip(&mut mainnet))
+        {
+            let speedup = measurement.sequential_ms / parallel.parallel_ms;
+            if name.starts_with("mainnet/") {
+                mainnet.push(speedup);
+            }
+            print_row(args, name, &measurement, configured, parallel);
         }
     }
     eprint!("\r{:60}\r", "");
-    let mainnet: Vec<f64> = speedups
-        .iter()
-        .filter(|(name, _)| name.starts_with("mainnet/"))
-        .map(|(_, s)| *s)
-        .collect();
-    if !mainnet.is_empty() && !args.json {
-        let geomean = (mainnet.iter().map(|s| s.ln()).sum::<f64>() / mainnet.len() as f64).exp();
-        let worst = mainnet.iter().copied().fold(f64::INFINITY, f64::min);
-        println!(
-            "mainnet: {} blocks, geometric mean speedup {geomean:.2}, worst {worst:.2}",
-            mainnet.len()
-        );
+    if !args.json {
+        for (configured, speedups) in executors.iter().zip(&mainnet) {
+            if speedups.is_empty() {
+                continue;
+            }
+            let geomean =
+                (speedups.iter().map(|s| s.ln()).sum::<f64>() / speedups.len() as f64).exp();
+            let worst = speedups.iter().copied().fold(f64::INFINITY, f64::min);
+            let config = if executors.len() > 1 {
+                format!(
+                    " ({} threads, {})",
+                    configured.threads,
+                    strategy_name(configured.strategy)
+                )
+            } else {
+                String::new()
+            };
+            println!(
+                "mainnet{config}: {} blocks, geometric mean speedup {geomean:.2}, worst {worst:.2}",
+                speedups.len()
+            );
+        }
     }
     if failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// Prints one row (or JSON line): `configured`'s parallel runs of workload `name`.
+fn print_row(
+    args: &Args,
+    name: &str,
+    measurement: &Measurement,
+    configured: &Configured,
+    parallel: &ParallelMeasurement,
+) {
+    let speedup = measurement.sequential_ms / parallel.parallel_ms;
+    let gigagas_per_s = measurement.gas_used as f64 / (parallel.parallel_ms / 1000.0) / 1e9;
+    let txs = measurement.txs.max(1) as f64;
+    let stats = &parallel.stats;
+    let executions_per_tx = stats.executions as f64 / txs;
+    let validations_per_tx = stats.validations as f64 / txs;
+    if args.json {
+        let line = json!({
+            "workload": name,
+            "txs": measurement.txs,
+            "gas_used": measurement.gas_used,
+            "threads": stats.threads,
+            "threads_configured": configured.threads,
+            "strategy_requested": strategy_name(configured.strategy),
+            "placement": clap::ValueEnum::to_possible_value(&args.placement)
+                .map(|value| value.get_name().to_owned()),
+            "idle_ms": args.idle_ms,
+            "baseline_ms": measurement.baseline_ms,
+            "sequential_ms": measurement.sequential_ms,
+            "parallel_ms": parallel.parallel_ms,
+            "speedup": speedup,
+            "sequential_vs_baseline": measurement.sequential_ms / measurement.baseline_ms,
+            "runs": measurement.runs,
+            "round_speedup_quartiles": parallel.round_speedups,
+            "gigagas_per_s": gigagas_per_s,
+            "executions": stats.executions,
+            "validations": stats.validations,
+            "aborts": stats.aborts,
+            "dependency_waits": stats.dependency_waits,
+            "sender_waits": stats.sender_waits,
+            "left_to_committer": stats.left_to_committer,
+            "executions_per_tx": executions_per_tx,
+            "validations_per_tx": validations_per_tx,
+            "strategy": stats.strategy.to_string(),
+            "sequential_reason": stats.sequential_reason,
+            "sequential_from": stats.sequential_from,
+            "parallel_equals_sequential": true,
+        });
+        println!("{line}");
+    } else {
+        let forced = match configured.strategy {
+            crate::StrategyArg::Auto => "",
+            _ => "forced ",
+        };
+        println!(
+            "{:<22} {:>7} {:>14} {:>3} {:>11.3} {:>11.3} {:>11.3} {:>7.2} {:>7.3} {:>6.2} {:>6.2}  {forced}{}",
+            name,
+            measurement.txs,
+            measurement.gas_used,
+            configured.threads,
+            measurement.baseline_ms,
+            measurement.sequential_ms,
+            parallel.parallel_ms,
+            speedup,
+            gigagas_per_s,
+            executions_per_tx,
+            validations_per_tx,
+            choice(stats),
+        );
     }
 }
 
@@ -378,9 +472,13 @@ fn choice(stats: &parevm::ExecutionStats) -> String {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, Instant};
+    use std::{
+        num::NonZeroUsize,
+        time::{Duration, Instant},
+    };
 
-    use super::{MAX_RUNS, Workload, measure};
+    use super::{Configured, MAX_RUNS, Workload, measure};
+    use crate::{PlacementArg, StrategyArg};
 
     fn workload() -> Workload {
         let workload = parevm_workloads::synthetic::workload("raw-transfers", 2_100_000, 1)
@@ -392,21 +490,30 @@ mod tests {
         }
     }
 
+    fn configured(threads: usize, strategy: StrategyArg, placement: PlacementArg) -> Configured {
+        let threads = NonZeroUsize::new(threads).unwrap();
+        Configured {
+            threads,
+            strategy,
+            executor: crate::executor(Some(threads), strategy, placement),
+        }
+    }
+
     #[test]
     fn short_blocks_run_until_the_minimum_time() {
         let workload = workload();
-        let executor = crate::executor(None, crate::StrategyArg::Auto, crate::PlacementArg::Pinned);
-        let exact = measure(&workload, &executor, 2, (0, Duration::ZERO)).unwrap();
+        let executors = [configured(2, StrategyArg::Auto, PlacementArg::Pinned)];
+        let exact = measure(&workload, &executors, 2, (0, Duration::ZERO)).unwrap();
         assert_eq!(exact.runs, 2);
         assert_eq!(exact.txs, 100);
-        let [low, middle, high] = exact.round_speedups;
+        let [low, middle, high] = exact.parallel[0].round_speedups;
         assert!(
             low > 0.0 && low <= middle && middle <= high,
             "{low} {middle} {high}"
         );
         // Ten times what two runs took: two runs cannot reach it.
         let min_ms = (exact.sequential_ms * 10.0).ceil() as u64 + 1;
-        let timed = measure(&workload, &executor, 2, (min_ms, Duration::ZERO)).unwrap();
+        let timed = measure(&workload, &executors, 2, (min_ms, Duration::ZERO)).unwrap();
         assert!(
             timed.runs > 2 && timed.runs <= MAX_RUNS,
             "{} runs",
@@ -417,14 +524,33 @@ mod tests {
     #[test]
     fn idle_runs_sleep_before_each_timed_run() {
         let workload = workload();
-        let executor = crate::executor(None, crate::StrategyArg::Auto, crate::PlacementArg::Free);
+        let executors = [configured(2, StrategyArg::Auto, PlacementArg::Free)];
         let idle = Duration::from_millis(5);
         let start = Instant::now();
-        let measured = measure(&workload, &executor, 2, (0, idle)).unwrap();
+        let measured = measure(&workload, &executors, 2, (0, idle)).unwrap();
         assert_eq!(measured.runs, 2);
         // Two rounds of three executors, each run after its sleep.
         assert!(start.elapsed() >= idle * 6, "{:?}", start.elapsed());
         // The sleeps are not timed.
         assert!(measured.sequential_ms < 5.0, "{}", measured.sequential_ms);
+    }
+
+    #[test]
+    fn every_configuration_is_measured_beside_one_sequential_run() {
+        let workload = workload();
+        let executors = [
+            configured(1, StrategyArg::Auto, PlacementArg::Free),
+            configured(2, StrategyArg::BlockStm, PlacementArg::Free),
+            configured(3, StrategyArg::Pipeline, PlacementArg::Free),
+        ];
+        let measured = measure(&workload, &executors, 3, (0, Duration::ZERO)).unwrap();
+        assert_eq!(measured.runs, 3);
+        assert_eq!(measured.parallel.len(), 3);
+        let strategies: Vec<String> = (measured.parallel.iter())
+            .map(|parallel| parallel.stats.strategy.to_string())
+            .collect();
+        assert_eq!(strategies, ["sequential", "Block-STM", "pipeline"]);
+        assert_eq!(measured.parallel[1].stats.threads, 2);
+        assert_eq!(measured.parallel[2].stats.threads, 3);
     }
 }
