@@ -218,9 +218,9 @@ struct Tally {
 struct Counters {
     /// Per worker (indexed by the worker's index in the block).
     tallies: Vec<CachePadded<Tally>>,
-    /// Executions after which Block-STM may give way to sequential execution when conflicts
-    /// dominate (`None`: it never does).
-    give_way_after: Option<usize>,
+    /// When Block-STM gives way to sequential execution: after how many executions, and above
+    /// which share of wasted ones, in percent (`None`: it never does).
+    give_way: Option<(usize, usize)>,
     /// Set when it did.
     gave_way: AtomicBool,
     /// The committed prefix it kept then.
@@ -228,7 +228,8 @@ struct Counters {
 }
 
 /// Block-STM gives way once at least this many executions ran (and a sixteenth of the block's
-/// transactions), if more than [`GIVE_WAY_WASTE_PERCENT`] percent of them were wasted.
+/// transactions, and 8 per thread), if more than [`GIVE_WAY_WASTE_PERCENT`] percent of them were
+/// wasted (more at more threads: [`give_way_percent`]).
 const GIVE_WAY_MIN_EXECUTIONS: usize = 32;
 
 /// The share of wasted executions (aborted by validation, or stopped at an ESTIMATE), in percent
@@ -238,6 +239,17 @@ const GIVE_WAY_MIN_EXECUTIONS: usize = 32;
 /// executions per transaction) wastes about 35%.
 const GIVE_WAY_WASTE_PERCENT: usize = 40;
 
+/// The share of wasted executions above which Block-STM gives way at `workers` threads: more
+/// threads speculate further ahead, and waste more on a block they still speed up. On 16 cores,
+/// Block-STM forced wasted 35–49% of its executions at 4–16 threads on mainnet blocks it ran
+/// 1.3–1.7× faster than sequential (18085863, 12522062, 10760440, 18988207), where the 40% rule
+/// gave way within the first transactions (0.55–0.98×); a pool every swap goes through wastes
+/// over 85% at 4 threads and more. 40% at 2 threads, 10 points more per further thread, at most
+/// 75%.
+fn give_way_percent(workers: usize) -> usize {
+    (GIVE_WAY_WASTE_PERCENT + 10 * workers.saturating_sub(2)).min(75)
+}
+
 impl Counters {
     /// Counters of a block of `txs` transactions run by `workers` threads, which may give way
     /// unless `forced`.
@@ -246,7 +258,10 @@ impl Counters {
             tallies: (0..workers.max(1))
                 .map(|_| CachePadded::default())
                 .collect(),
-            give_way_after: (!forced).then(|| GIVE_WAY_MIN_EXECUTIONS.max(txs / 16)),
+            give_way: (!forced).then(|| {
+                let min_executions = GIVE_WAY_MIN_EXECUTIONS.max(txs / 16).max(8 * workers);
+                (min_executions, give_way_percent(workers))
+            }),
             ..Default::default()
         }
     }
@@ -262,14 +277,14 @@ impl Counters {
     /// Halts Block-STM, so that the rest of the block runs sequentially, if it may and conflicts
     /// dominate so far (called after each wasted execution).
     fn give_way_if_conflicts_dominate(&self, scheduler: &Scheduler) {
-        let Some(min_executions) = self.give_way_after else {
+        let Some((min_executions, waste_percent)) = self.give_way else {
             return;
         };
         let executions = self.total(|tally| &tally.executions);
         let wasted =
             self.total(|tally| &tally.aborts) + self.total(|tally| &tally.dependency_waits);
         if executions >= min_executions
-            && wasted * 100 > executions * GIVE_WAY_WASTE_PERCENT
+            && wasted * 100 > executions * waste_percent
             && !self.gave_way.swap(true, Ordering::Relaxed)
         {
             scheduler.halt();
@@ -785,14 +800,16 @@ const MIN_CHAIN_PIPELINE_GAS: u64 = 20_000_000;
 const MIN_PARALLEL_TXS: usize = 16;
 
 /// Block-STM's per-transaction overhead (versioned reads, publication, validation) is amortized
-/// by heavy transactions and by threads: a block runs Block-STM only if its gas per transaction is
-/// at least this divided by the thread count (38,000 at 2 threads: swaps, the mixed workload and
-/// most recent mainnet blocks; 9,500 at 8 threads: every block). Lighter blocks run the pipeline,
-/// whose overhead is lower but whose committer executes every conflicting transaction itself.
-/// Calibrated on the 2-core machine of `docs/benchmarks.md`: ERC-20 transfers (34,600 gas) gain
-/// 1.5× with the pipeline and 1.0–1.3× with Block-STM; the mixed workload (39,900) 0.7–0.95× and
-/// 1.1–1.35×.
-const BLOCK_STM_GAS_PER_TX_TIMES_THREADS: u64 = 76_000;
+/// by heavy transactions: a block runs Block-STM only if its gas per transaction is at least this
+/// (swaps, the mixed workload and most recent mainnet blocks), at any thread count. Lighter
+/// blocks run the pipeline, whose overhead is lower but whose committer executes every
+/// conflicting transaction itself. Calibrated on 2 cores (`docs/benchmarks.md`): ERC-20
+/// transfers (34,600 gas) gain 1.5× with the pipeline and 1.0–1.3× with Block-STM; the mixed
+/// workload (39,900) 0.7–0.95× and 1.1–1.35×. On 16 cores the pipeline kept its lead on light
+/// blocks at 4–16 threads (ERC-20 2.4–3.7× against 1.3–1.6×, plain transfers 1.9–2.1× against
+/// 0.5–0.7×; mainnet 4330482 and 8038679 at 8 threads 1.40× and 1.82× against 0.74× and 1.49×),
+/// so the threshold no longer falls with the thread count (it was 76,000 / threads).
+const BLOCK_STM_MIN_GAS_PER_TX: u64 = 38_000;
 
 /// The strategy for a block, judged from what is known before running it, with the reason when
 /// it is sequential.
@@ -818,7 +835,7 @@ fn plan_block<S: Storage + ?Sized>(
     }
     let gas = expected_gas(block);
     let gas_per_tx = gas / txs as u64;
-    let heavy = gas_per_tx >= BLOCK_STM_GAS_PER_TX_TIMES_THREADS / threads as u64;
+    let heavy = gas_per_tx >= BLOCK_STM_MIN_GAS_PER_TX;
     let small = gas < MIN_PARALLEL_GAS;
     if small && !(heavy && gas >= MIN_HEAVY_GAS_SINCE_BERLIN && spec.is_enabled_in(SpecId::BERLIN))
     {
@@ -853,10 +870,10 @@ fn plan_block<S: Storage + ?Sized>(
     if longest * 3 > txs * 2 && !(serial == 0 && gas >= MIN_CHAIN_PIPELINE_GAS) {
         return sequential(chain_covers(longest));
     }
-    // A block suited to Block-STM whose calls rarely share contracts takes the pipeline at two
-    // threads, small or not (if the pipeline's own conditions below hold).
-    let suits_block_stm = heavy && block_stm_suits(threads, block, previous_of_sender);
-    if suits_block_stm && !(threads <= 2 && calls_rarely_share_contracts(block, gas_per_tx)) {
+    // A block suited to Block-STM whose calls rarely share contracts takes the pipeline, small or
+    // not (if the pipeline's own conditions below hold).
+    let suits_block_stm = heavy && block_stm_suits(block, previous_of_sender);
+    if suits_block_stm && !calls_rarely_share_contracts(block, gas_per_tx, threads) {
         return Plan::parallel(Strategy::BlockStm);
     }
     if small && !suits_block_stm {
@@ -917,14 +934,13 @@ fn expected_gas(block: &Block<Recovered<TxEnvelope>>) -> u64 {
 /// itself, at sequential cost. So Block-STM is not chosen
 /// - when more than 2 in 5 transactions follow one of their sender's (mainnet 4370000, 48 of 97:
 ///   0.66-0.75x with Block-STM, forced);
-/// - at 2 threads, when 9 in 10 transactions or more carry no input (value transfers, to
-///   accounts with code or without): on the four such mainnet blocks the pipeline did better in
-///   three rounds of each (6196166, transfers to a sale contract that counts them: 0.86x vs 0.69x;
-///   13217637 1.59x vs 1.30x; 14396881 1.31x vs 0.79x; 15274915 1.24x vs 0.99x, medians). Above
-///   2 threads Block-STM's scaling is expected to win there (not measured: no machine with more
-///   cores was available).
+/// - when 9 in 10 transactions or more carry no input (value transfers, to accounts with code or
+///   without): on the four such mainnet blocks the pipeline did better at 2 threads in three
+///   rounds of each (6196166, transfers to a sale contract that counts them: 0.86x vs 0.69x;
+///   13217637 1.59x vs 1.30x; 14396881 1.31x vs 0.79x; 15274915 1.24x vs 0.99x, medians), and
+///   on 16 cores at 8 threads too (14396881 1.56x vs 0.70x, 15274915 1.18x vs 1.00x, 13217637
+///   1.71x vs 1.67x; 6196166 runs sequentially).
 fn block_stm_suits(
-    threads: usize,
     block: &Block<Recovered<TxEnvelope>>,
     previous_of_sender: &[Option<TxIdx>],
 ) -> bool {
@@ -939,22 +955,27 @@ fn block_stm_suits(
         .iter()
         .filter(|tx| tx.input().is_empty())
         .count();
-    !(threads <= 2 && without_input * 10 >= txs * 9)
+    without_input * 10 < txs * 9
 }
 
 /// A block heavy enough for Block-STM whose calls (transactions with input) rarely go to a
 /// contract that another call of the block goes to: fewer than [`SHARED_CALLS_FEW_PERCENT`] of
 /// its transactions are such calls — or fewer than [`SHARED_CALLS_SOME_PERCENT`] when its gas per
-/// transaction is below [`SHARED_CALLS_HEAVY_GAS_PER_TX`]. At two threads the pipeline then beats
-/// Block-STM: Block-STM's edge is re-executing conflicting transactions on any thread, and
-/// conflicts mostly come from contracts that several transactions call; the pipeline's overhead
-/// is lower. Calibrated on the 23 heavy mainnet fixtures (`docs/benchmarks.md`, eleventh
-/// session: geometric mean over them +3.2% in each of five runs against Block-STM on all of
-/// them, two parameters fitted on 23 blocks) and on the synthetic ones: Uniswap swaps through
-/// distinct pools (no call shares a contract) 1.55–2.03× with the pipeline against 1.59–1.78×,
-/// ahead in 8 of 9 runs; the mixed workload (half of its transactions such calls: tokens and hot
-/// pools) 0.95–1.07× against 1.11–1.32×.
-fn calls_rarely_share_contracts(block: &Block<Recovered<TxEnvelope>>, gas_per_tx: u64) -> bool {
+/// transaction is below [`SHARED_CALLS_HEAVY_GAS_PER_TX`]; above 2 threads, fewer than
+/// [`SHARED_CALLS_MANY_THREADS_PERCENT`]. The pipeline then beats Block-STM: Block-STM's edge is
+/// re-executing conflicting transactions on any thread, and conflicts mostly come from contracts
+/// that several transactions call; the pipeline's overhead is lower. Calibrated at 2 threads on
+/// the 23 heavy mainnet fixtures (`docs/benchmarks.md`, eleventh session: geometric mean over
+/// them +3.2% in each of five runs against Block-STM on all of them, two parameters fitted on 23
+/// blocks) and on the synthetic ones: Uniswap swaps through distinct pools (no call shares a
+/// contract) 1.55–2.03× with the pipeline against 1.59–1.78×, ahead in 8 of 9 runs; the mixed
+/// workload (half of its transactions such calls: tokens and hot pools) 0.95–1.07× against
+/// 1.11–1.32×.
+fn calls_rarely_share_contracts(
+    block: &Block<Recovered<TxEnvelope>>,
+    gas_per_tx: u64,
+    threads: usize,
+) -> bool {
     let txs = block.body.transactions.len();
     let mut calls = alloy_primitives::map::AddressMap::<usize>::default();
     for tx in &block.body.transactions {
@@ -965,7 +986,9 @@ fn calls_rarely_share_contracts(block: &Block<Recovered<TxEnvelope>>, gas_per_tx
         }
     }
     let shared: usize = calls.values().filter(|calls| **calls > 1).sum();
-    let percent = if gas_per_tx < SHARED_CALLS_HEAVY_GAS_PER_TX {
+    let percent = if threads > 2 {
+        SHARED_CALLS_MANY_THREADS_PERCENT
+    } else if gas_per_tx < SHARED_CALLS_HEAVY_GAS_PER_TX {
         SHARED_CALLS_SOME_PERCENT
     } else {
         SHARED_CALLS_FEW_PERCENT
@@ -981,6 +1004,14 @@ const SHARED_CALLS_SOME_PERCENT: usize = 45;
 
 /// See [`calls_rarely_share_contracts`].
 const SHARED_CALLS_HEAVY_GAS_PER_TX: u64 = 80_000;
+
+/// Above 2 threads Block-STM's parallel re-execution pays as soon as calls share contracts at
+/// all. On 16 cores at 8 threads, 21 of the 22 heavy mainnet blocks have 21–75% of their
+/// transactions such calls, and 17 of them ran Block-STM faster than the pipeline (4864590 1.98×
+/// against 1.43×, 14029313 1.87× against 1.37×); the one without (6137495) and Uniswap swaps
+/// through distinct pools ran the pipeline faster (1.48× against 1.23×; 6.8× against 5.2×, at 16
+/// threads 12.0× against 8.9×).
+const SHARED_CALLS_MANY_THREADS_PERCENT: usize = 10;
 
 /// How many transactions the sender of a strict majority of `block`'s transactions sent, if one
 /// sender did (Boyer-Moore majority vote: two passes, no map).
@@ -1162,6 +1193,16 @@ mod tests {
             .map(|&sender| (sender, None, false))
             .collect();
         crate::shape::tests::block_of(&txs)
+    }
+
+    /// Block-STM tolerates more wasted executions before giving way at more threads, up to 75%.
+    #[test]
+    fn give_way_tolerates_more_waste_at_more_threads() {
+        let percents = [1, 2, 3, 4, 6, 8, 16].map(give_way_percent);
+        assert_eq!(percents, [40, 40, 50, 60, 75, 75, 75]);
+        let counters = Counters::new(1000, 8, false);
+        assert_eq!(counters.give_way, Some((64, 75)));
+        assert_eq!(Counters::new(1000, 8, true).give_way, None);
     }
 
     /// The majority vote agrees with the map of chains on who sends a strict majority.

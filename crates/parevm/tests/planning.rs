@@ -117,22 +117,26 @@ fn chained_calls(chained: usize) -> (Block<Recovered<TxEnvelope>>, parevm::InMem
     (block(SPEC, txs), storage)
 }
 
-/// At 2 threads a heavy block of value transfers runs the pipeline, not Block-STM; with 9 calls
-/// of 20 to one contract, or at 8 threads, Block-STM.
+/// A heavy block of value transfers runs the pipeline, not Block-STM, at 2 threads and at 8;
+/// with 9 calls of 20 to one contract, Block-STM.
 #[test]
-fn heavy_block_of_value_transfers_runs_the_pipeline_at_two_threads() {
+fn heavy_block_of_value_transfers_runs_the_pipeline() {
     let (block, storage) = transfers_and_calls(18);
-    assert_eq!(planned(&block, &storage, 2), Strategy::Pipeline);
-    assert_eq!(planned(&block, &storage, 8), Strategy::BlockStm);
+    for threads in [2, 8] {
+        assert_eq!(planned(&block, &storage, threads), Strategy::Pipeline);
+    }
     let (block, storage) = transfers_and_calls(11);
-    assert_eq!(planned(&block, &storage, 2), Strategy::BlockStm);
+    for threads in [2, 8] {
+        assert_eq!(planned(&block, &storage, threads), Strategy::BlockStm);
+    }
 }
 
 /// A heavy block of 20 calls each to its own contract (none shares one) runs the pipeline at 2
-/// threads and Block-STM at 8; the same calls with 6 of them to one contract (30%) run Block-STM
-/// at 2 threads too, with 5 (25%) the pipeline.
+/// threads and at 8; the same calls with 6 of them to one contract (30%) run Block-STM at 2
+/// threads, with 5 (25%) the pipeline; above 2 threads, 2 of them to one contract (10%) already
+/// run Block-STM.
 #[test]
-fn heavy_calls_that_rarely_share_contracts_run_the_pipeline_at_two_threads() {
+fn heavy_calls_that_rarely_share_contracts_run_the_pipeline() {
     let calls = |sharing: usize| {
         let from = senders(20);
         let mut storage = funded(SPEC, &from);
@@ -151,12 +155,18 @@ fn heavy_calls_that_rarely_share_contracts_run_the_pipeline_at_two_threads() {
         (block(SPEC, txs), storage)
     };
     let (block, storage) = calls(0);
-    assert_eq!(planned(&block, &storage, 2), Strategy::Pipeline);
-    assert_eq!(planned(&block, &storage, 8), Strategy::BlockStm);
+    for threads in [2, 4, 8] {
+        assert_eq!(planned(&block, &storage, threads), Strategy::Pipeline);
+    }
     let (block, storage) = calls(5);
     assert_eq!(planned(&block, &storage, 2), Strategy::Pipeline);
     let (block, storage) = calls(6);
     assert_eq!(planned(&block, &storage, 2), Strategy::BlockStm);
+    let (block, storage) = calls(2);
+    assert_eq!(planned(&block, &storage, 2), Strategy::Pipeline);
+    for threads in [3, 8] {
+        assert_eq!(planned(&block, &storage, threads), Strategy::BlockStm);
+    }
 }
 
 /// Below 80,000 gas per transaction the pipeline takes heavy calls up to 45% of them sharing a
