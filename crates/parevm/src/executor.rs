@@ -54,6 +54,10 @@ pub enum Strategy {
     /// `docs/benchmarks.md`). A block of no more transactions than this runs the pipeline alone,
     /// and its stats say [`Strategy::Pipeline`].
     HandOver(TxIdx),
+    /// Block-STM that gives way to sequential execution once this many executions ran, whatever
+    /// their waste (for tests: the give-way path — the committed prefix, its final state, the
+    /// sequential rest — on any block; [`Strategy::Auto`] gives way only when conflicts dominate).
+    GiveWayAfter(usize),
 }
 
 impl std::fmt::Display for Strategy {
@@ -64,6 +68,9 @@ impl std::fmt::Display for Strategy {
             Self::BlockStm => "Block-STM",
             Self::Pipeline => "pipeline",
             Self::HandOver(tx) => return write!(f, "pipeline, Block-STM from tx {tx}"),
+            Self::GiveWayAfter(executions) => {
+                return write!(f, "Block-STM, giving way after {executions} executions");
+            }
         })
     }
 }
@@ -214,13 +221,25 @@ struct Tally {
     sender_waits: AtomicUsize,
 }
 
+/// When Block-STM gives way to sequential execution.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum GiveWay {
+    /// Never (Block-STM forced).
+    #[default]
+    Never,
+    /// Once at least this many executions ran, if more than this share of them (in percent) was
+    /// wasted.
+    WhenWasteful(usize, usize),
+    /// Once this many executions ran ([`Strategy::GiveWayAfter`]).
+    After(usize),
+}
+
 #[derive(Default)]
 struct Counters {
     /// Per worker (indexed by the worker's index in the block).
     tallies: Vec<CachePadded<Tally>>,
-    /// When Block-STM gives way to sequential execution: after how many executions, and above
-    /// which share of wasted ones, in percent (`None`: it never does).
-    give_way: Option<(usize, usize)>,
+    /// When Block-STM gives way to sequential execution.
+    give_way: GiveWay,
     /// Set when it did.
     gave_way: AtomicBool,
     /// The committed prefix it kept then.
@@ -251,17 +270,22 @@ fn give_way_percent(workers: usize) -> usize {
 }
 
 impl Counters {
-    /// Counters of a block of `txs` transactions run by `workers` threads, which may give way
-    /// unless `forced`.
-    fn new(txs: usize, workers: usize, forced: bool) -> Self {
+    /// Counters of a block of `txs` transactions run by `workers` threads under `strategy`:
+    /// planned Block-STM gives way when conflicts dominate, forced Block-STM never.
+    fn new(txs: usize, workers: usize, strategy: Strategy) -> Self {
+        let give_way = match strategy {
+            Strategy::BlockStm | Strategy::HandOver(_) => GiveWay::Never,
+            Strategy::GiveWayAfter(executions) => GiveWay::After(executions),
+            _ => GiveWay::WhenWasteful(
+                GIVE_WAY_MIN_EXECUTIONS.max(txs / 16).max(8 * workers),
+                give_way_percent(workers),
+            ),
+        };
         Self {
             tallies: (0..workers.max(1))
                 .map(|_| CachePadded::default())
                 .collect(),
-            give_way: (!forced).then(|| {
-                let min_executions = GIVE_WAY_MIN_EXECUTIONS.max(txs / 16).max(8 * workers);
-                (min_executions, give_way_percent(workers))
-            }),
+            give_way,
             ..Default::default()
         }
     }
@@ -277,7 +301,7 @@ impl Counters {
     /// Halts Block-STM, so that the rest of the block runs sequentially, if it may and conflicts
     /// dominate so far (called after each wasted execution).
     fn give_way_if_conflicts_dominate(&self, scheduler: &Scheduler) {
-        let Some((min_executions, waste_percent)) = self.give_way else {
+        let GiveWay::WhenWasteful(min_executions, waste_percent) = self.give_way else {
             return;
         };
         let executions = self.total(|tally| &tally.executions);
@@ -285,6 +309,17 @@ impl Counters {
             self.total(|tally| &tally.aborts) + self.total(|tally| &tally.dependency_waits);
         if executions >= min_executions
             && wasted * 100 > executions * waste_percent
+            && !self.gave_way.swap(true, Ordering::Relaxed)
+        {
+            scheduler.halt();
+        }
+    }
+
+    /// Halts Block-STM once the executions [`Strategy::GiveWayAfter`] allows ran (called after
+    /// each execution).
+    fn give_way_if_due(&self, scheduler: &Scheduler) {
+        if let GiveWay::After(limit) = self.give_way
+            && self.total(|tally| &tally.executions) >= limit
             && !self.gave_way.swap(true, Ordering::Relaxed)
         {
             scheduler.halt();
@@ -394,11 +429,7 @@ impl ParallelExecutor {
     ) -> (Result<BlockOutput, ExecutionError>, ExecutionStats) {
         let from = prefix.as_ref().map_or(0, |prefix| prefix.next);
         let (txs, threads) = (block.body.transactions.len(), stats.threads);
-        let forced = matches!(
-            self.config.strategy,
-            Strategy::BlockStm | Strategy::HandOver(_)
-        );
-        let counters = Counters::new(txs - from, threads, forced);
+        let counters = Counters::new(txs - from, threads, self.config.strategy);
         let reused = self.memory.lock().take();
         let mv = match reused {
             Some(mut mv) => {
@@ -554,7 +585,7 @@ pub(crate) fn trace_block_stm<S: Storage + ?Sized>(
         threads: 1,
         mv: &mv,
     };
-    let counters = Counters::new(block.body.transactions.len(), 1, true);
+    let counters = Counters::new(block.body.transactions.len(), 1, Strategy::BlockStm);
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
         execute_block_stm(
             chain,
@@ -1115,6 +1146,7 @@ fn try_execute<S: Storage + ?Sized>(
                 *results[tx].lock() = Some(result);
                 let wrote_new_location = worker.mv().record(version, &mut read_set, &mut write_set);
                 worker.recycle(read_set, write_set);
+                counters.give_way_if_due(scheduler);
                 return scheduler.finish_execution(version, wrote_new_location);
             }
         }
@@ -1200,9 +1232,10 @@ mod tests {
     fn give_way_tolerates_more_waste_at_more_threads() {
         let percents = [1, 2, 3, 4, 6, 8, 16].map(give_way_percent);
         assert_eq!(percents, [40, 40, 50, 60, 75, 75, 75]);
-        let counters = Counters::new(1000, 8, false);
-        assert_eq!(counters.give_way, Some((64, 75)));
-        assert_eq!(Counters::new(1000, 8, true).give_way, None);
+        let counters = Counters::new(1000, 8, Strategy::Auto);
+        assert_eq!(counters.give_way, GiveWay::WhenWasteful(64, 75));
+        let forced = Counters::new(1000, 8, Strategy::BlockStm);
+        assert_eq!(forced.give_way, GiveWay::Never);
     }
 
     /// The majority vote agrees with the map of chains on who sends a strict majority.

@@ -25,7 +25,8 @@
 //! applied, a stale one is re-executed there directly. [`ExecutorConfig`] chooses per block
 //! ([`Strategy::Auto`]): sequential, the pipeline or Block-STM, from what is known before running.
 //! [`Strategy::HandOver`] runs the pipeline for a prefix of the block and Block-STM on top of it
-//! for the rest (forced only, for tests and measurements).
+//! for the rest, and [`Strategy::GiveWayAfter`] makes Block-STM give way to sequential execution
+//! after a given number of executions (both forced only, for tests and measurements).
 //!
 //! ## What is EVM-specific
 //!

@@ -918,3 +918,81 @@ fn pipeline_leaves_a_hot_destination_to_the_committer() {
         "every call speculated or left to the committer: {stats:?}"
     );
 }
+
+/// A switch: called with input, it burns ~1.7M gas and then sets its slot 0; called without, it
+/// forwards its call value to `SWITCHED_TO` while slot 0 is still unset.
+fn switch_code() -> Vec<u8> {
+    let mut code = vec![
+        0x36, 0x60, 0x2d, 0x57, // CALLDATASIZE PUSH1 setter JUMPI
+        0x60, 0x00, 0x54, 0x60, 0x2b, 0x57, // SLOAD(0) PUSH1 end JUMPI
+        0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60,
+        0x00, // retSize retOffset argsSize argsOffset
+        0x34, 0x73, // CALLVALUE PUSH20
+    ];
+    code.extend_from_slice(SWITCHED_TO.as_slice());
+    code.extend_from_slice(&[
+        0x5a, 0xf1, 0x50, // GAS CALL POP
+        0x5b, 0x00, // end: JUMPDEST STOP
+        0x5b, 0x61, 0xff, 0xff, // setter: JUMPDEST PUSH2 0xffff
+        0x5b, 0x60, 0x01, 0x90, 0x03, 0x80, 0x60, 0x31, 0x57,
+        0x50, // loop: n -= 1 while n != 0
+        0x60, 0x01, 0x60, 0x00, 0x55, 0x00, // SSTORE(0, 1) STOP
+    ]);
+    code
+}
+
+const SWITCH: Address = Address::new([0x5c; 20]);
+const SWITCHED_TO: Address = Address::new([0x5d; 20]);
+
+/// Block-STM giving way keeps only what its committed prefix wrote. Tx 0 slowly sets the switch;
+/// tx 1, executed beside it, reads it unset and pays `SWITCHED_TO`, a write its sequential
+/// re-execution (the switch set) does not repeat. Giving way after those two executions commits
+/// tx 0 alone: the account must not appear in the output (it did, on 16 cores, in mainnet
+/// 11743952 before the fix).
+#[test]
+fn giving_way_drops_what_discarded_incarnations_wrote() {
+    let spec = SpecId::CANCUN;
+    let accounts = senders(2);
+    let mut storage = funded(spec, &accounts);
+    deploy(&mut storage, SWITCH, &switch_code());
+    let call = |sender: Address, value: u64, input: &[u8]| {
+        let input = Bytes::copy_from_slice(input);
+        legacy_tx(
+            sender,
+            0,
+            TxKind::Call(SWITCH),
+            U256::from(value),
+            input,
+            3_000_000,
+        )
+    };
+    let block = block(
+        spec,
+        vec![call(accounts[0], 0, &[1]), call(accounts[1], 5, &[])],
+    );
+    let chain = ChainSpec::fixed(spec);
+    let expected = parevm::execute_sequential(&chain, &block, &storage).expect("valid block");
+    assert!(!expected.state_changes.contains_key(&SWITCHED_TO));
+    let switch_balance = expected.state_changes[&SWITCH]
+        .info
+        .as_ref()
+        .unwrap()
+        .balance;
+    assert_eq!(
+        switch_balance,
+        U256::from(5),
+        "the set switch keeps the value"
+    );
+    for threads in [2, 4] {
+        let executor = executor_with(parevm::Strategy::GiveWayAfter(2), threads);
+        for run in 0..20 {
+            let (output, stats) = executor.execute_with_stats(&chain, &block, &storage);
+            assert_eq!(
+                output.expect("valid block"),
+                expected,
+                "run {run} at {threads} threads ({stats:?})"
+            );
+            assert!(stats.sequential_from.is_some(), "it gave way");
+        }
+    }
+}

@@ -1,7 +1,8 @@
 //! The shared mainnet blocks (`<fixtures>/mainnet/blocks/*`): for each block, the parallel
-//! executor at 1, 2 and 8 threads, with each engine forced (Block-STM, the pipeline) and as
-//! planned, must equal the sequential executor (and, in the determinism trials, at 2, 4, 8 and 16
-//! threads, 50 runs of each engine), and both
+//! executor at 1, 2 and 8 threads, with each engine forced (Block-STM, the pipeline, the pipeline
+//! handing over to Block-STM, Block-STM giving way to sequential execution) and as planned, must
+//! equal the sequential executor (and, in the determinism trials, at 2, 4, 8 and 16 threads, 50
+//! runs of each engine), and both
 //! must match the header (gas used, logs bloom, and the receipts root from Byzantium on); the
 //! block's analysis (trace, dependency graph, simulation) must succeed.
 //!
@@ -133,11 +134,14 @@ fn run_block(dir: &Path) -> Result<(), Failed> {
             .map(|mismatch| format!("sequential: {mismatch}")),
     );
     // Each engine forced on every block at each thread count (the pipeline also handing over to
-    // Block-STM after a third of the transactions), then as users run it (the planner chooses
-    // sequential execution, the pipeline — which may hand over — or Block-STM, and Block-STM may
-    // give way to sequential execution when conflicts dominate).
-    let third = Strategy::HandOver(block.block.body.transactions.len() / 3);
-    let configs = [Strategy::BlockStm, Strategy::Pipeline, third]
+    // Block-STM after a third of the transactions, Block-STM also giving way to sequential
+    // execution after half as many executions as transactions), then as users run it (the planner
+    // chooses sequential execution, the pipeline — which may hand over — or Block-STM, and
+    // Block-STM may give way to sequential execution when conflicts dominate).
+    let txs = block.block.body.transactions.len();
+    let third = Strategy::HandOver(txs / 3);
+    let give_way = Strategy::GiveWayAfter(txs / 2);
+    let configs = [Strategy::BlockStm, Strategy::Pipeline, third, give_way]
         .into_iter()
         .flat_map(|strategy| THREADS.iter().map(move |threads| (*threads, strategy)))
         .chain([(2, Strategy::Auto), (8, Strategy::Auto)]);

@@ -297,13 +297,16 @@ pub fn executor_with(strategy: parevm::Strategy, threads: usize) -> ParallelExec
     })
 }
 
-/// The parallel engines every check runs on `block`: Block-STM, the pipeline, and the pipeline
-/// handing over to Block-STM half-way.
-pub fn engines(block: &Block<Recovered<TxEnvelope>>) -> [parevm::Strategy; 3] {
+/// The parallel engines every check runs on `block`: Block-STM, the pipeline, the pipeline
+/// handing over to Block-STM half-way, and Block-STM giving way to sequential execution after
+/// half as many executions as transactions.
+pub fn engines(block: &Block<Recovered<TxEnvelope>>) -> [parevm::Strategy; 4] {
+    let txs = block.body.transactions.len();
     [
         parevm::Strategy::BlockStm,
         parevm::Strategy::Pipeline,
-        parevm::Strategy::HandOver(block.body.transactions.len() / 2),
+        parevm::Strategy::HandOver(txs / 2),
+        parevm::Strategy::GiveWayAfter(txs / 2),
     ]
 }
 
