@@ -1,7 +1,7 @@
 //! Repeats one block sequentially and in parallel (Block-STM forced) and prints median times and
 //! counters: a mainnet block directory, or a synthetic workload name (`@NAME[:GAS]`, 200 Mgas by default), for
 //! profilers. `cargo run --release -p parevm-cli --example profile_block -- DIR|@NAME [THREADS]
-//! [REPEAT] [par|seq]` (`par`: skip the sequential runs, `seq`: the parallel ones; `PAREVM_STRATEGY=pipeline|auto|sequential|hand-over:TX` for another
+//! [REPEAT] [par|seq]` (`par`: skip the sequential runs, `seq`: the parallel ones; `PAREVM_STRATEGY=pipeline|auto|sequential|hand-over:TX|give-way:N` for another
 //! strategy than Block-STM).
 #![allow(missing_docs)]
 
@@ -9,7 +9,7 @@ mod common;
 
 use std::{num::NonZeroUsize, time::Instant};
 
-use common::load_target;
+use common::{load_target, strategy_from_env};
 
 use parevm::{ExecutorConfig, ParallelExecutor};
 
@@ -27,15 +27,7 @@ fn main() {
     let (chain, block, storage) = load_target(&target);
     let executor = ParallelExecutor::new(ExecutorConfig {
         concurrency: NonZeroUsize::new(threads).unwrap(),
-        strategy: match std::env::var("PAREVM_STRATEGY").as_deref() {
-            Ok("pipeline") => parevm::Strategy::Pipeline,
-            Ok("auto") => parevm::Strategy::Auto,
-            Ok("sequential") => parevm::Strategy::Sequential,
-            Ok(other) if other.starts_with("hand-over:") => parevm::Strategy::HandOver(
-                other["hand-over:".len()..].parse().expect("hand-over:TX"),
-            ),
-            _ => parevm::Strategy::BlockStm,
-        },
+        strategy: strategy_from_env(),
     });
     let (mut seq, mut par) = (Vec::new(), Vec::new());
     let mut stats = None;

@@ -1,14 +1,15 @@
 //! Runs one block in parallel many times and compares every output with the sequential one,
 //! printing what differs on the first mismatch: a hunt for rare interleavings.
 //! `cargo run --release -p parevm-cli --example stress_block -- DIR|@NAME [THREADS] [RUNS]`
-//! (`PAREVM_STRATEGY=pipeline|auto` for another strategy than Block-STM).
+//! (`PAREVM_STRATEGY=pipeline|auto|sequential|hand-over:TX|give-way:N` for another strategy
+//! than Block-STM).
 #![allow(missing_docs)]
 
 mod common;
 
 use std::num::NonZeroUsize;
 
-use common::load_target;
+use common::{load_target, strategy_from_env};
 
 use parevm::{ExecutorConfig, ParallelExecutor};
 
@@ -23,11 +24,7 @@ fn main() {
     let (chain, block, storage) = load_target(&target);
     let executor = ParallelExecutor::new(ExecutorConfig {
         concurrency: NonZeroUsize::new(threads).unwrap(),
-        strategy: match std::env::var("PAREVM_STRATEGY").as_deref() {
-            Ok("pipeline") => parevm::Strategy::Pipeline,
-            Ok("auto") => parevm::Strategy::Auto,
-            _ => parevm::Strategy::BlockStm,
-        },
+        strategy: strategy_from_env(),
     });
     let expected = parevm::execute_sequential(&chain, &block, &storage).expect("sequential");
     for run in 0..runs {

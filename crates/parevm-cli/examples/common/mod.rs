@@ -1,4 +1,5 @@
-//! What the measuring examples share: loading a block to run, and a median.
+//! What the measuring examples share: loading a block to run, the strategy to run it with, and a
+//! median.
 
 use std::path::Path;
 
@@ -35,4 +36,23 @@ pub(crate) fn load_target(
 pub(crate) fn median(mut times: Vec<f64>) -> f64 {
     times.sort_by(f64::total_cmp);
     times.get(times.len() / 2).copied().unwrap_or(f64::NAN)
+}
+
+/// The strategy named by `PAREVM_STRATEGY` (`pipeline`, `auto`, `sequential`, `hand-over:TX`,
+/// `give-way:EXECUTIONS`); Block-STM when unset.
+#[allow(dead_code)] // not every example runs a strategy
+pub(crate) fn strategy_from_env() -> parevm::Strategy {
+    let number = |text: &str| text.parse().expect("a number after the colon");
+    match std::env::var("PAREVM_STRATEGY").as_deref() {
+        Ok("pipeline") => parevm::Strategy::Pipeline,
+        Ok("auto") => parevm::Strategy::Auto,
+        Ok("sequential") => parevm::Strategy::Sequential,
+        Ok(other) if other.starts_with("hand-over:") => {
+            parevm::Strategy::HandOver(number(&other["hand-over:".len()..]))
+        }
+        Ok(other) if other.starts_with("give-way:") => {
+            parevm::Strategy::GiveWayAfter(number(&other["give-way:".len()..]))
+        }
+        _ => parevm::Strategy::BlockStm,
+    }
 }
