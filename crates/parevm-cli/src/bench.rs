@@ -330,6 +330,8 @@ pub(crate) fn run(args: &Args) -> ExitCode {
     let mut failed = false;
     // Mainnet speedups, per executor.
     let mut mainnet = vec![Vec::new(); executors.len()];
+    // Speedups of the other workloads, one per executor: the summary table.
+    let mut others: Vec<(String, Vec<f64>)> = Vec::new();
     for (index, name) in names.iter().enumerate() {
         eprint!("\r[{}/{}] {name:<30}", index + 1, names.len());
         let _ = std::io::stderr().flush();
@@ -350,6 +352,12 @@ pub(crate) fn run(args: &Args) -> ExitCode {
             }
         };
         eprint!("\r");
+        if !name.starts_with("mainnet/") {
+            let speedups = (measurement.parallel.iter())
+                .map(|parallel| measurement.sequential_ms / parallel.parallel_ms)
+                .collect();
+            others.push((name.clone(), speedups));
+        }
         for (configured, (parallel, mainnet)) in executors
             .iter()
             .zip(measurement.parallel.iter().zip(&mut mainnet))
@@ -362,13 +370,19 @@ pub(crate) fn run(args: &Args) -> ExitCode {
         }
     }
     eprint!("\r{:60}\r", "");
+    if !args.json && executors.len() > 1 {
+        let geomeans: Vec<f64> = mainnet.iter().map(|speedups| geomean(speedups)).collect();
+        if !mainnet[0].is_empty() {
+            others.push(("mainnet (geometric mean)".into(), geomeans));
+        }
+        print!("\n{}", speedup_table(&executors, &others));
+    }
     if !args.json {
         for (configured, speedups) in executors.iter().zip(&mainnet) {
             if speedups.is_empty() {
                 continue;
             }
-            let geomean =
-                (speedups.iter().map(|s| s.ln()).sum::<f64>() / speedups.len() as f64).exp();
+            let geomean = geomean(speedups);
             let worst = speedups.iter().copied().fold(f64::INFINITY, f64::min);
             let config = if executors.len() > 1 {
                 format!(
@@ -390,6 +404,35 @@ pub(crate) fn run(args: &Args) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// The geometric mean of `values`.
+fn geomean(values: &[f64]) -> f64 {
+    (values.iter().map(|value| value.ln()).sum::<f64>() / values.len() as f64).exp()
+}
+
+/// The speedups of every workload (a row) under every executor (a column, named
+/// `threads/strategy`): a scaling table.
+fn speedup_table(executors: &[Configured], rows: &[(String, Vec<f64>)]) -> String {
+    use std::fmt::Write as _;
+    let mut table = format!("{:<26}", "speedup");
+    for configured in executors {
+        let column = format!(
+            "{}/{}",
+            configured.threads,
+            strategy_name(configured.strategy)
+        );
+        let _ = write!(table, " {column:>12}");
+    }
+    table.push('\n');
+    for (name, speedups) in rows {
+        let _ = write!(table, "{name:<26}");
+        for speedup in speedups {
+            let _ = write!(table, " {speedup:>12.2}");
+        }
+        table.push('\n');
+    }
+    table
 }
 
 /// Prints one row (or JSON line): `configured`'s parallel runs of workload `name`.
@@ -477,7 +520,7 @@ mod tests {
         time::{Duration, Instant},
     };
 
-    use super::{Configured, MAX_RUNS, Workload, measure};
+    use super::{Configured, MAX_RUNS, Workload, measure, speedup_table};
     use crate::{PlacementArg, StrategyArg};
 
     fn workload() -> Workload {
@@ -552,5 +595,25 @@ mod tests {
         assert_eq!(strategies, ["sequential", "Block-STM", "pipeline"]);
         assert_eq!(measured.parallel[1].stats.threads, 2);
         assert_eq!(measured.parallel[2].stats.threads, 3);
+    }
+
+    #[test]
+    fn the_speedup_table_has_a_column_per_configuration() {
+        let executors = [
+            configured(2, StrategyArg::Auto, PlacementArg::Free),
+            configured(4, StrategyArg::BlockStm, PlacementArg::Free),
+        ];
+        let rows = [("erc20".to_string(), vec![1.5, 2.25])];
+        let table = speedup_table(&executors, &rows);
+        let lines: Vec<Vec<&str>> = (table.lines())
+            .map(|line| line.split_whitespace().collect())
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                vec!["speedup", "2/auto", "4/block-stm"],
+                vec!["erc20", "1.50", "2.25"]
+            ]
+        );
     }
 }
