@@ -422,13 +422,13 @@ fn speedup_table(executors: &[Configured], rows: &[(String, Vec<f64>)]) -> Strin
             configured.threads,
             strategy_name(configured.strategy)
         );
-        let _ = write!(table, " {column:>12}");
+        let _ = write!(table, " {column:>14}");
     }
     table.push('\n');
     for (name, speedups) in rows {
         let _ = write!(table, "{name:<26}");
         for speedup in speedups {
-            let _ = write!(table, " {speedup:>12.2}");
+            let _ = write!(table, " {speedup:>14.2}");
         }
         table.push('\n');
     }

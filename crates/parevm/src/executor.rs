@@ -260,9 +260,9 @@ const GIVE_WAY_WASTE_PERCENT: usize = 40;
 
 /// The share of wasted executions above which Block-STM gives way at `workers` threads: more
 /// threads speculate further ahead, and waste more on a block they still speed up. On 16 cores,
-/// Block-STM forced wasted 35–49% of its executions at 4–16 threads on mainnet blocks it ran
-/// 1.3–1.7× faster than sequential (18085863, 12522062, 10760440, 18988207), where the 40% rule
-/// gave way within the first transactions (0.55–0.98×); a pool every swap goes through wastes
+/// Block-STM forced wasted 24–39% of its executions at 4 threads and 40–49% at 8–16 on mainnet
+/// blocks it ran 1.15–1.7× faster than sequential (18085863, 12522062, 10760440, 18988207), where
+/// the 40% rule gave way within the first transactions (0.55–0.98×); a pool every swap goes through wastes
 /// over 85% at 4 threads and more. 40% at 2 threads, 10 points more per further thread, at most
 /// 75%.
 fn give_way_percent(workers: usize) -> usize {
@@ -274,12 +274,15 @@ impl Counters {
     /// planned Block-STM gives way when conflicts dominate, forced Block-STM never.
     fn new(txs: usize, workers: usize, strategy: Strategy) -> Self {
         let give_way = match strategy {
-            Strategy::BlockStm | Strategy::HandOver(_) => GiveWay::Never,
-            Strategy::GiveWayAfter(executions) => GiveWay::After(executions),
-            _ => GiveWay::WhenWasteful(
+            Strategy::Auto => GiveWay::WhenWasteful(
                 GIVE_WAY_MIN_EXECUTIONS.max(txs / 16).max(8 * workers),
                 give_way_percent(workers),
             ),
+            Strategy::GiveWayAfter(executions) => GiveWay::After(executions),
+            Strategy::BlockStm
+            | Strategy::HandOver(_)
+            | Strategy::Pipeline
+            | Strategy::Sequential => GiveWay::Never,
         };
         Self {
             tallies: (0..workers.max(1))
@@ -1038,7 +1041,7 @@ const SHARED_CALLS_HEAVY_GAS_PER_TX: u64 = 80_000;
 
 /// Above 2 threads Block-STM's parallel re-execution pays as soon as calls share contracts at
 /// all. On 16 cores at 8 threads, 21 of the 22 heavy mainnet blocks have 21–75% of their
-/// transactions such calls, and 17 of them ran Block-STM faster than the pipeline (4864590 1.98×
+/// transactions such calls, and 18 of them ran Block-STM faster than the pipeline (4864590 1.98×
 /// against 1.43×, 14029313 1.87× against 1.37×); the one without (6137495) and Uniswap swaps
 /// through distinct pools ran the pipeline faster (1.48× against 1.23×; 6.8× against 5.2×, at 16
 /// threads 12.0× against 8.9×).

@@ -17,7 +17,7 @@
 //!
 //! ## The second engine: the pipeline
 //!
-//! For light blocks on few threads, Block-STM's per-transaction overhead (versioned reads,
+//! For light blocks (and heavy ones whose calls rarely share a contract), Block-STM's per-transaction overhead (versioned reads,
 //! publication, validation waves, folding the final state) eats the gain. The pipeline
 //! ([`Strategy::Pipeline`]) speculates every transaction on any free thread against the
 //! *pre-block* state, recording the values it read, and one thread at a time commits in block

@@ -85,8 +85,9 @@ fn trials() -> Vec<Trial> {
 const DETERMINISM_RUNS: usize = 50;
 
 /// The block executed `DETERMINISM_RUNS` times at 2, 4, 8 and 16 threads by each engine (at 2 and
-/// 8 by the pipeline handing over to Block-STM half-way) gives byte-identical output: the `Debug`
-/// rendering of every run equals the sequential one.
+/// 8 by the pipeline handing over to Block-STM half-way, and by Block-STM giving way after half as
+/// many executions as transactions) gives byte-identical output: the `Debug` rendering of every
+/// run equals the sequential one.
 fn run_determinism(dir: &Path) -> Result<(), Failed> {
     let block = load_block(dir).map_err(|error| error.to_string())?;
     let chain = ChainSpec::mainnet();
@@ -94,11 +95,12 @@ fn run_determinism(dir: &Path) -> Result<(), Failed> {
         "{:?}",
         execute_sequential(&chain, &block.block, &block.storage)
     );
-    let half = Strategy::HandOver(block.block.body.transactions.len() / 2);
+    let txs = block.block.body.transactions.len();
+    let (half, give_way) = (Strategy::HandOver(txs / 2), Strategy::GiveWayAfter(txs / 2));
     let configs = [Strategy::BlockStm, Strategy::Pipeline]
         .into_iter()
         .flat_map(|strategy| [2, 4, 8, 16].map(|threads| (strategy, threads)))
-        .chain([(half, 2), (half, 8)]);
+        .chain([(half, 2), (half, 8), (give_way, 2), (give_way, 8)]);
     for (strategy, threads) in configs {
         let executor = ParallelExecutor::new(ExecutorConfig {
             concurrency: NonZeroUsize::new(threads).expect("non-zero"),
