@@ -7,11 +7,9 @@
 
 mod common;
 
-use std::{num::NonZeroUsize, time::Instant};
+use std::time::Instant;
 
-use common::{load_target, strategy_from_env};
-
-use parevm::{ExecutorConfig, ParallelExecutor};
+use common::{executor_from_env, load_target};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -25,10 +23,7 @@ fn main() {
     let parallel_only = mode.as_deref() == Some("par");
     let sequential_only = mode.as_deref() == Some("seq");
     let (chain, block, storage) = load_target(&target);
-    let executor = ParallelExecutor::new(ExecutorConfig {
-        concurrency: NonZeroUsize::new(threads).unwrap(),
-        strategy: strategy_from_env(),
-    });
+    let executor = executor_from_env(threads);
     let (mut seq, mut par) = (Vec::new(), Vec::new());
     let mut stats = None;
     for _ in 0..repeat {

@@ -74,13 +74,19 @@ struct Workload {
     storage: InMemoryStorage,
 }
 
-/// One parallel executor measured: how it was configured, and the executor.
+/// One parallel executor measured, and the strategy asked of it (its thread count is in its
+/// configuration; a block may use fewer, or run sequentially).
 struct Configured {
-    /// The thread count asked for (the block may use fewer, or run sequentially).
-    threads: NonZeroUsize,
     /// The strategy asked for.
     strategy: crate::StrategyArg,
     executor: ParallelExecutor,
+}
+
+impl Configured {
+    /// The thread count asked for.
+    fn threads(&self) -> NonZeroUsize {
+        self.executor.config().concurrency
+    }
 }
 
 /// Medians of one workload: the baseline and sequential runs, and each parallel executor's.
@@ -172,7 +178,7 @@ fn measure(
             let configured = &executors[index];
             return Err(format!(
                 "parallel output ({} threads, {}) differs from sequential",
-                configured.threads,
+                configured.threads(),
                 strategy_name(configured.strategy)
             ));
         }
@@ -297,13 +303,9 @@ pub(crate) fn run(args: &Args) -> ExitCode {
     };
     let executors: Vec<Configured> = (thread_counts.iter())
         .flat_map(|threads| {
-            (args.strategy.iter()).map(move |strategy| {
-                let executor = crate::executor(*threads, *strategy, args.placement);
-                Configured {
-                    threads: executor.config().concurrency,
-                    strategy: *strategy,
-                    executor,
-                }
+            (args.strategy.iter()).map(move |strategy| Configured {
+                strategy: *strategy,
+                executor: crate::executor(*threads, *strategy, args.placement),
             })
         })
         .collect();
@@ -387,7 +389,7 @@ pub(crate) fn run(args: &Args) -> ExitCode {
             let config = if executors.len() > 1 {
                 format!(
                     " ({} threads, {})",
-                    configured.threads,
+                    configured.threads(),
                     strategy_name(configured.strategy)
                 )
             } else {
@@ -419,7 +421,7 @@ fn speedup_table(executors: &[Configured], rows: &[(String, Vec<f64>)]) -> Strin
     for configured in executors {
         let column = format!(
             "{}/{}",
-            configured.threads,
+            configured.threads(),
             strategy_name(configured.strategy)
         );
         let _ = write!(table, " {column:>14}");
@@ -455,7 +457,7 @@ fn print_row(
             "txs": measurement.txs,
             "gas_used": measurement.gas_used,
             "threads": stats.threads,
-            "threads_configured": configured.threads,
+            "threads_configured": configured.threads(),
             "strategy_requested": strategy_name(configured.strategy),
             "placement": clap::ValueEnum::to_possible_value(&args.placement)
                 .map(|value| value.get_name().to_owned()),
@@ -492,7 +494,7 @@ fn print_row(
             name,
             measurement.txs,
             measurement.gas_used,
-            configured.threads,
+            configured.threads(),
             measurement.baseline_ms,
             measurement.sequential_ms,
             parallel.parallel_ms,
@@ -536,7 +538,6 @@ mod tests {
     fn configured(threads: usize, strategy: StrategyArg, placement: PlacementArg) -> Configured {
         let threads = NonZeroUsize::new(threads).unwrap();
         Configured {
-            threads,
             strategy,
             executor: crate::executor(Some(threads), strategy, placement),
         }

@@ -140,37 +140,18 @@ impl Run {
     }
 }
 
-/// Where two outputs first differ, for the error message.
+/// Where two outputs first differ, for the error message (empty when one is an error).
 fn first_difference(
     sequential: &Result<BlockOutput, ExecutionError>,
     parallel: &Result<BlockOutput, ExecutionError>,
 ) -> String {
-    let (Ok(sequential), Ok(parallel)) = (sequential, parallel) else {
-        return String::new();
-    };
-    if sequential.gas_used != parallel.gas_used {
-        return format!(
-            ": gas used {} vs {}",
-            sequential.gas_used, parallel.gas_used
-        );
+    match (sequential, parallel) {
+        (Ok(sequential), Ok(parallel)) => sequential
+            .first_difference(parallel)
+            .map(|difference| format!(": {difference}"))
+            .unwrap_or_default(),
+        _ => String::new(),
     }
-    if let Some(index) = (0..sequential.receipts.len().max(parallel.receipts.len()))
-        .find(|i| sequential.receipts.get(*i) != parallel.receipts.get(*i))
-    {
-        return format!(": receipt of transaction {index}");
-    }
-    let mut accounts: Vec<_> = sequential
-        .state_changes
-        .keys()
-        .chain(parallel.state_changes.keys())
-        .collect();
-    accounts.sort_unstable();
-    for address in accounts {
-        if sequential.state_changes.get(address) != parallel.state_changes.get(address) {
-            return format!(": state change of account {address}");
-        }
-    }
-    String::new()
 }
 
 pub(crate) fn run(args: &Args) -> ExitCode {

@@ -753,8 +753,8 @@ mod tests {
 
     /// After Block-STM gave way at `txs`, the output holds what the txs below wrote and nothing
     /// of what the txs from `txs` on wrote: an account or code written only by those is left to
-    /// the sequential suffix (found on a 16-core machine at 4 threads: mainnet 11743952 listed an unchanged
-    /// account a discarded incarnation had written).
+    /// the sequential suffix (found on a 16-core machine at 4 threads: mainnet 11743952 listed an
+    /// unchanged account a discarded incarnation had written).
     #[test]
     fn final_changes_leave_out_writes_from_the_given_tx_on() {
         let (early, late) = (Address::repeat_byte(2), Address::repeat_byte(3));

@@ -192,6 +192,42 @@ impl BlockOutput {
         changes
     }
 
+    /// Where `other` first differs from this output, for a person to read (`None`: they are
+    /// equal): gas used, then the first receipt by index, then the first account by address.
+    /// Compares an expected output (this one, from sequential execution) with another.
+    pub fn first_difference(&self, other: &BlockOutput) -> Option<String> {
+        if self.gas_used != other.gas_used {
+            return Some(format!(
+                "gas used: expected {}, got {}",
+                self.gas_used, other.gas_used
+            ));
+        }
+        let receipts = self.receipts.len().max(other.receipts.len());
+        if let Some(index) =
+            (0..receipts).find(|index| self.receipts.get(*index) != other.receipts.get(*index))
+        {
+            return Some(format!(
+                "receipt {index}: expected {:?}, got {:?}",
+                self.receipts.get(index),
+                other.receipts.get(index)
+            ));
+        }
+        let mut accounts: Vec<&Address> = (self.state_changes.keys())
+            .chain(other.state_changes.keys())
+            .collect();
+        accounts.sort_unstable();
+        accounts
+            .into_iter()
+            .find(|address| self.state_changes.get(*address) != other.state_changes.get(*address))
+            .map(|address| {
+                format!(
+                    "account {address}: expected {:?}, got {:?}",
+                    self.state_changes.get(address),
+                    other.state_changes.get(address)
+                )
+            })
+    }
+
     /// The receipts trie root, receipts in EIP-658 form (valid from Byzantium on).
     pub fn receipts_root(&self) -> B256 {
         let envelopes: Vec<ReceiptEnvelope> =
@@ -214,6 +250,49 @@ impl BlockOutput {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The first difference is found in gas, receipts and accounts, in that order, and equal
+    /// outputs have none.
+    #[test]
+    fn first_difference_names_gas_then_receipt_then_account() {
+        let receipt = |gas_used| TxReceipt {
+            tx_type: TxType::Legacy,
+            success: true,
+            gas_used,
+            cumulative_gas_used: gas_used,
+            logs: Vec::new(),
+        };
+        let account = |nonce| AccountChange {
+            info: Some(AccountState {
+                balance: U256::ZERO,
+                nonce,
+                code_hash: KECCAK_EMPTY,
+                code: None,
+            }),
+            storage_reset: false,
+            storage: SlotChanges::default(),
+        };
+        let expected = BlockOutput {
+            receipts: vec![receipt(21_000)],
+            gas_used: 21_000,
+            state_changes: [(Address::repeat_byte(1), account(1))]
+                .into_iter()
+                .collect(),
+        };
+        assert_eq!(expected.first_difference(&expected.clone()), None);
+        let mut other = expected.clone();
+        other
+            .state_changes
+            .insert(Address::repeat_byte(2), account(0));
+        let difference = expected.first_difference(&other).unwrap();
+        assert!(difference.starts_with("account 0x0202"), "{difference}");
+        other.receipts[0].success = false;
+        let difference = expected.first_difference(&other).unwrap();
+        assert!(difference.starts_with("receipt 0:"), "{difference}");
+        other.gas_used += 1;
+        let difference = expected.first_difference(&other).unwrap();
+        assert_eq!(difference, "gas used: expected 21000, got 21001");
+    }
 
     /// Equal outputs print the same whatever order their state changes were inserted in.
     #[test]

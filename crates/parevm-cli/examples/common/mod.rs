@@ -1,4 +1,4 @@
-//! What the measuring examples share: loading a block to run, the strategy to run it with, and a
+//! What the measuring examples share: loading a block to run, the executor to run it with, and a
 //! median.
 
 use std::path::Path;
@@ -38,10 +38,19 @@ pub(crate) fn median(mut times: Vec<f64>) -> f64 {
     times.get(times.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
+/// A parallel executor of `threads` workers running the strategy `PAREVM_STRATEGY` names.
+#[allow(dead_code)] // not every example runs one
+pub(crate) fn executor_from_env(threads: usize) -> parevm::ParallelExecutor {
+    parevm::ParallelExecutor::new(parevm::ExecutorConfig {
+        concurrency: std::num::NonZeroUsize::new(threads).expect("at least one thread"),
+        strategy: strategy_from_env(),
+    })
+}
+
 /// The strategy named by `PAREVM_STRATEGY` (`pipeline`, `auto`, `sequential`, `hand-over:TX`,
 /// `give-way:EXECUTIONS`); Block-STM when unset.
 #[allow(dead_code)] // not every example runs a strategy
-pub(crate) fn strategy_from_env() -> parevm::Strategy {
+fn strategy_from_env() -> parevm::Strategy {
     let number = |text: &str| text.parse().expect("a number after the colon");
     match std::env::var("PAREVM_STRATEGY").as_deref() {
         Ok("pipeline") => parevm::Strategy::Pipeline,

@@ -339,32 +339,7 @@ pub fn first_difference(
     actual: &Result<BlockOutput, ExecutionError>,
 ) -> Option<String> {
     match (expected, actual) {
-        (Ok(expected), Ok(actual)) => {
-            for (index, (e, a)) in expected.receipts.iter().zip(&actual.receipts).enumerate() {
-                if e != a {
-                    return Some(format!("receipt {index}: sequential {e:?}, parallel {a:?}"));
-                }
-            }
-            if expected.receipts.len() != actual.receipts.len() {
-                return Some("receipt count".into());
-            }
-            for (address, e) in &expected.state_changes {
-                match actual.state_changes.get(address) {
-                    Some(a) if a == e => {}
-                    a => {
-                        return Some(format!(
-                            "account {address}: sequential {e:?}, parallel {a:?}"
-                        ));
-                    }
-                }
-            }
-            for (address, a) in &actual.state_changes {
-                if !expected.state_changes.contains_key(address) {
-                    return Some(format!("account {address} only in parallel: {a:?}"));
-                }
-            }
-            (expected.gas_used != actual.gas_used).then(|| "gas used".into())
-        }
+        (Ok(expected), Ok(actual)) => expected.first_difference(actual),
         (expected, actual) => {
             let (e, a) = (format!("{expected:?}"), format!("{actual:?}"));
             (e != a).then(|| format!("sequential {:.300}, parallel {:.300}", e, a))
