@@ -19,7 +19,7 @@ use parevm::{
 use parevm_workloads::{baseline::run_revm, synthetic};
 use serde_json::json;
 
-use crate::timing::{median, millis};
+use crate::timing::{median, millis, quantile, run_order};
 
 /// Arguments of `parevm bench`.
 #[derive(Debug, clap::Args)]
@@ -129,12 +129,12 @@ fn measure(
     let runs_per_round = executors.len() + 2;
     let mut round = 0;
     while round < repeat.max(1) || (round < MAX_RUNS && sequential_total_ms < min_ms as f64) {
-        // The order rotates every round: a run's place (what ran just before it, what the
+        // The order changes every round: a run's place (what ran just before it, what the
         // allocator and the caches hold) biased the third executor by 2-5% on sub-millisecond
         // blocks when the order was fixed.
         let mut expected = None;
         let mut actual = vec![None; executors.len()];
-        for run in (0..runs_per_round).map(|offset| (round + offset) % runs_per_round) {
+        for run in run_order(round, runs_per_round) {
             if !idle.is_zero() {
                 std::thread::sleep(idle);
             }
@@ -193,9 +193,8 @@ fn measure(
                 .map(|(sequential, parallel)| sequential / parallel)
                 .collect();
             ratios.sort_by(f64::total_cmp);
-            let quartile = |q: usize| ratios[(ratios.len() - 1) * q / 4];
             ParallelMeasurement {
-                round_speedups: [quartile(1), quartile(2), quartile(3)],
+                round_speedups: [0.25, 0.5, 0.75].map(|q| quantile(&ratios, q)),
                 parallel_ms: median(&mut times),
                 stats,
             }

@@ -627,9 +627,10 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
     /// its lazy credits do not overflow), returning its result; `None` leaves the state as is.
     fn apply(&mut self, beneficiary: Address, speculation: Speculation) -> Option<ExecutionResult> {
         let state = &mut self.evm.ctx.journaled_state.database;
-        // A location the committed state has not loaded yet holds the pre-block value, which is
-        // what the speculation read from the same storage: it seeds the state (valid by
-        // construction, and storage is not read twice).
+        // A location the block has not written holds the pre-block value, which is what the
+        // speculation read from the same storage: valid by construction. Accounts read this way
+        // seed the state (storage is not read twice; the writes below need them loaded); slots
+        // are only compared.
         for read in &speculation.reads {
             let current = match *read {
                 Read::Account(address, account) => {
@@ -639,7 +640,7 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
                     .basic_fields_seeded(address, pre)
                     .is_none_or(|account| account.code_hash == KECCAK_EMPTY),
                 Read::Storage(address, slot, value) => {
-                    state.storage_seeded(address, slot, value).ok()? == value
+                    state.storage_seeded(address, slot, value) == value
                 }
                 Read::SenderFunds {
                     address,

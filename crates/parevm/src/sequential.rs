@@ -119,19 +119,13 @@ impl<'a, S: Storage + ?Sized> SequentialState<'a, S> {
         }
     }
 
-    /// Like [`Database::storage`], but a slot not loaded yet is taken from `pre` — the value this
-    /// state's storage gave for it earlier — when its account is loaded (otherwise storage is
-    /// read).
-    pub(crate) fn storage_seeded(
-        &mut self,
-        address: Address,
-        slot: U256,
-        pre: U256,
-    ) -> Result<U256, StorageError> {
+    /// The value of `slot` of `address` now, given `pre`, the value this state's storage gives
+    /// for it (a speculation read it there): a slot the block has not written or reset still
+    /// holds it. Nothing is read or cached (the committer only compares).
+    pub(crate) fn storage_seeded(&self, address: Address, slot: U256, pre: U256) -> U256 {
         match self.slot_source(&address, &slot) {
-            SlotSource::Known(value) => Ok(value),
-            SlotSource::PreBlock => Ok(*self.slot_reads.entry((address, slot)).or_insert(pre)),
-            SlotSource::AccountNotLoaded => self.storage(address, slot),
+            SlotSource::Known(value) => value,
+            SlotSource::PreBlock | SlotSource::AccountNotLoaded => pre,
         }
     }
 
