@@ -40,6 +40,15 @@ fn main() {
         par.push(start.elapsed().as_secs_f64() * 1e3);
         stats = Some(s);
     }
+    if std::env::var_os("PROFILE_TRACE").is_some() {
+        // Every run's time in order, 20 to a line (drift and phases within one process).
+        for (name, times) in [("seq", &seq), ("par", &par)] {
+            for (line, chunk) in times.chunks(20).enumerate() {
+                let times: Vec<String> = chunk.iter().map(|ms| format!("{ms:.2}")).collect();
+                println!("{name} {:>5}: {}", line * 20, times.join(" "));
+            }
+        }
+    }
     seq.sort_by(f64::total_cmp);
     par.sort_by(f64::total_cmp);
     let (s, p) = (

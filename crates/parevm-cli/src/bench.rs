@@ -19,7 +19,7 @@ use parevm::{
 use parevm_workloads::{baseline::run_revm, synthetic};
 use serde_json::json;
 
-use crate::timing::{median, millis, quantile, run_order};
+use crate::timing::{median, millis, parallel_capacity, quantile, run_order};
 
 /// Arguments of `parevm bench`.
 #[derive(Debug, clap::Args)]
@@ -99,6 +99,8 @@ struct Measurement {
     runs: usize,
     /// One per parallel executor, in the order given.
     parallel: Vec<ParallelMeasurement>,
+    /// The host's parallel capacity ([`parallel_capacity`]) just before and just after.
+    host_capacity: [f64; 2],
 }
 
 /// Medians of one parallel executor on one workload.
@@ -207,6 +209,7 @@ fn measure(
         baseline_ms: median(&mut baseline),
         sequential_ms: median(&mut sequential),
         parallel,
+        host_capacity: [f64::NAN; 2],
     })
 }
 
@@ -309,6 +312,12 @@ pub(crate) fn run(args: &Args) -> ExitCode {
         })
         .collect();
     let (names, notes) = expand(args, &fixtures);
+    // The host's parallel capacity is measured at the most threads any executor has.
+    let capacity_threads = (executors.iter())
+        .map(|configured| configured.threads().get())
+        .max()
+        .unwrap_or(1);
+    let mut capacities = Vec::new();
     for note in &notes {
         eprintln!("{note}");
     }
@@ -337,12 +346,15 @@ pub(crate) fn run(args: &Args) -> ExitCode {
         eprint!("\r[{}/{}] {name:<30}", index + 1, names.len());
         let _ = std::io::stderr().flush();
         let result = load(name, args, &fixtures).and_then(|workload| {
-            measure(
+            let before = parallel_capacity(capacity_threads);
+            let mut measurement = measure(
                 &workload,
                 &executors,
                 args.repeat,
                 (args.min_ms, Duration::from_millis(args.idle_ms)),
-            )
+            )?;
+            measurement.host_capacity = [before, parallel_capacity(capacity_threads)];
+            Ok(measurement)
         });
         let measurement = match result {
             Ok(measurement) => measurement,
@@ -353,6 +365,7 @@ pub(crate) fn run(args: &Args) -> ExitCode {
             }
         };
         eprint!("\r");
+        capacities.extend(measurement.host_capacity);
         if !name.starts_with("mainnet/") {
             let speedups = (measurement.parallel.iter())
                 .map(|parallel| measurement.sequential_ms / parallel.parallel_ms)
@@ -399,6 +412,14 @@ pub(crate) fn run(args: &Args) -> ExitCode {
                 speedups.len()
             );
         }
+    }
+    if !args.json && !capacities.is_empty() {
+        let lowest = capacities.iter().copied().fold(f64::INFINITY, f64::min);
+        println!(
+            "host: parallel capacity at {capacity_threads} threads, median {:.2}, lowest {lowest:.2} \
+             (one thread's work done at once; measured before and after each workload)",
+            median(&mut capacities)
+        );
     }
     if failed {
         ExitCode::FAILURE
@@ -468,6 +489,7 @@ fn print_row(
             "sequential_vs_baseline": measurement.sequential_ms / measurement.baseline_ms,
             "runs": measurement.runs,
             "round_speedup_quartiles": parallel.round_speedups,
+            "host_parallel_capacity": measurement.host_capacity,
             "gigagas_per_s": gigagas_per_s,
             "executions": stats.executions,
             "validations": stats.validations,

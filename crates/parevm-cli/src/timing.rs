@@ -1,6 +1,8 @@
 //! Timing helpers shared by the commands that measure.
 
-use std::time::Instant;
+use std::{hint::black_box, time::Instant};
+
+use parevm::WorkerPlacement;
 
 /// Milliseconds since `start`.
 pub(crate) fn millis(start: Instant) -> f64 {
@@ -43,11 +45,59 @@ pub(crate) fn run_order(round: usize, runs: usize) -> Vec<usize> {
     order
 }
 
+/// How many threads' worth of work the host does at once right now, on `threads` threads: a
+/// fixed arithmetic kernel (registers only, no memory traffic) timed on one thread, then on
+/// `threads` threads together, each bound to its own core as pinned workers are (unbound, two
+/// new threads sometimes ran on one core for the whole try); the best of three tries. About
+/// `threads` on dedicated idle cores; less when other load or the hypervisor shares them: a
+/// host that runs two vCPUs as one gives about 1 for 2. Speedups measured beside a low figure say
+/// more about the host than about the executor. Takes about 25 ms here.
+pub(crate) fn parallel_capacity(threads: usize) -> f64 {
+    /// About 4 ms of work on this project's 2.6 GHz host.
+    const ITERATIONS: u64 = 1_500_000;
+    let kernel = || {
+        let mut x = black_box(0x9e37_79b9_7f4a_7c15_u64);
+        for _ in 0..ITERATIONS {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x = x.wrapping_mul(0x2545_f491_4f6c_dd1d);
+        }
+        black_box(x);
+    };
+    (0..3)
+        .map(|_| {
+            let start = Instant::now();
+            kernel();
+            let alone = start.elapsed().as_secs_f64();
+            let start = Instant::now();
+            std::thread::scope(|scope| {
+                for index in 0..threads {
+                    scope.spawn(move || {
+                        WorkerPlacement::Pinned.place_current_thread(index);
+                        kernel();
+                    });
+                }
+            });
+            threads as f64 * alone / start.elapsed().as_secs_f64()
+        })
+        .fold(0.0, f64::max)
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;
 
-    use super::{quantile, run_order};
+    use super::{parallel_capacity, quantile, run_order};
+
+    #[test]
+    fn one_thread_has_a_capacity_of_about_one() {
+        // Thread start-up counts against the threads: at most a little above one.
+        let capacity = parallel_capacity(1);
+        assert!(capacity > 0.1 && capacity < 1.5, "{capacity}");
+        let capacity = parallel_capacity(2);
+        assert!(capacity > 0.1 && capacity < 3.0, "{capacity}");
+    }
 
     #[test]
     fn quartiles_of_three_values_lie_between_them() {

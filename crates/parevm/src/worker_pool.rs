@@ -38,6 +38,17 @@ pub enum WorkerPlacement {
     Free,
 }
 
+impl WorkerPlacement {
+    /// Places the calling thread as this placement places pool worker `index`: [`Self::Pinned`]
+    /// binds it to the `index`-th (modulo their number) of the CPUs the process may run on;
+    /// [`Self::Free`] leaves it. Returns whether the thread was bound (false where threads
+    /// cannot be bound). For threads that run beside the executor's, e.g. a benchmark's probe of
+    /// the host.
+    pub fn place_current_thread(self, index: usize) -> bool {
+        self == Self::Pinned && cfg!(target_os = "linux") && bind_to_allowed_cpu(index)
+    }
+}
+
 /// The pool's threads and how a block's work is spread over them: share `i` of a block always
 /// runs on the same thread (worker `i`, or `i - 1` when the caller takes share 0). Idle workers
 /// busy-wait [`SPIN_ROUNDS`] rounds after a block, then park on a condition variable; nothing
@@ -425,6 +436,20 @@ mod tests {
                 .find(|&cpu| unsafe { libc::CPU_ISSET(cpu, &after) })
                 .unwrap();
             assert!(unsafe { libc::CPU_ISSET(cpu, &before) });
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn placing_the_calling_thread_binds_it_only_when_pinned() {
+        std::thread::spawn(|| {
+            let before = allowed_cpus();
+            assert!(!WorkerPlacement::Free.place_current_thread(0));
+            assert_eq!(allowed_cpus(), before);
+            assert!(WorkerPlacement::Pinned.place_current_thread(0));
+            assert_eq!(allowed_cpus(), 1);
         })
         .join()
         .unwrap();
