@@ -2,7 +2,7 @@
 //! counters: a mainnet block directory, or a synthetic workload name (`@NAME[:GAS]`, 200 Mgas by default), for
 //! profilers. `cargo run --release -p parevm-cli --example profile_block -- DIR|@NAME [THREADS]
 //! [REPEAT] [par|seq]` (`par`: skip the sequential runs, `seq`: the parallel ones; `PAREVM_STRATEGY=pipeline|auto|sequential|hand-over:TX|give-way:N` for another
-//! strategy than Block-STM).
+//! strategy than Block-STM; `PROFILE_TRACE=1` also prints every run's time in order).
 #![allow(missing_docs)]
 
 mod common;
