@@ -51,6 +51,10 @@ pub(crate) struct SequentialState<'a, S: ?Sized> {
     /// Pre-block slots read and not written, of accounts whose storage the block has not reset.
     slot_reads: HashMap<(Address, U256), U256>,
     code: B256Map<Bytecode>,
+    /// The sender of the transaction being executed: a valid transaction always writes its
+    /// sender (the nonce), so its first read goes straight into `changes` instead of through
+    /// `reads` (one map operation fewer per transaction).
+    sender: Option<Address>,
 }
 
 impl<'a, S: Storage + ?Sized> SequentialState<'a, S> {
@@ -69,6 +73,7 @@ impl<'a, S: Storage + ?Sized> SequentialState<'a, S> {
             reads: AddressMap::default(),
             slot_reads: HashMap::default(),
             code: B256Map::default(),
+            sender: None,
         }
     }
 
@@ -79,6 +84,17 @@ impl<'a, S: Storage + ?Sized> SequentialState<'a, S> {
     ) -> Result<Option<AccountBasic>, StorageError> {
         if let Some(change) = self.changes.get(&address) {
             return Ok(change.info.as_ref().map(basic_of));
+        }
+        if self.sender == Some(address) {
+            let read = (!self.reads.is_empty())
+                .then(|| self.reads.remove(&address))
+                .flatten();
+            let pre = match read {
+                Some(pre) => pre,
+                None => self.storage.basic(&address)?,
+            };
+            self.changes.insert(address, unwritten(pre));
+            return Ok(pre);
         }
         match self.reads.entry(address) {
             Entry::Occupied(entry) => Ok(*entry.get()),
@@ -132,6 +148,7 @@ impl<'a, S: Storage + ?Sized> SequentialState<'a, S> {
     /// Applies the writes of one transaction (or system call) that revm executed on this very
     /// state, so that each account's values before it are this state's.
     pub(crate) fn commit(&mut self, spec: SpecId, state: &EvmState) {
+        self.sender = None;
         for (address, account) in state {
             if !account.is_touched() {
                 continue;
@@ -474,6 +491,8 @@ where
     DB: Database<Error = StorageError> + BorrowMut<SequentialState<'s, S>>,
 {
     let tx_env = chain::tx_env(index, tx)?;
+    // Set for this transaction only (`commit` clears it): a valid one writes its sender.
+    evm.ctx.journaled_state.database.borrow_mut().sender = Some(tx_env.caller);
     let outcome = evm
         .transact(tx_env)
         .map_err(|error| map_evm_error(index, error))?;
