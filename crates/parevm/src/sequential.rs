@@ -677,6 +677,32 @@ mod tests {
     }
 
     #[test]
+    fn only_the_current_transactions_sender_is_read_into_the_written_accounts() {
+        let pre = storage();
+        let mut state = SequentialState::new(&pre);
+        // UNCHANGED read before, as another transaction's recipient: it stays a read until its
+        // own transaction, which moves it.
+        let unchanged = state.basic(UNCHANGED).unwrap();
+        assert!(state.reads.contains_key(&UNCHANGED));
+        state.sender = Some(UNCHANGED);
+        assert_eq!(state.basic(UNCHANGED).unwrap(), unchanged);
+        assert!(!state.reads.contains_key(&UNCHANGED));
+        assert!(state.changes.contains_key(&UNCHANGED));
+        let mut sender = loaded(&mut state, UNCHANGED);
+        sender.info.nonce += 1;
+        let writes: EvmState = [(UNCHANGED, sender)].into_iter().collect();
+        state.commit(SpecId::CANCUN, &writes);
+        assert_eq!(state.sender, None, "cleared by the commit");
+        // Read after its transaction: an ordinary read.
+        state.basic(EOA).unwrap();
+        assert!(state.reads.contains_key(&EOA));
+        let changes = state.into_changes();
+        let written = changes.get(&UNCHANGED).unwrap().info.as_ref().unwrap();
+        assert_eq!(written.nonce, 1);
+        assert!(!changes.contains_key(&EOA));
+    }
+
+    #[test]
     fn commit_in_place_equals_applying_the_diffs() {
         let pre = storage();
         for spec in [SpecId::HOMESTEAD, SpecId::CANCUN, SpecId::PRAGUE] {
