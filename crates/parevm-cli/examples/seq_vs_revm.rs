@@ -28,9 +28,16 @@ fn main() {
             let revm = parevm_workloads::baseline::run_revm(&w.chain, &w.block, &w.storage);
             revm_ms.push(start.elapsed().as_secs_f64() * 1e3);
             revm.expect("revm");
+            let mut results = Vec::with_capacity(w.block.body.transactions.len());
             let start = Instant::now();
-            let results = revm_keeping_results(&w);
+            let kept = parevm_workloads::baseline::run_revm_with(
+                &w.chain,
+                &w.block,
+                &w.storage,
+                |result| results.push(result),
+            );
             kept_ms.push(start.elapsed().as_secs_f64() * 1e3);
+            kept.expect("revm");
             drop(results);
         }
         if only.as_deref() != Some("revm") {
@@ -47,26 +54,4 @@ fn main() {
         seq / revm,
         seq / kept
     );
-}
-
-/// The baseline's loop, keeping each transaction's result (with its logs) until the block ends.
-fn revm_keeping_results(
-    w: &parevm_workloads::synthetic::Workload,
-) -> Vec<parevm::revm::context::result::ExecutionResult> {
-    use parevm::revm::{Context, ExecuteCommitEvm, MainBuilder, MainContext, database::CacheDB};
-    let header = &w.block.header;
-    let spec = w.chain.spec_id(header.number, header.timestamp);
-    let mut evm = Context::mainnet()
-        .with_db(CacheDB::new(parevm_workloads::baseline::StorageRef(
-            &w.storage,
-        )))
-        .with_block(parevm::chain::block_env(header, spec).expect("block env"))
-        .with_cfg(parevm::chain::cfg_env(&w.chain, spec))
-        .build_mainnet();
-    let mut results = Vec::with_capacity(w.block.body.transactions.len());
-    for (index, tx) in w.block.body.transactions.iter().enumerate() {
-        let tx_env = parevm::chain::tx_env(index, tx).expect("transaction");
-        results.push(evm.transact_commit(tx_env).expect("valid"));
-    }
-    results
 }

@@ -99,8 +99,6 @@ struct Measurement {
     runs: usize,
     /// One per parallel executor, in the order given.
     parallel: Vec<ParallelMeasurement>,
-    /// The host's parallel capacity ([`parallel_capacity`]) just before and just after.
-    host_capacity: [f64; 2],
 }
 
 /// Medians of one parallel executor on one workload.
@@ -209,7 +207,6 @@ fn measure(
         baseline_ms: median(&mut baseline),
         sequential_ms: median(&mut sequential),
         parallel,
-        host_capacity: [f64::NAN; 2],
     })
 }
 
@@ -346,17 +343,17 @@ pub(crate) fn run(args: &Args) -> ExitCode {
         eprint!("\r[{}/{}] {name:<30}", index + 1, names.len());
         let _ = std::io::stderr().flush();
         let result = load(name, args, &fixtures).and_then(|workload| {
+            // The host's parallel capacity just before and just after.
             let before = parallel_capacity(capacity_threads);
-            let mut measurement = measure(
+            let measurement = measure(
                 &workload,
                 &executors,
                 args.repeat,
                 (args.min_ms, Duration::from_millis(args.idle_ms)),
             )?;
-            measurement.host_capacity = [before, parallel_capacity(capacity_threads)];
-            Ok(measurement)
+            Ok((measurement, [before, parallel_capacity(capacity_threads)]))
         });
-        let measurement = match result {
+        let (measurement, host_capacity) = match result {
             Ok(measurement) => measurement,
             Err(error) => {
                 eprintln!("\r{name}: error: {error}");
@@ -365,7 +362,7 @@ pub(crate) fn run(args: &Args) -> ExitCode {
             }
         };
         eprint!("\r");
-        capacities.extend(measurement.host_capacity);
+        capacities.extend(host_capacity);
         if !name.starts_with("mainnet/") {
             let speedups = (measurement.parallel.iter())
                 .map(|parallel| measurement.sequential_ms / parallel.parallel_ms)
@@ -380,7 +377,13 @@ pub(crate) fn run(args: &Args) -> ExitCode {
             if name.starts_with("mainnet/") {
                 mainnet.push(speedup);
             }
-            print_row(args, name, &measurement, configured, parallel);
+            print_row(
+                args,
+                name,
+                (&measurement, host_capacity),
+                configured,
+                parallel,
+            );
         }
     }
     eprint!("\r{:60}\r", "");
@@ -457,11 +460,12 @@ fn speedup_table(executors: &[Configured], rows: &[(String, Vec<f64>)]) -> Strin
     table
 }
 
-/// Prints one row (or JSON line): `configured`'s parallel runs of workload `name`.
+/// Prints one row (or JSON line): `configured`'s parallel runs of workload `name`, measured with
+/// the host's parallel capacity `host_capacity` before and after.
 fn print_row(
     args: &Args,
     name: &str,
-    measurement: &Measurement,
+    (measurement, host_capacity): (&Measurement, [f64; 2]),
     configured: &Configured,
     parallel: &ParallelMeasurement,
 ) {
@@ -489,7 +493,7 @@ fn print_row(
             "sequential_vs_baseline": measurement.sequential_ms / measurement.baseline_ms,
             "runs": measurement.runs,
             "round_speedup_quartiles": parallel.round_speedups,
-            "host_parallel_capacity": measurement.host_capacity,
+            "host_parallel_capacity": host_capacity,
             "gigagas_per_s": gigagas_per_s,
             "executions": stats.executions,
             "validations": stats.validations,

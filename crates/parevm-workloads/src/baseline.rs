@@ -10,7 +10,7 @@ use parevm::{
     chain,
     revm::{
         Context, DatabaseRef, ExecuteCommitEvm, MainBuilder, MainContext, bytecode::Bytecode,
-        database::CacheDB, state::AccountInfo,
+        context::result::ExecutionResult, database::CacheDB, state::AccountInfo,
     },
 };
 
@@ -50,6 +50,17 @@ pub fn run_revm<S: Storage + ?Sized>(
     block: &Block<Recovered<TxEnvelope>>,
     storage: &S,
 ) -> Result<u64, String> {
+    run_revm_with(chain, block, storage, drop)
+}
+
+/// [`run_revm`], handing each transaction's result to `each` (which may keep it, as a block
+/// executor's output keeps the receipts' logs) instead of dropping it.
+pub fn run_revm_with<S: Storage + ?Sized>(
+    chain: &ChainSpec,
+    block: &Block<Recovered<TxEnvelope>>,
+    storage: &S,
+    mut each: impl FnMut(ExecutionResult),
+) -> Result<u64, String> {
     let header = &block.header;
     let spec = chain.spec_id(header.number, header.timestamp);
     let block_env = chain::block_env(header, spec).map_err(|error| error.to_string())?;
@@ -65,6 +76,7 @@ pub fn run_revm<S: Storage + ?Sized>(
             .transact_commit(tx_env)
             .map_err(|error| format!("transaction {index}: {error}"))?;
         gas_used += result.tx_gas_used();
+        each(result);
     }
     Ok(gas_used)
 }

@@ -45,7 +45,7 @@ impl WorkerPlacement {
     /// cannot be bound). For threads that run beside the executor's, e.g. a benchmark's probe of
     /// the host.
     pub fn place_current_thread(self, index: usize) -> bool {
-        self == Self::Pinned && cfg!(target_os = "linux") && bind_to_allowed_cpu(index)
+        self == Self::Pinned && bind_to_allowed_cpu(index)
     }
 }
 
