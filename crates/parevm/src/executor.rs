@@ -825,10 +825,13 @@ const MIN_HEAVY_GAS_SINCE_BERLIN: u64 = 2_500_000;
 /// every transaction that follows one of its sender's is a plain transfer (speculated with the
 /// sender's funds assumed, checked at commit); below it, sequentially. Measured with
 /// `examples/strategies.rs`, medians of 41 runs: one sender's chain of transfers, 1.33-1.82x with
-/// the pipeline from 5 to 60 Mgas (1.99x at 200 Mgas, 7 runs); the mainnet payout blocks (8-15
-/// Mgas, 0.4-2.4 ms) only 0.93-1.32x (5891667 1.05-1.09, 11814555 0.93-1.06, 12300570 1.26-1.32, 12520364 1.20): not
-/// reliably above 0.95, so they stay sequential.
-const MIN_CHAIN_PIPELINE_GAS: u64 = 20_000_000;
+/// the pipeline from 5 to 60 Mgas (1.99x at 200 Mgas, 7 runs). The mainnet payout blocks (8-15
+/// Mgas, 0.3-1.5 ms; a mining pool paying out in its own block) ran 0.93-1.32x until their
+/// transfers were speculated natively with the beneficiary as sender and the first transaction
+/// was left to the committer (a heavy first call that pays the beneficiary was executed twice):
+/// since then 1.34-1.63x at 2 threads (5891667, 11814555, 12300570, 12520364; `profile_block`,
+/// 300 runs each).
+const MIN_CHAIN_PIPELINE_GAS: u64 = MIN_PARALLEL_GAS;
 
 /// Blocks with fewer transactions than this run sequentially.
 const MIN_PARALLEL_TXS: usize = 16;

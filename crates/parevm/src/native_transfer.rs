@@ -41,8 +41,8 @@ pub(crate) struct NativeTransfer {
 }
 
 /// Whether `tx` is a transfer [`execute`] may handle: a call with value and no input to another
-/// account that is not the beneficiary nor a precompile (addresses up to 0xffff), from an account
-/// that is not the beneficiary, without access or authorization list or blobs, of a legacy,
+/// account that is not the beneficiary nor a precompile (addresses up to 0xffff), without access
+/// or authorization list or blobs, of a legacy,
 /// EIP-2930 or EIP-1559 type, before Amsterdam (whose state gas changes a transfer's cost). Both
 /// accounts must also be without code (checked by the caller, from state).
 pub(crate) fn eligible(spec: SpecId, tx: &TxEnv, beneficiary: Address) -> bool {
@@ -62,7 +62,6 @@ pub(crate) fn eligible(spec: SpecId, tx: &TxEnv, beneficiary: Address) -> bool {
         && tx.blob_hashes.is_empty()
         && *to != tx.caller
         && *to != beneficiary
-        && tx.caller != beneficiary
         && not_precompile
 }
 

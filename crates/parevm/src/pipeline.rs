@@ -444,7 +444,13 @@ impl<'a, S: Storage + ?Sized> Shared<'a, S> {
                 Threads::Shuttle(_) => 2,
                 _ => CLAIM_CHUNK,
             },
-            next_speculation: CachePadded::new(crate::sync::AtomicUsize::new(0)),
+            // With other threads, the first transaction is the committer's from the start: valid
+            // on the committed state by construction, so speculating it would only make the
+            // committer wait (and, where the speculation is unusable, execute it twice: mainnet
+            // 12300570's first transaction, a 360,000-gas call that pays the beneficiary).
+            next_speculation: CachePadded::new(crate::sync::AtomicUsize::new(usize::from(
+                !matches!(threads, Threads::Alone),
+            ))),
             flags: CachePadded::new(Flags {
                 speculating: AtomicBool::new(true),
                 done: AtomicBool::new(txs == 0),
@@ -729,7 +735,6 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
     /// be applied as such (the transaction failed, or touched the beneficiary): the committer
     /// then executes it directly.
     fn speculate(&mut self, shared: &Shared<'_, S>, tx: TxIdx) -> Option<Speculation> {
-        self.speculations += 1;
         let tx_env = chain::tx_env(tx, &shared.block.body.transactions[tx]).ok()?;
         let lazy_recipient = lazy_recipient(&tx_env);
         // A plain transfer that follows one of its sender's, or is sent by the beneficiary
@@ -744,6 +749,19 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
             }
             _ => None,
         };
+        if lazy_sender.is_some()
+            && let Some(recipient) = lazy_recipient
+            && shared
+                .pre
+                .basic(&recipient)
+                .ok()?
+                .is_some_and(|account| account.code_hash != KECCAK_EMPTY)
+        {
+            // Its code would run, and could observe the assumed balance: the speculation could
+            // not be used (a pool paying an exchange's deposit contract in a payout chain).
+            return None;
+        }
+        self.speculations += 1;
         self.evm.ctx.tx = tx_env;
         if self.native
             && let Some(recipient) = lazy_recipient
@@ -1472,6 +1490,16 @@ mod native_speculation {
                 signed_legacy(legacy(0, account(3), 21_000, price), 0xcc),
                 false,
             ),
+            // Sent by the beneficiary (a pool paying out in its own block), its first and its
+            // second: its funds are assumed, its fee comes back to it at commit.
+            (
+                signed_legacy(legacy(0, account(0x74), 21_000, price), 0xbe),
+                true,
+            ),
+            (
+                signed_legacy(legacy(1, account(0x75), 30_000, price), 0xbe),
+                true,
+            ),
         ]
     }
 
@@ -1502,7 +1530,7 @@ mod native_speculation {
     #[test]
     fn native_speculation_matches_revm_on_every_fork() {
         let mut storage = InMemoryStorage::new();
-        for sender in 1..=13 {
+        for sender in (1..=13).chain([0xbe]) {
             let balance = U256::from(10u64.pow(18));
             storage.insert_account_with_code(
                 account(sender),

@@ -268,7 +268,8 @@ fn small_heavy_block_runs_block_stm_from_berlin_on() {
 }
 
 /// A block of plain transfers from one sender (a nonce chain covering it) runs the pipeline from
-/// 20 Mgas on, and sequentially below; the same chain of calls runs sequentially.
+/// 5 Mgas on, and sequentially below (a small block heavy enough for Block-STM otherwise); the
+/// same chain of calls runs sequentially.
 #[test]
 fn chain_of_plain_transfers_runs_the_pipeline_when_big_enough() {
     let chain_block = |gas_limit: u64, calls: bool| {
@@ -294,10 +295,10 @@ fn chain_of_plain_transfers_runs_the_pipeline_when_big_enough() {
             .collect();
         (block(SPEC, txs), storage)
     };
-    // 20 transactions, three quarters of their gas limits counted: 30 and 15 Mgas.
-    let (big, storage) = chain_block(2_000_000, false);
+    // 20 transactions, three quarters of their gas limits counted: 7.5 and 4.5 Mgas.
+    let (big, storage) = chain_block(500_000, false);
     assert_eq!(planned(&big, &storage, 2), Strategy::Pipeline);
-    let small = chain_block(1_000_000, false);
+    let small = chain_block(300_000, false);
     assert_eq!(planned(&small.0, &small.1, 2), Strategy::Sequential);
     let calls = chain_block(2_000_000, true);
     assert_eq!(planned(&calls.0, &calls.1, 2), Strategy::Sequential);
