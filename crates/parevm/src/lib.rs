@@ -98,6 +98,7 @@
 
 mod account_diff;
 pub mod analysis;
+mod balance_observer;
 pub mod chain;
 mod error;
 mod executor;

@@ -44,6 +44,7 @@ use smallvec::{SmallVec, smallvec};
 use crate::{
     ChainSpec, ExecutionError, TxIdx,
     account_diff::{AccountDiff, diff_account},
+    balance_observer::{BalanceObserver, observe_balances},
     chain,
     mv_memory::ReadError,
     native_transfer,
@@ -263,6 +264,10 @@ enum Read {
     },
     /// A storage slot.
     Storage(Address, U256, U256),
+    /// An account with code, not the sender, whose balance the transaction's code did not observe
+    /// (see [`crate::balance_observer`]); its pre-block value. At commit its existence, nonce and
+    /// code hash must match; what it received is credited (`Speculation::contract_credits`).
+    Contract(Address, AccountBasic),
 }
 
 /// The code hash of a pre-block account (that of no code when it did not exist).
@@ -294,6 +299,8 @@ struct Speculation {
     credit: Option<(Address, U256)>,
     /// A lazy debit of the sender (see [`Read::SenderFunds`]).
     debit: Option<(Address, U256)>,
+    /// What accounts read as [`Read::Contract`] received (credited at commit).
+    contract_credits: SmallVec<[(Address, U256); 1]>,
     /// The beneficiary's fee (lazy).
     fee: U256,
 }
@@ -307,6 +314,16 @@ struct SpeculativeDb<'a, S: ?Sized> {
     lazy_recipient_applied: bool,
     /// The sender whose funds are assumed: (address, nonce, balance given to revm).
     lazy_sender: Option<(Address, u64, U256)>,
+    /// Accounts whose balance the code observed (see [`crate::balance_observer`]).
+    observed: Vec<Address>,
+}
+
+impl<S: ?Sized> BalanceObserver for SpeculativeDb<'_, S> {
+    fn observe_balance(&mut self, address: Address) {
+        if !self.observed.contains(&address) {
+            self.observed.push(address);
+        }
+    }
 }
 
 impl<S: Storage + ?Sized> Database for SpeculativeDb<'_, S> {
@@ -648,6 +665,11 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
                 Read::Storage(address, slot, value) => {
                     state.storage_seeded(address, slot, value) == value
                 }
+                Read::Contract(address, pre) => state
+                    .basic_fields_seeded(address, Some(pre))
+                    .is_some_and(|account| {
+                        account.nonce == pre.nonce && account.code_hash == pre.code_hash
+                    }),
                 Read::SenderFunds {
                     address,
                     nonce,
@@ -677,6 +699,9 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
         if let Some((recipient, amount)) = speculation.credit {
             fits(state, recipient, amount)?;
         }
+        for (contract, amount) in &speculation.contract_credits {
+            fits(state, *contract, *amount)?;
+        }
         if !speculation.fee.is_zero() {
             fits(state, beneficiary, speculation.fee)?;
         }
@@ -692,6 +717,9 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
         }
         if let Some((recipient, amount)) = speculation.credit {
             state.increment_balance(recipient, amount).expect(LOADED);
+        }
+        for (contract, amount) in speculation.contract_credits {
+            state.increment_balance(contract, amount).expect(LOADED);
         }
         state
             .increment_balance(beneficiary, speculation.fee)
@@ -721,9 +749,12 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
             lazy_recipient: None,
             lazy_recipient_applied: false,
             lazy_sender: None,
+            observed: Vec::new(),
         };
+        let mut evm = chain::build_evm(db, shared.block_env.clone(), shared.cfg.clone());
+        observe_balances(evm.instruction.instruction_table_mut());
         Self {
-            evm: chain::build_evm(db, shared.block_env.clone(), shared.cfg.clone()),
+            evm,
             speculations: 0,
             native: true,
             #[cfg(test)]
@@ -732,8 +763,8 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
     }
 
     /// Executes transaction `tx` against the pre-block state. `None` when the speculation cannot
-    /// be applied as such (the transaction failed, or touched the beneficiary): the committer
-    /// then executes it directly.
+    /// be applied as such (the transaction failed, or touched the beneficiary) or is not run (a
+    /// plain transfer with assumed funds into code): the committer then executes it directly.
     fn speculate(&mut self, shared: &Shared<'_, S>, tx: TxIdx) -> Option<Speculation> {
         let tx_env = chain::tx_env(tx, &shared.block.body.transactions[tx]).ok()?;
         let lazy_recipient = lazy_recipient(&tx_env);
@@ -779,6 +810,7 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
             db.lazy_recipient = lazy_recipient;
             db.lazy_recipient_applied = false;
             db.lazy_sender = lazy_sender;
+            db.observed.clear();
         }
         let mut handler = LazyFeeHandler::default();
         let result = handler.run(&mut self.evm);
@@ -786,7 +818,17 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
         let db = &mut self.evm.ctx.journaled_state.database;
         let result = result.ok()?;
         // Copied out (inline when they fit); the database keeps its buffer for the next one.
-        let reads = Reads::from_iter(db.reads.drain(..));
+        let mut reads = Reads::from_iter(db.reads.drain(..));
+        let caller = self.evm.ctx.tx.caller;
+        // Accounts with code whose balance the code did not observe: their balance is not read
+        // (validated without it, what they received credited at commit).
+        let unobserved = |address: Address, pre: &Option<AccountBasic>| {
+            pre.is_some_and(|pre| pre.code_hash != KECCAK_EMPTY)
+                && address != caller
+                && address != beneficiary
+                && !db.observed.contains(&address)
+        };
+        let mut contract_credits = SmallVec::new();
         let lazy_recipient = lazy_recipient.filter(|_| db.lazy_recipient_applied);
         if lazy_sender.is_some() && lazy_recipient.is_none() {
             return None; // Code ran: it could have observed the assumed balance.
@@ -814,6 +856,35 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
                         storage,
                     } if storage.is_empty() => credit = Some((*address, amount)),
                     _ => return None,
+                }
+                continue;
+            }
+            if let Some(index) = reads.iter().position(
+                |read| matches!(read, Read::Account(read, pre) if read == address && unobserved(*address, pre)),
+            ) {
+                let Read::Account(_, Some(pre)) = reads[index] else {
+                    unreachable!("an unobserved account exists")
+                };
+                match diff.balance {
+                    // It only received (sending would have observed it).
+                    Some(balance) if diff.lifecycle.is_none() && balance >= pre.balance => {
+                        if balance > pre.balance {
+                            contract_credits.push((*address, balance - pre.balance));
+                        }
+                        reads[index] = Read::Contract(*address, pre);
+                        writes.push((
+                            *address,
+                            AccountDiff {
+                                balance: None,
+                                ..diff
+                            },
+                        ));
+                    }
+                    Some(_) => writes.push((*address, diff)),
+                    None => {
+                        reads[index] = Read::Contract(*address, pre);
+                        writes.push((*address, diff));
+                    }
                 }
                 continue;
             }
@@ -846,12 +917,22 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
         if lazy_sender.is_some() && debit.is_none() {
             return None;
         }
+        // Accounts with code only read (no write): their balance is not compared either.
+        for read in &mut reads {
+            if let Read::Account(address, Some(pre)) = *read
+                && unobserved(address, &Some(pre))
+                && !writes.iter().any(|(written, _)| *written == address)
+            {
+                *read = Read::Contract(address, pre);
+            }
+        }
         Some(Speculation {
             result,
             reads,
             writes,
             credit,
             debit,
+            contract_credits,
             fee: handler.fee(),
         })
     }
@@ -925,6 +1006,7 @@ impl<S: Storage + ?Sized> Speculator<'_, S> {
             )],
             credit: Some((recipient, value)),
             debit,
+            contract_credits: SmallVec::new(),
             fee: transfer.fee,
         })
     }
@@ -1611,5 +1693,56 @@ mod native_speculation {
             }
             assert_eq!(revm.natives, 0);
         }
+    }
+
+    /// A plain transfer whose sender's funds are assumed is not speculated into code (the code
+    /// could observe the assumed balance), and is not counted as a speculation; with other
+    /// threads, speculation starts at the block's second transaction.
+    #[test]
+    fn assumed_funds_into_code_and_the_first_transaction_are_not_speculated() {
+        let spec = SpecId::CANCUN;
+        let mut storage = InMemoryStorage::new();
+        let funds = U256::from(10u64.pow(18));
+        storage.insert_account_with_code(account(1), funds, 0, Bytes::new(), HashMap::default());
+        let code = Bytes::from_static(&[0x00]);
+        storage.insert_account_with_code(CONTRACT, funds, 1, code, HashMap::default());
+        let price = u128::from(BASEFEE) + 2;
+        let block = Block {
+            header: header(spec),
+            body: BlockBody {
+                transactions: vec![
+                    signed_legacy(legacy(0, account(0x71), 21_000, price), 1),
+                    // Its sender's second: funds assumed, into code.
+                    signed_legacy(legacy(1, CONTRACT, 50_000, price), 1),
+                ],
+                ommers: vec![],
+                withdrawals: None,
+            },
+        };
+        let pre = PreState::new(&storage);
+        let block_env = chain::block_env(&block.header, spec).unwrap();
+        let cfg = chain::cfg_env(&ChainSpec::fixed(spec), spec);
+        let shape = BlockShape::of(&block);
+        let counters = PipelineCounters::default();
+        let shared = |threads| {
+            Shared::new(
+                &block,
+                (spec, &block_env, &cfg),
+                &pre,
+                &shape,
+                threads,
+                None,
+                &counters,
+            )
+        };
+        let alone = shared(&Threads::Alone);
+        let mut speculator = Speculator::new(&alone);
+        assert!(speculator.speculate(&alone, 0).is_some());
+        assert!(speculator.speculate(&alone, 1).is_none());
+        assert_eq!(speculator.speculations, 1);
+        assert_eq!(alone.next_speculation.load(Ordering::Relaxed), 0);
+        let pool = WorkerPool::new(2, crate::WorkerPlacement::Free).expect("a pool");
+        let pooled = shared(&Threads::Pool(&pool, 2));
+        assert_eq!(pooled.next_speculation.load(Ordering::Relaxed), 1);
     }
 }

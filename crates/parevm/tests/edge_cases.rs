@@ -995,3 +995,84 @@ fn giving_way_drops_what_discarded_incarnations_wrote() {
         assert!(stats.sequential_from.is_some(), "it gave way");
     }
 }
+
+/// Value sent to contracts early in the block, then calls that read them: a call whose code does
+/// not observe the contract's balance keeps its speculation (the pipeline validates an account
+/// with code without its balance unless its code observed it, and credits what it received); one
+/// that observes it — `SELFBALANCE`, `BALANCE` — is re-executed. Every engine at every thread
+/// count gives the sequential output, and the observed balances are the ones sequential execution
+/// leaves.
+#[test]
+fn value_sent_to_a_contract_conflicts_only_where_its_balance_is_observed() {
+    let spec = SpecId::CANCUN;
+    let accounts = senders(6);
+    let mut storage = funded(spec, &accounts);
+    let adder = Address::with_last_byte(0xad);
+    deploy(&mut storage, adder, code::ADDER);
+    // `storage[calldata[0]] = selfbalance()`.
+    let own_balance = Address::with_last_byte(0xab);
+    deploy(
+        &mut storage,
+        own_balance,
+        &[0x47, 0x60, 0x00, 0x35, 0x55, 0x00],
+    );
+    // `storage[calldata[0]] = balance(adder)`.
+    let mut reader = vec![0x73];
+    reader.extend_from_slice(adder.as_slice());
+    reader.extend_from_slice(&[0x31, 0x60, 0x00, 0x35, 0x55, 0x00]);
+    let balance_reader = Address::with_last_byte(0xbb);
+    deploy(&mut storage, balance_reader, &reader);
+    let call = |from: usize, to: Address, value: u64, slot: u64| {
+        legacy_tx(
+            accounts[from],
+            0,
+            TxKind::Call(to),
+            U256::from(value),
+            calldata(&[U256::from(slot), U256::from(1)]),
+            100_000,
+        )
+    };
+    let block = block(
+        spec,
+        vec![
+            call(0, adder, 7, 1),
+            call(1, own_balance, 11, 1),
+            // The adder's balance changed; this call does not observe it.
+            call(2, adder, 0, 2),
+            // Observes the balance the previous value transfer changed.
+            call(3, own_balance, 0, 2),
+            call(4, balance_reader, 0, 1),
+            call(5, adder, 5, 3),
+        ],
+    );
+    let chain = ChainSpec::fixed(spec);
+    let output =
+        assert_parallel_matches("value to contracts", &chain, &block, &storage).expect("executes");
+    let slot =
+        |address: Address, slot: u64| output.state_changes[&address].storage[&U256::from(slot)];
+    assert_eq!(
+        slot(own_balance, 2),
+        U256::from(11),
+        "SELFBALANCE sees the deposit"
+    );
+    assert_eq!(
+        slot(balance_reader, 1),
+        U256::from(7),
+        "BALANCE sees the deposit"
+    );
+    let balance = |address: Address| {
+        output.state_changes[&address]
+            .info
+            .as_ref()
+            .unwrap()
+            .balance
+    };
+    assert_eq!(balance(adder), U256::from(12));
+    // The pipeline on one thread speculates every transaction before committing it: only the two
+    // that observed a changed balance are rejected.
+    let (pipelined, stats) =
+        executor_with(parevm::Strategy::Pipeline, 1).execute_with_stats(&chain, &block, &storage);
+    assert_eq!(pipelined.as_ref().ok(), Some(&output));
+    assert_eq!(stats.validations, 6);
+    assert_eq!(stats.aborts, 2, "{stats:?}");
+}

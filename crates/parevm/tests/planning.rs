@@ -268,18 +268,20 @@ fn small_heavy_block_runs_block_stm_from_berlin_on() {
 }
 
 /// A block of plain transfers from one sender (a nonce chain covering it) runs the pipeline from
-/// 5 Mgas on, and sequentially below (a small block heavy enough for Block-STM otherwise); the
-/// same chain of calls runs sequentially.
+/// 5 Mgas on, and sequentially below (a small block heavy enough for Block-STM otherwise); so does
+/// one with a call among its transfers, but not with two (more than one in 20); the same chain of
+/// calls runs sequentially.
 #[test]
 fn chain_of_plain_transfers_runs_the_pipeline_when_big_enough() {
-    let chain_block = |gas_limit: u64, calls: bool| {
+    let chain_block = |gas_limit: u64, calls: usize| {
         let from = senders(1);
         let mut storage = funded(SPEC, &from);
         let adder = Address::with_last_byte(0xad);
         deploy(&mut storage, adder, code::ADDER);
         let txs = (0..20u64)
             .map(|nonce| {
-                let (to, input) = match calls {
+                // The last `calls` transactions call a contract.
+                let (to, input) = match nonce + calls as u64 >= 20 {
                     true => (adder, calldata(&[U256::from(nonce), U256::from(1)])),
                     false => (Address::with_last_byte(0xd0 + nonce as u8), Bytes::new()),
                 };
@@ -296,11 +298,16 @@ fn chain_of_plain_transfers_runs_the_pipeline_when_big_enough() {
         (block(SPEC, txs), storage)
     };
     // 20 transactions, three quarters of their gas limits counted: 7.5 and 4.5 Mgas.
-    let (big, storage) = chain_block(500_000, false);
+    let (big, storage) = chain_block(500_000, 0);
     assert_eq!(planned(&big, &storage, 2), Strategy::Pipeline);
-    let small = chain_block(300_000, false);
+    // One call among them (at most one in 20 tolerated), or two.
+    let (one_call, storage) = chain_block(500_000, 1);
+    assert_eq!(planned(&one_call, &storage, 2), Strategy::Pipeline);
+    let (two_calls, storage) = chain_block(500_000, 2);
+    assert_eq!(planned(&two_calls, &storage, 2), Strategy::Sequential);
+    let small = chain_block(300_000, 0);
     assert_eq!(planned(&small.0, &small.1, 2), Strategy::Sequential);
-    let calls = chain_block(2_000_000, true);
+    let calls = chain_block(2_000_000, 20);
     assert_eq!(planned(&calls.0, &calls.1, 2), Strategy::Sequential);
     // Both for the chain (a chain of calls would otherwise meet the later "too chained" rule).
     for (block, storage) in [&small, &calls] {

@@ -1,0 +1,119 @@
+//! Which accounts' balances a transaction's code observed.
+//!
+//! An account with code is usually read by a transaction only to run it or to credit it (value
+//! sent to a contract: WETH deposits, payable calls). Its balance then does not decide anything the
+//! transaction does, and another transaction changing it earlier in the block is no conflict: the
+//! pipeline validates only its existence, nonce and code hash, and adds what it received at commit
+//! (`pipeline::Read::Contract`). The balance of an account with code decides an outcome only
+//! through the instructions wrapped here, which report the account to the host before running as
+//! revm runs them:
+//!
+//! - `BALANCE` of it, and `SELFBALANCE` in its code;
+//! - `CALL` and `CALLCODE` with value from it, `CREATE` and `CREATE2` with value from it (revm
+//!   checks that it can pay);
+//! - `SELFDESTRUCT` of it (its whole balance moves).
+//!
+//! Nothing else reads a balance once the transaction runs: a transfer's recipient is credited
+//! without a check, and an account with code is never empty (EIP-161), so the cost of a call to
+//! it does not depend on its balance. The sender, which pays for gas, is not concerned: the
+//! pipeline reads it exactly (or checks its assumed funds).
+
+use alloy_primitives::{Address, B256};
+use revm::{
+    Database,
+    bytecode::opcode,
+    handler::MainnetContext,
+    interpreter::{
+        Host, Instruction, InstructionContext, InstructionExecResult, InstructionTable,
+        instructions::{contract, host},
+        interpreter::EthInterpreter,
+        interpreter_types::InputsTr,
+    },
+};
+
+/// What the wrapped instructions report to: the accounts whose balance the code observed.
+pub(crate) trait BalanceObserver {
+    /// The code observed `address`'s balance.
+    fn observe_balance(&mut self, address: Address);
+}
+
+impl<DB: Database + BalanceObserver> BalanceObserver for MainnetContext<DB> {
+    fn observe_balance(&mut self, address: Address) {
+        self.journaled_state.database.observe_balance(address);
+    }
+}
+
+type Context_<'a, H> = InstructionContext<'a, H, EthInterpreter>;
+
+/// Replaces the instructions that observe a balance in `table` by ones that report it first.
+pub(crate) fn observe_balances<H: Host + BalanceObserver>(
+    table: &mut InstructionTable<EthInterpreter, H>,
+) {
+    table[opcode::BALANCE as usize] = Instruction::new(balance);
+    table[opcode::SELFBALANCE as usize] = Instruction::new(selfbalance);
+    table[opcode::CALL as usize] = Instruction::new(call);
+    table[opcode::CALLCODE as usize] = Instruction::new(callcode);
+    table[opcode::CREATE as usize] = Instruction::new(create);
+    table[opcode::CREATE2 as usize] = Instruction::new(create2);
+    table[opcode::SELFDESTRUCT as usize] = Instruction::new(selfdestruct);
+}
+
+/// The account executing (whose balance `SELFBALANCE`, a value transfer or `SELFDESTRUCT`
+/// concerns).
+fn executing<H>(context: &Context_<'_, H>) -> Address {
+    context.interpreter.input.target_address()
+}
+
+/// Reports the executing account when the stack item `depth` from the top (a value) is not
+/// zero, or is missing (the instruction then fails as revm fails it).
+fn observe_if_value<H: Host + BalanceObserver>(context: &mut Context_<'_, H>, depth: usize) {
+    let sends_value = context
+        .interpreter
+        .stack
+        .peek(depth)
+        .map_or(true, |value| !value.is_zero());
+    if sends_value {
+        let address = executing(context);
+        context.host.observe_balance(address);
+    }
+}
+
+fn balance<H: Host + BalanceObserver>(context: Context_<'_, H>) -> InstructionExecResult {
+    if let Ok(top) = context.interpreter.stack.peek(0) {
+        let address = Address::from_word(B256::from(top));
+        context.host.observe_balance(address);
+    }
+    host::balance(context)
+}
+
+fn selfbalance<H: Host + BalanceObserver>(context: Context_<'_, H>) -> InstructionExecResult {
+    let address = executing(&context);
+    context.host.observe_balance(address);
+    host::selfbalance(context)
+}
+
+fn call<H: Host + BalanceObserver>(mut context: Context_<'_, H>) -> InstructionExecResult {
+    observe_if_value(&mut context, 2);
+    contract::call::<{ opcode::CALL }, _, _>(context)
+}
+
+fn callcode<H: Host + BalanceObserver>(mut context: Context_<'_, H>) -> InstructionExecResult {
+    observe_if_value(&mut context, 2);
+    contract::call::<{ opcode::CALLCODE }, _, _>(context)
+}
+
+fn create<H: Host + BalanceObserver>(mut context: Context_<'_, H>) -> InstructionExecResult {
+    observe_if_value(&mut context, 0);
+    contract::create::<false, _, _>(context)
+}
+
+fn create2<H: Host + BalanceObserver>(mut context: Context_<'_, H>) -> InstructionExecResult {
+    observe_if_value(&mut context, 0);
+    contract::create::<true, _, _>(context)
+}
+
+fn selfdestruct<H: Host + BalanceObserver>(context: Context_<'_, H>) -> InstructionExecResult {
+    let address = executing(&context);
+    context.host.observe_balance(address);
+    host::selfdestruct(context)
+}
