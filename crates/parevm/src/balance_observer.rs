@@ -13,12 +13,15 @@
 //!   checks that it can pay);
 //! - `SELFDESTRUCT` of it (its whole balance moves).
 //!
-//! Nothing else reads a balance once the transaction runs: a transfer's recipient is credited
-//! without a check, and an account with code is never empty (EIP-161), so the cost of a call to
-//! it does not depend on its balance. The sender, which pays for gas, is not concerned: the
-//! pipeline reads it exactly (or checks its assumed funds).
+//! Nothing else reads a balance once the transaction runs: an account with code is never empty
+//! (EIP-161), so the cost of a call to it does not depend on its balance, and a transfer's
+//! recipient is credited with only an overflow check — which no real balance comes near: a
+//! transfer of [`HUGE`] wei or more reports its recipient too (as does `SELFDESTRUCT` its
+//! beneficiary), and the pipeline treats an account holding that much as observed. The sender,
+//! which pays for gas, is not concerned: the pipeline reads it exactly (or checks its assumed
+//! funds).
 
-use alloy_primitives::{Address, B256};
+use alloy_primitives::{Address, B256, U256};
 use revm::{
     Database,
     bytecode::opcode,
@@ -30,6 +33,10 @@ use revm::{
         interpreter_types::InputsTr,
     },
 };
+
+/// 2^200 wei, some 10^34 times all the ether there is: below it, no sum of the transfers of a
+/// block overflows a balance, so a recipient's balance cannot decide whether a credit succeeds.
+pub(crate) const HUGE: U256 = U256::from_limbs([0, 0, 0, 1 << 8]);
 
 /// What the wrapped instructions report to: the accounts whose balance the code observed.
 pub(crate) trait BalanceObserver {
@@ -94,6 +101,15 @@ fn selfbalance<H: Host + BalanceObserver>(context: Context_<'_, H>) -> Instructi
 
 fn call<H: Host + BalanceObserver>(mut context: Context_<'_, H>) -> InstructionExecResult {
     observe_if_value(&mut context, 2);
+    if let (Ok(to), Ok(value)) = (
+        context.interpreter.stack.peek(1),
+        context.interpreter.stack.peek(2),
+    ) && value >= HUGE
+    {
+        context
+            .host
+            .observe_balance(Address::from_word(B256::from(to)));
+    }
     contract::call::<{ opcode::CALL }, _, _>(context)
 }
 
@@ -115,5 +131,21 @@ fn create2<H: Host + BalanceObserver>(mut context: Context_<'_, H>) -> Instructi
 fn selfdestruct<H: Host + BalanceObserver>(context: Context_<'_, H>) -> InstructionExecResult {
     let address = executing(&context);
     context.host.observe_balance(address);
+    if let Ok(target) = context.interpreter.stack.peek(0) {
+        // It receives the whole balance, however large.
+        context
+            .host
+            .observe_balance(Address::from_word(B256::from(target)));
+    }
     host::selfdestruct(context)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn huge_is_two_to_the_two_hundred() {
+        assert_eq!(HUGE, U256::from(1) << 200);
+    }
 }

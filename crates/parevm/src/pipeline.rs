@@ -44,7 +44,7 @@ use smallvec::{SmallVec, smallvec};
 use crate::{
     ChainSpec, ExecutionError, TxIdx,
     account_diff::{AccountDiff, diff_account},
-    balance_observer::{BalanceObserver, observe_balances},
+    balance_observer::{BalanceObserver, HUGE, observe_balances},
     chain,
     mv_memory::ReadError,
     native_transfer,
@@ -822,10 +822,15 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
         let caller = self.evm.ctx.tx.caller;
         // Accounts with code whose balance the code did not observe: their balance is not read
         // (validated without it, what they received credited at commit).
+        // (An account holding `HUGE` wei or more, or receiving that much from the sender,
+        // counts as observed: its balance could decide whether a credit overflows.)
+        let sent_huge = self.evm.ctx.tx.value >= HUGE;
+        let to = self.evm.ctx.tx.kind.to().copied();
         let unobserved = |address: Address, pre: &Option<AccountBasic>| {
-            pre.is_some_and(|pre| pre.code_hash != KECCAK_EMPTY)
+            pre.is_some_and(|pre| pre.code_hash != KECCAK_EMPTY && pre.balance < HUGE)
                 && address != caller
                 && address != beneficiary
+                && !(sent_huge && to == Some(address))
                 && !db.observed.contains(&address)
         };
         let mut contract_credits = SmallVec::new();

@@ -1005,7 +1005,7 @@ fn giving_way_drops_what_discarded_incarnations_wrote() {
 #[test]
 fn value_sent_to_a_contract_conflicts_only_where_its_balance_is_observed() {
     let spec = SpecId::CANCUN;
-    let accounts = senders(6);
+    let accounts = senders(8);
     let mut storage = funded(spec, &accounts);
     let adder = Address::with_last_byte(0xad);
     deploy(&mut storage, adder, code::ADDER);
@@ -1022,6 +1022,16 @@ fn value_sent_to_a_contract_conflicts_only_where_its_balance_is_observed() {
     reader.extend_from_slice(&[0x31, 0x60, 0x00, 0x35, 0x55, 0x00]);
     let balance_reader = Address::with_last_byte(0xbb);
     deploy(&mut storage, balance_reader, &reader);
+    // An adder holding 2^200 wei: its balance could decide whether a credit overflows, so it
+    // counts as observed.
+    let rich_adder = Address::with_last_byte(0xae);
+    storage.insert_account_with_code(
+        rich_adder,
+        U256::from(1) << 200,
+        1,
+        Bytes::from_static(code::ADDER),
+        Default::default(),
+    );
     let call = |from: usize, to: Address, value: u64, slot: u64| {
         legacy_tx(
             accounts[from],
@@ -1043,6 +1053,8 @@ fn value_sent_to_a_contract_conflicts_only_where_its_balance_is_observed() {
             call(3, own_balance, 0, 2),
             call(4, balance_reader, 0, 1),
             call(5, adder, 5, 3),
+            call(6, rich_adder, 3, 1),
+            call(7, rich_adder, 0, 2),
         ],
     );
     let chain = ChainSpec::fixed(spec);
@@ -1068,11 +1080,12 @@ fn value_sent_to_a_contract_conflicts_only_where_its_balance_is_observed() {
             .balance
     };
     assert_eq!(balance(adder), U256::from(12));
+    assert_eq!(balance(rich_adder), (U256::from(1) << 200) + U256::from(3));
     // The pipeline on one thread speculates every transaction before committing it: only the two
-    // that observed a changed balance are rejected.
+    // that observed a changed balance are rejected, and the call to the rich adder.
     let (pipelined, stats) =
         executor_with(parevm::Strategy::Pipeline, 1).execute_with_stats(&chain, &block, &storage);
     assert_eq!(pipelined.as_ref().ok(), Some(&output));
-    assert_eq!(stats.validations, 6);
-    assert_eq!(stats.aborts, 2, "{stats:?}");
+    assert_eq!(stats.validations, 8);
+    assert_eq!(stats.aborts, 3, "{stats:?}");
 }
