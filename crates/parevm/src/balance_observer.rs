@@ -101,10 +101,10 @@ fn selfbalance<H: Host + BalanceObserver>(context: Context_<'_, H>) -> Instructi
 
 fn call<H: Host + BalanceObserver>(mut context: Context_<'_, H>) -> InstructionExecResult {
     observe_if_value(&mut context, 2);
-    if let (Ok(to), Ok(value)) = (
-        context.interpreter.stack.peek(1),
-        context.interpreter.stack.peek(2),
-    ) && value >= HUGE
+    // A recipient of `HUGE` wei or more: its balance could decide whether the credit overflows.
+    if let Ok(value) = context.interpreter.stack.peek(2)
+        && value >= HUGE
+        && let Ok(to) = context.interpreter.stack.peek(1)
     {
         context
             .host

@@ -780,6 +780,18 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
             }
             _ => None,
         };
+        self.evm.ctx.tx = tx_env;
+        if self.native
+            && let Some(recipient) = lazy_recipient
+            && let Some(speculation) = self.speculate_native(shared, recipient, lazy_sender)
+        {
+            self.speculations += 1;
+            #[cfg(test)]
+            {
+                self.natives += 1;
+            }
+            return Some(speculation);
+        }
         if lazy_sender.is_some()
             && let Some(recipient) = lazy_recipient
             && shared
@@ -793,17 +805,6 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
             return None;
         }
         self.speculations += 1;
-        self.evm.ctx.tx = tx_env;
-        if self.native
-            && let Some(recipient) = lazy_recipient
-            && let Some(speculation) = self.speculate_native(shared, recipient, lazy_sender)
-        {
-            #[cfg(test)]
-            {
-                self.natives += 1;
-            }
-            return Some(speculation);
-        }
         {
             let db = &mut self.evm.ctx.journaled_state.database;
             db.reads.clear();
@@ -826,13 +827,18 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
         // counts as observed: its balance could decide whether a credit overflows.)
         let sent_huge = self.evm.ctx.tx.value >= HUGE;
         let to = self.evm.ctx.tx.kind.to().copied();
-        let unobserved = |address: Address, pre: &Option<AccountBasic>| {
-            pre.is_some_and(|pre| pre.code_hash != KECCAK_EMPTY && pre.balance < HUGE)
+        for read in &mut reads {
+            if let Read::Account(address, Some(pre)) = *read
+                && pre.code_hash != KECCAK_EMPTY
+                && pre.balance < HUGE
                 && address != caller
                 && address != beneficiary
                 && !(sent_huge && to == Some(address))
                 && !db.observed.contains(&address)
-        };
+            {
+                *read = Read::Contract(address, pre);
+            }
+        }
         let mut contract_credits = SmallVec::new();
         let lazy_recipient = lazy_recipient.filter(|_| db.lazy_recipient_applied);
         if lazy_sender.is_some() && lazy_recipient.is_none() {
@@ -864,19 +870,18 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
                 }
                 continue;
             }
-            if let Some(index) = reads.iter().position(
-                |read| matches!(read, Read::Account(read, pre) if read == address && unobserved(*address, pre)),
-            ) {
-                let Read::Account(_, Some(pre)) = reads[index] else {
-                    unreachable!("an unobserved account exists")
+            if let Some(read) = (reads.iter_mut())
+                .find(|read| matches!(read, Read::Contract(contract, _) if contract == address))
+            {
+                let Read::Contract(_, pre) = *read else {
+                    unreachable!("found as a contract read")
                 };
                 match diff.balance {
-                    // It only received (sending would have observed it).
+                    // It only received (sending would have observed it): a credit.
                     Some(balance) if diff.lifecycle.is_none() && balance >= pre.balance => {
                         if balance > pre.balance {
                             contract_credits.push((*address, balance - pre.balance));
                         }
-                        reads[index] = Read::Contract(*address, pre);
                         writes.push((
                             *address,
                             AccountDiff {
@@ -885,11 +890,12 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
                             },
                         ));
                     }
-                    Some(_) => writes.push((*address, diff)),
-                    None => {
-                        reads[index] = Read::Contract(*address, pre);
+                    // Not expected; then its balance is read exactly after all.
+                    Some(_) => {
+                        *read = Read::Account(*address, Some(pre));
                         writes.push((*address, diff));
                     }
+                    None => writes.push((*address, diff)),
                 }
                 continue;
             }
@@ -921,15 +927,6 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
         }
         if lazy_sender.is_some() && debit.is_none() {
             return None;
-        }
-        // Accounts with code only read (no write): their balance is not compared either.
-        for read in &mut reads {
-            if let Read::Account(address, Some(pre)) = *read
-                && unobserved(address, &Some(pre))
-                && !writes.iter().any(|(written, _)| *written == address)
-            {
-                *read = Read::Contract(address, pre);
-            }
         }
         Some(Speculation {
             result,
