@@ -1020,11 +1020,16 @@ impl<S: Storage + ?Sized> Speculator<'_, S> {
 /// probably no code runs) — whose sender's funds are then assumed and checked at commit (see
 /// [`Read::SenderFunds`]); any other would read its sender's pre-block nonce.
 pub(crate) fn speculable(tx: &Recovered<TxEnvelope>, previous: Option<TxIdx>) -> bool {
+    previous.is_none() || is_plain_transfer(tx)
+}
+
+/// Whether `tx` looks like a plain value transfer: one whose recipient would get a lazy credit,
+/// without input (so probably no code runs).
+pub(crate) fn is_plain_transfer(tx: &Recovered<TxEnvelope>) -> bool {
     use alloy_consensus::Transaction;
     use alloy_eips::Typed2718;
-    previous.is_none()
-        || (tx.input().is_empty()
-            && plain_transfer_recipient(tx.kind(), tx.value(), tx.signer(), tx.ty()).is_some())
+    tx.input().is_empty()
+        && plain_transfer_recipient(tx.kind(), tx.value(), tx.signer(), tx.ty()).is_some()
 }
 
 /// The threads a pipelined block runs on.

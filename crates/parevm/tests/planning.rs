@@ -351,3 +351,48 @@ fn block_mostly_paying_one_contract_runs_sequentially() {
     let (block, storage) = block_of(20, false);
     assert_eq!(planned(&block, &storage, 2), Strategy::Pipeline);
 }
+
+/// A small block of plain transfers runs the pipeline from 144 transactions on (each speculated
+/// natively, cheaply), and sequentially below that, or with more than one call in 20 among them.
+#[test]
+fn small_block_of_plain_transfers_runs_the_pipeline_from_enough_transactions() {
+    let transfers_block = |count: u8, calls: usize| {
+        let from = senders(count);
+        let mut storage = funded(SPEC, &from);
+        // Not among the senders (0x…41 to 0x…d1).
+        let adder = Address::repeat_byte(0xad);
+        deploy(&mut storage, adder, code::ADDER);
+        let txs = (from.iter().enumerate())
+            .map(|(index, sender)| {
+                // The last `calls` transactions call a contract.
+                let (to, input, gas_limit) = match index + calls >= usize::from(count) {
+                    true => (adder, calldata(&[U256::from(index), U256::from(1)]), 60_000),
+                    false => (Address::repeat_byte(0xd0), Bytes::new(), 21_000),
+                };
+                legacy_tx(
+                    *sender,
+                    0,
+                    TxKind::Call(to),
+                    U256::from(1),
+                    input,
+                    gas_limit,
+                )
+            })
+            .collect();
+        (block(SPEC, txs), storage)
+    };
+    // Three quarters of 144 x 21,000 gas: 2.3 Mgas, below `MIN_PARALLEL_GAS`.
+    let (enough, storage) = transfers_block(144, 0);
+    assert_eq!(planned(&enough, &storage, 2), Strategy::Pipeline);
+    let (seven_calls, storage) = transfers_block(144, 7);
+    assert_eq!(planned(&seven_calls, &storage, 2), Strategy::Pipeline);
+    for (count, calls) in [(143, 0), (144, 8)] {
+        let (block, storage) = transfers_block(count, calls);
+        assert_eq!(planned(&block, &storage, 2), Strategy::Sequential);
+        let reason = sequential_reason_at_two_threads(&block, &storage);
+        assert!(
+            reason.contains("less than 5000000"),
+            "{count}, {calls}: {reason}"
+        );
+    }
+}
