@@ -27,8 +27,8 @@ use crate::{
     output::{AccountChange, AccountState, SlotChanges, StateChanges},
     storage::{AccountBasic, StorageError},
     types::{
-        CodeValue, Lifecycle, MemoryLocation, MemoryValue, ReadSet, TxIdx, TxVersion, WriteKind,
-        WriteSet, address_bucket, expected_accounts,
+        CodeValue, Lifecycle, MemoryLocation, MemoryValue, ReadSet, ReadValue, TxIdx, TxVersion,
+        WriteKind, WriteSet, address_bucket, expected_accounts,
     },
 };
 
@@ -558,9 +558,11 @@ impl MvMemory {
         &self,
         tx: TxIdx,
     ) -> (Vec<MemoryLocation>, Vec<(MemoryLocation, WriteKind)>) {
+        // A read of a balance below a bound depends on no write in practice: left out.
         let reads = self.last_read[tx]
             .lock()
             .iter()
+            .filter(|(_, value)| !matches!(value, ReadValue::BalanceBelow(_)))
             .map(|(location, _)| *location)
             .collect();
         let writes = self.last_written[tx]

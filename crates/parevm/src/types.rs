@@ -145,6 +145,10 @@ pub enum ReadValue {
     Exists(bool),
     /// A balance, deltas folded.
     Balance(U256),
+    /// A balance below this bound, whatever it is: an account with code whose balance the
+    /// transaction's code did not observe (see `balance_observer`) is read this way, so that
+    /// earlier transactions crediting it (WETH deposits) are no conflict.
+    BalanceBelow(U256),
     /// A nonce.
     Nonce(u64),
     /// A code hash.

@@ -5,7 +5,11 @@
 //! - the beneficiary's fee is not paid inside revm but written as a lazy [`MemoryValue::BalanceDelta`]
 //!   (unless the fee is zero, when revm's exact touch semantics are needed);
 //! - the recipient of a plain value transfer to an account without code is given a balance of
-//!   zero and its increment is written as a delta: no code runs, so nothing observes its balance.
+//!   zero and its increment is written as a delta: no code runs, so nothing observes its balance;
+//! - an account with code whose balance the transaction's code did not observe (see
+//!   [`crate::balance_observer`]; WETH, payable contracts) is read as
+//!   [`ReadValue::BalanceBelow`] [`HUGE`] — valid whatever earlier transactions credited it — and
+//!   what it received is written as a delta.
 
 use std::cell::Cell;
 
@@ -27,6 +31,7 @@ use revm::{
 
 use crate::{
     account_diff::diff_account,
+    balance_observer::{BalanceObserver, HUGE, observe_balances},
     chain,
     mv_memory::{AccountVersions, Blocked, MvMemory, ReadError},
     pre_state::PreState,
@@ -106,7 +111,11 @@ impl<S: Storage + ?Sized> VersionedState<'_, S> {
                 .count();
             let valid = self.account(address, |account| {
                 for (location, value) in &read_set[index..index + run] {
-                    if Self::resolve_account_field(account, location, tx)? != *value {
+                    let valid = match value {
+                        ReadValue::BalanceBelow(bound) => account.balance(tx)? < *bound,
+                        value => Self::resolve_account_field(account, location, tx)? == *value,
+                    };
+                    if !valid {
                         return Ok(false);
                     }
                 }
@@ -129,6 +138,23 @@ struct VmDb<'a, S: ?Sized> {
     /// The recipient eligible for a lazy balance, and whether it got one.
     lazy_recipient: Option<Address>,
     lazy_recipient_applied: bool,
+    /// The transaction's sender and the block's beneficiary, whose balances are always read
+    /// exactly.
+    caller: Address,
+    beneficiary: Address,
+    /// Accounts with code read with a balance below [`HUGE`] (other than the sender and the
+    /// beneficiary): each with the index of its balance read and the balance read.
+    contracts: Vec<(Address, usize, U256)>,
+    /// Accounts whose balance the code observed (see [`crate::balance_observer`]).
+    observed: Vec<Address>,
+}
+
+impl<S: ?Sized> BalanceObserver for VmDb<'_, S> {
+    fn observe_balance(&mut self, address: Address) {
+        if !self.observed.contains(&address) {
+            self.observed.push(address);
+        }
+    }
 }
 
 impl<S: Storage + ?Sized> VmDb<'_, S> {
@@ -208,6 +234,13 @@ impl<S: Storage + ?Sized> VmDb<'_, S> {
             return Ok(None);
         };
         self.record(MemoryLocation::Lifecycle(address), ReadValue::Exists(true));
+        if code.hash != KECCAK_EMPTY
+            && balance < HUGE
+            && address != self.caller
+            && address != self.beneficiary
+        {
+            self.contracts.push((address, self.read_set.len(), balance));
+        }
         self.record(
             MemoryLocation::Balance(address),
             ReadValue::Balance(balance),
@@ -335,8 +368,13 @@ impl<'a, S: Storage + ?Sized> VmWorker<'a, S> {
             read_set: Vec::new(),
             lazy_recipient: None,
             lazy_recipient_applied: false,
+            caller: Address::ZERO,
+            beneficiary: block.block_env.beneficiary,
+            contracts: Vec::new(),
+            observed: Vec::new(),
         };
-        let evm = chain::build_evm(db, block.block_env.clone(), block.cfg.clone());
+        let mut evm = chain::build_evm(db, block.block_env.clone(), block.cfg.clone());
+        observe_balances(evm.instruction.instruction_table_mut());
         Self {
             block,
             evm,
@@ -373,6 +411,9 @@ impl<'a, S: Storage + ?Sized> VmWorker<'a, S> {
             db.read_set.clear();
             db.lazy_recipient = lazy_recipient;
             db.lazy_recipient_applied = false;
+            db.caller = tx_env.caller;
+            db.contracts.clear();
+            db.observed.clear();
         }
         self.evm.ctx.tx = tx_env.clone();
         let mut handler = LazyFeeHandler::default();
@@ -383,7 +424,20 @@ impl<'a, S: Storage + ?Sized> VmWorker<'a, S> {
             // The read set stays for the next attempt to reuse.
             return Err(Blocked(blocking));
         }
-        let read_set = std::mem::take(&mut db.read_set);
+        let mut read_set = std::mem::take(&mut db.read_set);
+        // Accounts with code whose balance the code did not observe: read as any balance below
+        // `HUGE` (one that received `HUGE` wei or more from the sender counts as observed: its
+        // balance could decide whether the credit overflows).
+        let sent_huge_to = tx_env.kind.to().filter(|_| tx_env.value >= HUGE);
+        let observed = &db.observed;
+        db.contracts.retain(|(address, index, _)| {
+            let unobserved = !observed.contains(address) && sent_huge_to != Some(address);
+            if unobserved {
+                read_set[*index].1 = ReadValue::BalanceBelow(HUGE);
+            }
+            unobserved
+        });
+        let contracts = &db.contracts;
         let lazy_recipient = lazy_recipient.filter(|_| db.lazy_recipient_applied);
         let mut write_set = std::mem::take(&mut self.write_set);
         write_set.clear();
@@ -423,6 +477,17 @@ impl<'a, S: Storage + ?Sized> VmWorker<'a, S> {
             if let Some(balance) = diff.balance {
                 let value = if lazy {
                     MemoryValue::BalanceDelta(balance)
+                } else if let Some((_, index, read)) =
+                    contracts.iter().find(|(contract, ..)| contract == address)
+                {
+                    if balance >= *read {
+                        // It only received (sending would have observed it): a credit.
+                        MemoryValue::BalanceDelta(balance - read)
+                    } else {
+                        // Not expected; then its balance is read exactly after all.
+                        read_set[*index].1 = ReadValue::Balance(*read);
+                        MemoryValue::Balance(balance)
+                    }
                 } else {
                     MemoryValue::Balance(balance)
                 };

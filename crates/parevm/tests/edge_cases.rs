@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use k256::ecdsa::SigningKey;
 use parevm::{
-    ChainSpec, ExecutionError, InMemoryStorage,
+    ChainSpec, ExecutionError, InMemoryStorage, MemoryLocation, WriteKind,
     alloy_consensus::{TxEnvelope, transaction::Recovered},
     alloy_eips::eip7702::{Authorization, SignedAuthorization},
     alloy_primitives::{Address, Bytes, Signature, TxKind, U256, keccak256},
@@ -1088,4 +1088,30 @@ fn value_sent_to_a_contract_conflicts_only_where_its_balance_is_observed() {
     assert_eq!(pipelined.as_ref().ok(), Some(&output));
     assert_eq!(stats.validations, 8);
     assert_eq!(stats.aborts, 3, "{stats:?}");
+    // Block-STM reads such a contract's balance as any balance below 2^200 (the trace leaves
+    // those reads out) and writes what it received as an increment; an observed balance, or a
+    // rich contract's, is read and written exactly.
+    let trace = parevm::analysis::trace_block(&chain, &block, &storage).expect("traced");
+    let reads_balance =
+        |tx: usize, of: Address| trace.txs[tx].reads.contains(&MemoryLocation::Balance(of));
+    let balance_write = |tx: usize, of: Address| {
+        (trace.txs[tx].writes.iter())
+            .find(|(location, _)| *location == MemoryLocation::Balance(of))
+            .map(|(_, kind)| *kind)
+    };
+    for (tx, contract) in [(0, adder), (2, adder), (5, adder)] {
+        assert!(!reads_balance(tx, contract), "tx {tx}");
+    }
+    for (tx, contract) in [
+        (3, own_balance),
+        (4, adder),
+        (6, rich_adder),
+        (7, rich_adder),
+    ] {
+        assert!(reads_balance(tx, contract), "tx {tx}");
+    }
+    assert_eq!(balance_write(0, adder), Some(WriteKind::Delta));
+    assert_eq!(balance_write(2, adder), None);
+    assert_eq!(balance_write(5, adder), Some(WriteKind::Delta));
+    assert_eq!(balance_write(6, rich_adder), Some(WriteKind::Exact));
 }
