@@ -816,10 +816,11 @@ const MIN_PARALLEL_GAS: u64 = 5_000_000;
 /// many more cheap accesses. Measured at 2 threads on the four mainnet fixtures concerned (seven
 /// rounds of 30-40 runs, Block-STM forced, medians of the rounds): 19426587 (2.6 Mgas, 2.6 ms)
 /// 1.18x, 19934116 (3.4 Mgas, 1.5 ms) 1.57x; 19923400 (1.6 Mgas) 1.11x and 19933122 (2.1 Mgas)
-/// 1.12x there, but 0.64-0.94x in some `bench` rounds: at 0.6-0.8 ms, waking a worker is a large
-/// share of the block. The pre-Berlin ones stay sequential (2179522: 0.43-0.47x, 3356896:
-/// 0.68-0.73x).
-const MIN_HEAVY_GAS_SINCE_BERLIN: u64 = 2_500_000;
+/// 1.12x there, but 0.64-0.94x in some `bench` rounds, when this was 2.5 Mgas. Since Block-STM
+/// reads a contract's balance only where its code observes it, those two gain 1.15-1.29x in
+/// `bench` (four rounds each, first quartiles of the rounds 1.07-1.24x; 0.98-1.10x before). The
+/// pre-Berlin ones stay sequential (2179522: 0.43-0.47x, 3356896: 0.68-0.73x).
+const MIN_HEAVY_GAS_SINCE_BERLIN: u64 = 1_500_000;
 
 /// A block that one sender's nonce chain dominates runs the pipeline from this much gas on when
 /// every transaction that follows one of its sender's is a plain transfer (speculated with the
@@ -962,13 +963,15 @@ fn plan_block<S: Storage + ?Sized>(
     }
     // A call without input (value sent to a contract's receive code) to a contract that much of
     // the block calls that way changes it every time: the pipeline leaves those transactions to
-    // its committer, one after another (`pipeline::hot_from_start`). When they are most of the
-    // block, it adds only its overhead (mainnet 6196166, 79 of 108: 0.92x; 8889776, 106 of 330:
-    // 1.18x).
+    // its committer, one after another (`pipeline::hot_from_start`). When they are more than two
+    // thirds of the block, it adds only its overhead (mainnet 6196166, 79 of 108: 0.92x; 8889776,
+    // 106 of 330: 1.18x). Below that, the other transactions pay for it even where Block-STM
+    // suits the block (6137495, 33 of 60: 1.19-1.33x against Block-STM's 0.93-1.20x in three
+    // `bench` rounds; it ran Block-STM when the bound was a half).
     let left: usize = (hot_from_start(block, shape, |to| storage.basic(to)).iter())
         .map(|(_, calls)| calls)
         .sum();
-    if left * 2 > txs {
+    if left * 3 > txs * 2 {
         if suits_block_stm {
             return Plan::parallel(Strategy::BlockStm);
         }
