@@ -10,7 +10,8 @@
 //!
 //! - `BALANCE` of it, and `SELFBALANCE` in its code;
 //! - `CALL` and `CALLCODE` with value from it, `CREATE` and `CREATE2` with value from it (revm
-//!   checks that it can pay);
+//!   checks that it can pay: reported as that comparison, [`BalanceObserver::require_balance`],
+//!   which Block-STM turns into bounds on the balance);
 //! - `SELFDESTRUCT` of it (its whole balance moves).
 //!
 //! Nothing else reads a balance once the transaction runs: an account with code is never empty
@@ -42,11 +43,23 @@ pub(crate) const HUGE: U256 = U256::from_limbs([0, 0, 0, 1 << 8]);
 pub(crate) trait BalanceObserver {
     /// The code observed `address`'s balance.
     fn observe_balance(&mut self, address: Address);
+
+    /// The code is about to send `value` from `address`, whose balance is `balance` now: revm
+    /// checks `balance >= value`, and only the outcome of that comparison depends on the
+    /// balance. By default the balance counts as observed.
+    fn require_balance(&mut self, address: Address, balance: U256, value: U256) {
+        let _ = (balance, value);
+        self.observe_balance(address);
+    }
 }
 
 impl<DB: Database + BalanceObserver> BalanceObserver for MainnetContext<DB> {
     fn observe_balance(&mut self, address: Address) {
         self.journaled_state.database.observe_balance(address);
+    }
+
+    fn require_balance(&mut self, address: Address, balance: U256, value: U256) {
+        (self.journaled_state.database).require_balance(address, balance, value);
     }
 }
 
@@ -71,17 +84,18 @@ fn executing<H>(context: &Context_<'_, H>) -> Address {
     context.interpreter.input.target_address()
 }
 
-/// Reports the executing account when the stack item `depth` from the top (a value) is not
-/// zero, or is missing (the instruction then fails as revm fails it).
+/// Reports the executing account's balance check when the stack item `depth` from the top (a
+/// value) is not zero; observes its balance when the item is missing (the instruction then fails
+/// as revm fails it) or the balance cannot be loaded.
 fn observe_if_value<H: Host + BalanceObserver>(context: &mut Context_<'_, H>, depth: usize) {
-    let sends_value = context
-        .interpreter
-        .stack
-        .peek(depth)
-        .map_or(true, |value| !value.is_zero());
-    if sends_value {
-        let address = executing(context);
-        context.host.observe_balance(address);
+    let value = context.interpreter.stack.peek(depth).ok();
+    if value.is_some_and(|value| value.is_zero()) {
+        return;
+    }
+    let address = executing(context);
+    match (value, context.host.balance(address)) {
+        (Some(value), Some(balance)) => context.host.require_balance(address, balance.data, value),
+        _ => context.host.observe_balance(address),
     }
 }
 

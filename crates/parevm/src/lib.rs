@@ -34,7 +34,9 @@
 //!   Those credits are written as deltas ([`MemoryValue::BalanceDelta`]) and folded in block order
 //!   only when someone reads the balance exactly (`BALANCE`, a call into the account, a tx from
 //!   it). The fee is computed by a revm handler that skips revm's own beneficiary reward; a plain
-//!   transfer's recipient without code is given a zero balance, which no code can observe.
+//!   transfer's recipient without code is given a zero balance, which no code can observe; a
+//!   contract's balance is read only as the bounds its code's outcome depends on
+//!   ([`ReadValue::BalanceIn`]: WETH deposits and withdrawals do not conflict).
 //! - **Same-sender chains** are known from the transaction list: tx `j` waits for the previous tx
 //!   of its sender instead of discovering the nonce dependency by an abort; a block dominated by
 //!   one chain runs sequentially. In the pipeline, a plain transfer that follows one of its

@@ -558,11 +558,11 @@ impl MvMemory {
         &self,
         tx: TxIdx,
     ) -> (Vec<MemoryLocation>, Vec<(MemoryLocation, WriteKind)>) {
-        // A read of a balance below a bound depends on no write in practice: left out.
+        // A read of a balance within bounds depends on no write in practice: left out.
         let reads = self.last_read[tx]
             .lock()
             .iter()
-            .filter(|(_, value)| !matches!(value, ReadValue::BalanceBelow(_)))
+            .filter(|(_, value)| !matches!(value, ReadValue::BalanceIn { .. }))
             .map(|(location, _)| *location)
             .collect();
         let writes = self.last_written[tx]

@@ -114,7 +114,8 @@ pub enum MemoryValue {
     Lifecycle(Lifecycle),
     /// An exact balance.
     Balance(U256),
-    /// A lazy balance increment, folded in block order when read (beneficiary fees, transfers).
+    /// A lazy balance increment, folded in block order when read (beneficiary fees, transfers);
+    /// modulo 2^256, so that a contract's net change may be a decrease.
     BalanceDelta(U256),
     /// A nonce.
     Nonce(u64),
@@ -145,10 +146,16 @@ pub enum ReadValue {
     Exists(bool),
     /// A balance, deltas folded.
     Balance(U256),
-    /// A balance below this bound, whatever it is: an account with code whose balance the
-    /// transaction's code did not observe (see `balance_observer`) is read this way, so that
-    /// earlier transactions crediting it (WETH deposits) are no conflict.
-    BalanceBelow(U256),
+    /// Any balance in `low..high`: an account with code whose balance the transaction's code
+    /// did not observe (see `balance_observer`) is read this way — `0..2^200` unless the code
+    /// sent value from it, which bounds it by revm's checks that it could (or could not) pay — so
+    /// that earlier transactions crediting it (WETH deposits) are no conflict.
+    BalanceIn {
+        /// The lowest balance with the same outcome.
+        low: U256,
+        /// Above the highest balance with the same outcome.
+        high: U256,
+    },
     /// A nonce.
     Nonce(u64),
     /// A code hash.

@@ -7,9 +7,9 @@
 //! - the recipient of a plain value transfer to an account without code is given a balance of
 //!   zero and its increment is written as a delta: no code runs, so nothing observes its balance;
 //! - an account with code whose balance the transaction's code did not observe (see
-//!   [`crate::balance_observer`]; WETH, payable contracts) is read as
-//!   [`ReadValue::BalanceBelow`] [`HUGE`] — valid whatever earlier transactions credited it — and
-//!   what it received is written as a delta.
+//!   [`crate::balance_observer`]; WETH, payable contracts) is read as [`ReadValue::BalanceIn`]
+//!   `0..HUGE`, narrowed by the checks that it could pay what its code sent — valid whatever
+//!   earlier transactions credited it — and its net change is written as a delta.
 
 use std::cell::Cell;
 
@@ -112,7 +112,9 @@ impl<S: Storage + ?Sized> VersionedState<'_, S> {
             let valid = self.account(address, |account| {
                 for (location, value) in &read_set[index..index + run] {
                     let valid = match value {
-                        ReadValue::BalanceBelow(bound) => account.balance(tx)? < *bound,
+                        ReadValue::BalanceIn { low, high } => {
+                            (low..high).contains(&&account.balance(tx)?)
+                        }
                         value => Self::resolve_account_field(account, location, tx)? == *value,
                     };
                     if !valid {
@@ -143,16 +145,47 @@ struct VmDb<'a, S: ?Sized> {
     caller: Address,
     beneficiary: Address,
     /// Accounts with code read with a balance below [`HUGE`] (other than the sender and the
-    /// beneficiary): each with the index of its balance read and the balance read.
-    contracts: Vec<(Address, usize, U256)>,
+    /// beneficiary).
+    contracts: Vec<ContractRead>,
     /// Accounts whose balance the code observed (see [`crate::balance_observer`]).
     observed: Vec<Address>,
+}
+
+/// The balance read of an account with code, and the balances that give the incarnation's
+/// outcome: `low..high`.
+struct ContractRead {
+    address: Address,
+    /// Its index in the read set.
+    index: usize,
+    balance: U256,
+    low: U256,
+    high: U256,
 }
 
 impl<S: ?Sized> BalanceObserver for VmDb<'_, S> {
     fn observe_balance(&mut self, address: Address) {
         if !self.observed.contains(&address) {
             self.observed.push(address);
+        }
+    }
+
+    /// From a starting balance `R` instead of the one read, the account would hold
+    /// `R + (balance - read)` here, so the check `balance >= value` has the same outcome iff `R`
+    /// is on the same side of `value + read - balance`.
+    fn require_balance(&mut self, address: Address, balance: U256, value: U256) {
+        let Some(contract) = (self.contracts.iter_mut()).find(|read| read.address == address)
+        else {
+            return self.observe_balance(address);
+        };
+        let Some(sum) = value.checked_add(contract.balance) else {
+            return self.observe_balance(address);
+        };
+        if balance >= value {
+            if let Some(threshold) = sum.checked_sub(balance) {
+                contract.low = contract.low.max(threshold);
+            }
+        } else {
+            contract.high = contract.high.min(sum - balance);
         }
     }
 }
@@ -239,7 +272,13 @@ impl<S: Storage + ?Sized> VmDb<'_, S> {
             && address != self.caller
             && address != self.beneficiary
         {
-            self.contracts.push((address, self.read_set.len(), balance));
+            self.contracts.push(ContractRead {
+                address,
+                index: self.read_set.len(),
+                balance,
+                low: U256::ZERO,
+                high: HUGE,
+            });
         }
         self.record(
             MemoryLocation::Balance(address),
@@ -430,10 +469,14 @@ impl<'a, S: Storage + ?Sized> VmWorker<'a, S> {
         // balance could decide whether the credit overflows).
         let sent_huge_to = tx_env.kind.to().filter(|_| tx_env.value >= HUGE);
         let observed = &db.observed;
-        db.contracts.retain(|(address, index, _)| {
-            let unobserved = !observed.contains(address) && sent_huge_to != Some(address);
+        db.contracts.retain(|read| {
+            let unobserved =
+                !observed.contains(&read.address) && sent_huge_to != Some(&read.address);
             if unobserved {
-                read_set[*index].1 = ReadValue::BalanceBelow(HUGE);
+                read_set[read.index].1 = ReadValue::BalanceIn {
+                    low: read.low,
+                    high: read.high,
+                };
             }
             unobserved
         });
@@ -477,17 +520,9 @@ impl<'a, S: Storage + ?Sized> VmWorker<'a, S> {
             if let Some(balance) = diff.balance {
                 let value = if lazy {
                     MemoryValue::BalanceDelta(balance)
-                } else if let Some((_, index, read)) =
-                    contracts.iter().find(|(contract, ..)| contract == address)
-                {
-                    if balance >= *read {
-                        // It only received (sending would have observed it): a credit.
-                        MemoryValue::BalanceDelta(balance - read)
-                    } else {
-                        // Not expected; then its balance is read exactly after all.
-                        read_set[*index].1 = ReadValue::Balance(*read);
-                        MemoryValue::Balance(balance)
-                    }
+                } else if let Some(read) = contracts.iter().find(|read| read.address == *address) {
+                    // Its net change, a decrease modulo 2^256 if it sent more than it received.
+                    MemoryValue::BalanceDelta(balance.wrapping_sub(read.balance))
                 } else {
                     MemoryValue::Balance(balance)
                 };

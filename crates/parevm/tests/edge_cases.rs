@@ -1115,3 +1115,81 @@ fn value_sent_to_a_contract_conflicts_only_where_its_balance_is_observed() {
     assert_eq!(balance_write(5, adder), Some(WriteKind::Delta));
     assert_eq!(balance_write(6, rich_adder), Some(WriteKind::Exact));
 }
+
+/// A contract that sends 1 wei on every call, empty at first, then paid and drained by turns:
+/// whether each send succeeds depends on what earlier transactions paid it. Block-STM reads its
+/// balance only as bounds (the trace leaves those reads out) — at least what the sends that
+/// succeeded needed, less than what the failed ones needed — and writes its net change as a
+/// delta, a decrease too; every engine at every thread count gives the sequential output.
+#[test]
+fn a_contract_sending_value_is_read_as_bounds_on_its_balance() {
+    let spec = SpecId::CANCUN;
+    let accounts = senders(6);
+    let mut storage = funded(spec, &accounts);
+    let payee = Address::with_last_byte(0xee);
+    fund(&mut storage, payee, ETH);
+    // `storage[caller] = call(gas, payee, 1, 0, 0, 0, 0)`.
+    let mut code = vec![
+        0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60, 0x01, 0x73,
+    ];
+    code.extend_from_slice(payee.as_slice());
+    code.extend_from_slice(&[0x5a, 0xf1, 0x33, 0x55, 0x00]);
+    let payer = Address::with_last_byte(0xfa);
+    deploy(&mut storage, payer, &code);
+    let call = |from: usize, value: u64| {
+        legacy_tx(
+            accounts[from],
+            0,
+            TxKind::Call(payer),
+            U256::from(value),
+            Bytes::new(),
+            100_000,
+        )
+    };
+    // Balance before each send: 0 (fails), 3, 2, 1, 0 (fails), 5.
+    let block = block(
+        spec,
+        vec![
+            call(0, 0),
+            call(1, 3),
+            call(2, 0),
+            call(3, 0),
+            call(4, 0),
+            call(5, 5),
+        ],
+    );
+    let chain = ChainSpec::fixed(spec);
+    let output =
+        assert_parallel_matches("a paying contract", &chain, &block, &storage).expect("executes");
+    // A failed send stores zero over zero: no change listed.
+    let sent = |from: usize| {
+        let slot = accounts[from].into_word().into();
+        (output.state_changes[&payer].storage.get(&slot).copied()).unwrap_or_default()
+    };
+    let outcomes: Vec<_> = (0..6).map(sent).collect();
+    let [failed, succeeded] = [U256::ZERO, U256::from(1)];
+    assert_eq!(
+        outcomes,
+        [failed, succeeded, succeeded, succeeded, failed, succeeded]
+    );
+    let balance = output.state_changes[&payer].info.as_ref().unwrap().balance;
+    assert_eq!(balance, U256::from(4));
+    // Interleavings vary: a wrong bound shows in some runs only.
+    for _ in 0..100 {
+        let parallel =
+            executor_with(parevm::Strategy::BlockStm, 4).execute(&chain, &block, &storage);
+        assert_eq!(parallel.as_ref().ok(), Some(&output));
+    }
+    let trace = parevm::analysis::trace_block(&chain, &block, &storage).expect("traced");
+    for (tx, traced) in trace.txs.iter().enumerate() {
+        assert!(
+            !traced.reads.contains(&MemoryLocation::Balance(payer)),
+            "tx {tx} reads the balance exactly"
+        );
+        let write = (traced.writes.iter())
+            .find(|(location, _)| *location == MemoryLocation::Balance(payer));
+        // Transactions 0 and 4 leave it unchanged.
+        let expected = (![0, 4].contains(&tx)).then_some(WriteKind::Delta);
+        assert_eq!(write.map(|(_, kind)| *kind), expected, "tx {tx}");
+    }
+}
