@@ -397,4 +397,28 @@ fn small_block_of_plain_transfers_runs_the_pipeline_from_enough_transactions() {
             "{count}, {calls}: {reason}"
         );
     }
+    // One sender's chain of them too (below 5 Mgas a chain ran sequentially).
+    let chain_block = |count: u64| {
+        let from = senders(1);
+        let storage = funded(SPEC, &from);
+        let txs = (0..count)
+            .map(|nonce| {
+                let to = Address::repeat_byte(0xd0);
+                legacy_tx(
+                    from[0],
+                    nonce,
+                    TxKind::Call(to),
+                    U256::from(1),
+                    Bytes::new(),
+                    21_000,
+                )
+            })
+            .collect();
+        (block(SPEC, txs), storage)
+    };
+    let (chain, storage) = chain_block(144);
+    assert_eq!(planned(&chain, &storage, 2), Strategy::Pipeline);
+    let (short_chain, storage) = chain_block(143);
+    let reason = sequential_reason_at_two_threads(&short_chain, &storage);
+    assert!(reason.contains("less than 5000000"), "{reason}");
 }
