@@ -301,8 +301,23 @@ struct Speculation {
     debit: Option<(Address, U256)>,
     /// What accounts read as [`Read::Contract`] received (credited at commit).
     contract_credits: SmallVec<[(Address, U256); 1]>,
+    /// Accounts read as [`Read::Contract`] whose code sent value (see [`ContractSend`]); rare,
+    /// so not inline.
+    contract_sends: SmallVec<[ContractSend; 0]>,
     /// The beneficiary's fee (lazy).
     fee: U256,
+}
+
+/// An account with code that sent value in a speculation, read without its balance: revm checked
+/// that it could pay, and the speculation's outcome holds for any committed balance in
+/// `low..high` (see `vm::ContractRead`, Block-STM's counterpart). At commit its net change is
+/// applied, modulo 2^256 (a decrease when it sent more than it received).
+#[derive(Debug, PartialEq)]
+struct ContractSend {
+    address: Address,
+    low: U256,
+    high: U256,
+    net: U256,
 }
 
 /// The revm database of a speculation: the pre-block state, every read recorded.
@@ -316,12 +331,41 @@ struct SpeculativeDb<'a, S: ?Sized> {
     lazy_sender: Option<(Address, u64, U256)>,
     /// Accounts whose balance the code observed (see [`crate::balance_observer`]).
     observed: Vec<Address>,
+    /// Accounts with code that sent value, with the pre-block balances that give the same
+    /// outcome: `low..high`.
+    sends: Vec<(Address, U256, U256)>,
 }
 
 impl<S: ?Sized> BalanceObserver for SpeculativeDb<'_, S> {
     fn observe_balance(&mut self, address: Address) {
         if !self.observed.contains(&address) {
             self.observed.push(address);
+        }
+    }
+
+    /// As Block-STM's (`vm::VmDb`), against the pre-block balance the speculation read.
+    fn require_balance(&mut self, address: Address, balance: U256, value: U256) {
+        let read = self.reads.iter().find_map(|read| match read {
+            Read::Account(account, Some(pre)) if *account == address => Some(pre.balance),
+            _ => None,
+        });
+        let Some(sum) = read.and_then(|read| value.checked_add(read)) else {
+            return self.observe_balance(address);
+        };
+        let index = match self.sends.iter().position(|(send, ..)| *send == address) {
+            Some(index) => index,
+            None => {
+                self.sends.push((address, U256::ZERO, HUGE));
+                self.sends.len() - 1
+            }
+        };
+        let (_, low, high) = &mut self.sends[index];
+        if balance >= value {
+            if let Some(threshold) = sum.checked_sub(balance) {
+                *low = (*low).max(threshold);
+            }
+        } else {
+            *high = (*high).min(sum - balance);
         }
     }
 }
@@ -702,6 +746,12 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
         for (contract, amount) in &speculation.contract_credits {
             fits(state, *contract, *amount)?;
         }
+        for send in &speculation.contract_sends {
+            let account = state.basic_fields(send.address).ok()??;
+            if !(send.low..send.high).contains(&account.balance) {
+                return None;
+            }
+        }
         if !speculation.fee.is_zero() {
             fits(state, beneficiary, speculation.fee)?;
         }
@@ -720,6 +770,14 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
         }
         for (contract, amount) in speculation.contract_credits {
             state.increment_balance(contract, amount).expect(LOADED);
+        }
+        for send in speculation.contract_sends {
+            // Within its bounds, the balance never went below a send: exact modulo 2^256. An
+            // unchanged balance is not written (nor listed among the block's changes).
+            if !send.net.is_zero() {
+                (state.update_balance(send.address, |balance| balance.wrapping_add(send.net)))
+                    .expect(LOADED);
+            }
         }
         state
             .increment_balance(beneficiary, speculation.fee)
@@ -750,6 +808,7 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
             lazy_recipient_applied: false,
             lazy_sender: None,
             observed: Vec::new(),
+            sends: Vec::new(),
         };
         let mut evm = chain::build_evm(db, shared.block_env.clone(), shared.cfg.clone());
         observe_balances(evm.instruction.instruction_table_mut());
@@ -812,6 +871,7 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
             db.lazy_recipient_applied = false;
             db.lazy_sender = lazy_sender;
             db.observed.clear();
+            db.sends.clear();
         }
         let mut handler = LazyFeeHandler::default();
         let result = handler.run(&mut self.evm);
@@ -840,6 +900,20 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
             }
         }
         let mut contract_credits = SmallVec::new();
+        // Every contract read without its balance whose code sent value carries its bounds,
+        // whether or not its balance changed (a send that failed changes nothing).
+        let mut contract_sends: SmallVec<[ContractSend; 0]> = (db.sends.iter())
+            .filter(|(address, ..)| {
+                (reads.iter())
+                    .any(|read| matches!(read, Read::Contract(contract, _) if contract == address))
+            })
+            .map(|&(address, low, high)| ContractSend {
+                address,
+                low,
+                high,
+                net: U256::ZERO,
+            })
+            .collect();
         let lazy_recipient = lazy_recipient.filter(|_| db.lazy_recipient_applied);
         if lazy_sender.is_some() && lazy_recipient.is_none() {
             return None; // Code ran: it could have observed the assumed balance.
@@ -876,7 +950,22 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
                 let Read::Contract(_, pre) = *read else {
                     unreachable!("found as a contract read")
                 };
+                let sent = (contract_sends.iter_mut()).find(|send| send.address == *address);
                 match diff.balance {
+                    // It sent value: its net change, within bounds.
+                    Some(balance)
+                        if diff.lifecycle.is_none()
+                            && let Some(send) = sent =>
+                    {
+                        send.net = balance.wrapping_sub(pre.balance);
+                        writes.push((
+                            *address,
+                            AccountDiff {
+                                balance: None,
+                                ..diff
+                            },
+                        ));
+                    }
                     // It only received (sending would have observed it): a credit.
                     Some(balance) if diff.lifecycle.is_none() && balance >= pre.balance => {
                         if balance > pre.balance {
@@ -893,6 +982,7 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
                     // Not expected; then its balance is read exactly after all.
                     Some(_) => {
                         *read = Read::Account(*address, Some(pre));
+                        contract_sends.retain(|send| send.address != *address);
                         writes.push((*address, diff));
                     }
                     None => writes.push((*address, diff)),
@@ -935,6 +1025,7 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
             credit,
             debit,
             contract_credits,
+            contract_sends,
             fee: handler.fee(),
         })
     }
@@ -1009,6 +1100,7 @@ impl<S: Storage + ?Sized> Speculator<'_, S> {
             credit: Some((recipient, value)),
             debit,
             contract_credits: SmallVec::new(),
+            contract_sends: SmallVec::new(),
             fee: transfer.fee,
         })
     }
