@@ -39,6 +39,51 @@ use revm::{
 /// block overflows a balance, so a recipient's balance cannot decide whether a credit succeeds.
 pub(crate) const HUGE: U256 = U256::from_limbs([0, 0, 0, 1 << 8]);
 
+/// The starting balances of an account with code that give a transaction the outcome it had
+/// from the balance it read: `low..high`, narrowed by each check that the account could pay
+/// ([`BalanceObserver::require_balance`]). Both engines keep one per contract that sent value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BalanceBounds {
+    pub(crate) low: U256,
+    pub(crate) high: U256,
+}
+
+impl Default for BalanceBounds {
+    /// Any balance below [`HUGE`] (which no credit of a block can overflow).
+    fn default() -> Self {
+        Self {
+            low: U256::ZERO,
+            high: HUGE,
+        }
+    }
+}
+
+impl BalanceBounds {
+    /// Narrows the bounds by revm's check `balance >= value`, made when the account held
+    /// `balance` having started from `read`: from a starting balance `R` it would hold
+    /// `R + (balance - read)` there, so the outcome is the same iff `R` is on the same side of
+    /// `value + read - balance`. Returns `false` (the balance then counts as observed) when that
+    /// sum overflows.
+    pub(crate) fn require(&mut self, read: U256, balance: U256, value: U256) -> bool {
+        let Some(sum) = value.checked_add(read) else {
+            return false;
+        };
+        if balance >= value {
+            if let Some(threshold) = sum.checked_sub(balance) {
+                self.low = self.low.max(threshold);
+            }
+        } else {
+            self.high = self.high.min(sum - balance);
+        }
+        true
+    }
+
+    /// Whether a starting balance gives the same outcome.
+    pub(crate) fn contains(&self, balance: &U256) -> bool {
+        (self.low..self.high).contains(balance)
+    }
+}
+
 /// What the wrapped instructions report to: the accounts whose balance the code observed.
 pub(crate) trait BalanceObserver {
     /// The code observed `address`'s balance.
@@ -157,6 +202,18 @@ fn selfdestruct<H: Host + BalanceObserver>(context: Context_<'_, H>) -> Instruct
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bounds_keep_the_outcome_of_each_check() {
+        let mut bounds = BalanceBounds::default();
+        // Read 10, received 5, sends 12: succeeds from any start of at least 7.
+        assert!(bounds.require(U256::from(10), U256::from(15), U256::from(12)));
+        // Then holds 3 and fails to send 4: fails from any start below 11.
+        assert!(bounds.require(U256::from(10), U256::from(3), U256::from(4)));
+        assert_eq!((bounds.low, bounds.high), (U256::from(7), U256::from(11)));
+        assert!(bounds.contains(&U256::from(10)) && !bounds.contains(&U256::from(11)));
+        assert!(!bounds.require(U256::from(1), U256::ZERO, U256::MAX));
+    }
 
     #[test]
     fn huge_is_two_to_the_two_hundred() {

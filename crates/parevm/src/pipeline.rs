@@ -44,7 +44,7 @@ use smallvec::{SmallVec, smallvec};
 use crate::{
     ChainSpec, ExecutionError, TxIdx,
     account_diff::{AccountDiff, diff_account},
-    balance_observer::{BalanceObserver, HUGE, observe_balances},
+    balance_observer::{BalanceBounds, BalanceObserver, HUGE, observe_balances},
     chain,
     mv_memory::ReadError,
     native_transfer,
@@ -315,8 +315,7 @@ struct Speculation {
 #[derive(Debug, PartialEq)]
 struct ContractSend {
     address: Address,
-    low: U256,
-    high: U256,
+    bounds: BalanceBounds,
     net: U256,
 }
 
@@ -332,8 +331,8 @@ struct SpeculativeDb<'a, S: ?Sized> {
     /// Accounts whose balance the code observed (see [`crate::balance_observer`]).
     observed: Vec<Address>,
     /// Accounts with code that sent value, with the pre-block balances that give the same
-    /// outcome: `low..high`.
-    sends: Vec<(Address, U256, U256)>,
+    /// outcome.
+    sends: Vec<(Address, BalanceBounds)>,
 }
 
 impl<S: ?Sized> BalanceObserver for SpeculativeDb<'_, S> {
@@ -349,23 +348,18 @@ impl<S: ?Sized> BalanceObserver for SpeculativeDb<'_, S> {
             Read::Account(account, Some(pre)) if *account == address => Some(pre.balance),
             _ => None,
         });
-        let Some(sum) = read.and_then(|read| value.checked_add(read)) else {
+        let Some(read) = read else {
             return self.observe_balance(address);
         };
-        let index = match self.sends.iter().position(|(send, ..)| *send == address) {
+        let index = match self.sends.iter().position(|(send, _)| *send == address) {
             Some(index) => index,
             None => {
-                self.sends.push((address, U256::ZERO, HUGE));
+                self.sends.push((address, BalanceBounds::default()));
                 self.sends.len() - 1
             }
         };
-        let (_, low, high) = &mut self.sends[index];
-        if balance >= value {
-            if let Some(threshold) = sum.checked_sub(balance) {
-                *low = (*low).max(threshold);
-            }
-        } else {
-            *high = (*high).min(sum - balance);
+        if !self.sends[index].1.require(read, balance, value) {
+            self.observe_balance(address);
         }
     }
 }
@@ -748,7 +742,7 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
         }
         for send in &speculation.contract_sends {
             let account = state.basic_fields(send.address).ok()??;
-            if !(send.low..send.high).contains(&account.balance) {
+            if !send.bounds.contains(&account.balance) {
                 return None;
             }
         }
@@ -903,14 +897,13 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
         // Every contract read without its balance whose code sent value carries its bounds,
         // whether or not its balance changed (a send that failed changes nothing).
         let mut contract_sends: SmallVec<[ContractSend; 0]> = (db.sends.iter())
-            .filter(|(address, ..)| {
+            .filter(|(address, _)| {
                 (reads.iter())
                     .any(|read| matches!(read, Read::Contract(contract, _) if contract == address))
             })
-            .map(|&(address, low, high)| ContractSend {
+            .map(|&(address, bounds)| ContractSend {
                 address,
-                low,
-                high,
+                bounds,
                 net: U256::ZERO,
             })
             .collect();

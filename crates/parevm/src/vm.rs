@@ -31,7 +31,7 @@ use revm::{
 
 use crate::{
     account_diff::diff_account,
-    balance_observer::{BalanceObserver, HUGE, observe_balances},
+    balance_observer::{BalanceBounds, BalanceObserver, HUGE, observe_balances},
     chain,
     mv_memory::{AccountVersions, Blocked, MvMemory, ReadError},
     pre_state::PreState,
@@ -158,8 +158,7 @@ struct ContractRead {
     /// Its index in the read set.
     index: usize,
     balance: U256,
-    low: U256,
-    high: U256,
+    bounds: BalanceBounds,
 }
 
 impl<S: ?Sized> BalanceObserver for VmDb<'_, S> {
@@ -169,23 +168,12 @@ impl<S: ?Sized> BalanceObserver for VmDb<'_, S> {
         }
     }
 
-    /// From a starting balance `R` instead of the one read, the account would hold
-    /// `R + (balance - read)` here, so the check `balance >= value` has the same outcome iff `R`
-    /// is on the same side of `value + read - balance`.
     fn require_balance(&mut self, address: Address, balance: U256, value: U256) {
-        let Some(contract) = (self.contracts.iter_mut()).find(|read| read.address == address)
-        else {
-            return self.observe_balance(address);
-        };
-        let Some(sum) = value.checked_add(contract.balance) else {
-            return self.observe_balance(address);
-        };
-        if balance >= value {
-            if let Some(threshold) = sum.checked_sub(balance) {
-                contract.low = contract.low.max(threshold);
-            }
-        } else {
-            contract.high = contract.high.min(sum - balance);
+        let narrowed = (self.contracts.iter_mut())
+            .find(|read| read.address == address)
+            .is_some_and(|read| read.bounds.require(read.balance, balance, value));
+        if !narrowed {
+            self.observe_balance(address);
         }
     }
 }
@@ -276,8 +264,7 @@ impl<S: Storage + ?Sized> VmDb<'_, S> {
                 address,
                 index: self.read_set.len(),
                 balance,
-                low: U256::ZERO,
-                high: HUGE,
+                bounds: BalanceBounds::default(),
             });
         }
         self.record(
@@ -474,8 +461,8 @@ impl<'a, S: Storage + ?Sized> VmWorker<'a, S> {
                 !observed.contains(&read.address) && sent_huge_to != Some(&read.address);
             if unobserved {
                 read_set[read.index].1 = ReadValue::BalanceIn {
-                    low: read.low,
-                    high: read.high,
+                    low: read.bounds.low,
+                    high: read.bounds.high,
                 };
             }
             unobserved
