@@ -60,7 +60,8 @@ pub(crate) fn executor(
 /// `--placement`: where the parallel executor's worker threads run.
 #[derive(Debug, Clone, Copy, Default, clap::ValueEnum)]
 pub(crate) enum PlacementArg {
-    /// Each worker bound to its own core; the calling thread waits.
+    /// Each worker bound to its own core; the calling thread works beside those of the other
+    /// cores.
     #[default]
     Pinned,
     /// Wherever the operating system puts them; the calling thread works beside them.

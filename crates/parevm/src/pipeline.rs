@@ -610,6 +610,11 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
                     {
                         continue; // A thread claimed it meanwhile: look again.
                     }
+                    // A speculator that joins late (its core woke after the block began) starts
+                    // past the committer, not on transactions the committer has taken.
+                    if shared.next_speculation.load(Ordering::Relaxed) <= tx {
+                        shared.next_speculation.fetch_max(tx + 1, Ordering::Relaxed);
+                    }
                     let envelope = &shared.block.body.transactions[tx];
                     let speculable = speculable(envelope, shared.previous_of_sender[tx]);
                     let hot = speculable && shared.flags.hot.is_hot(envelope);

@@ -9,6 +9,12 @@
 //! 0.93x; the two workers, we suppose, often shared one core). Workers bound each to its own
 //! core, with the caller waiting, started within about 0.1 ms after 20 ms idle (a toy: 43 and
 //! 87 us).
+//!
+//! On another host of the same kind (eighteenth session) a woken bound worker still took
+//! 25-110 us to start, the caller's parked thread as long to come back: a 0.16-ms block ran at
+//! 0.85x sequential. The caller now works share 0 from the start, on whatever core it is on, and
+//! wakes only the workers bound to the other cores (the one bound to its own core sits the block
+//! out): what the wake-up costs is no longer lost (mainnet geometric mean 1.18 -> 1.23).
 
 use std::{
     any::Any,
@@ -29,8 +35,9 @@ use crate::sync::SPIN_ROUNDS;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WorkerPlacement {
     /// Each worker bound to its own core of those the process may run on (in order, round-robin
-    /// when there are more workers than cores); the calling thread waits while they run a block.
-    /// Where threads cannot be bound (outside Linux, or when binding fails), as [`Self::Free`].
+    /// when there are more workers than cores); the calling thread works a share of each block
+    /// on the core it is on, whose worker sits that block out. Where threads cannot be bound
+    /// (outside Linux, or when binding fails), as [`Self::Free`].
     #[default]
     Pinned,
     /// Workers wherever the operating system puts them, the calling thread working beside them
@@ -45,20 +52,21 @@ impl WorkerPlacement {
     /// cannot be bound). For threads that run beside the executor's, e.g. a benchmark's probe of
     /// the host.
     pub fn place_current_thread(self, index: usize) -> bool {
-        self == Self::Pinned && bind_to_allowed_cpu(index)
+        self == Self::Pinned && bind_to_allowed_cpu(index).is_some()
     }
 }
 
-/// The pool's threads and how a block's work is spread over them: share `i` of a block always
-/// runs on the same thread (worker `i`, or `i - 1` when the caller takes share 0). Idle workers
-/// busy-wait [`SPIN_ROUNDS`] rounds after a block, then park on a condition variable; nothing
-/// yields in a loop (rayon's idle workers, used before, yield 32 times before they sleep, and the
-/// thread that ran a share was arbitrary).
+/// The pool's threads and how a block's work is spread over them: the caller always takes share
+/// 0 and starts it at once; workers take the others. Pinned, the worker bound to the caller's
+/// current core sits the block out, so the caller and the workers it wakes run on different
+/// cores. Idle workers busy-wait [`SPIN_ROUNDS`] rounds after a block, then park on a condition
+/// variable; nothing yields in a loop (rayon's idle workers, used before, yield 32 times before
+/// they sleep, and the thread that ran a share was arbitrary).
 pub(crate) struct WorkerPool {
     shared: Arc<PoolShared>,
     workers: Vec<JoinHandle<()>>,
-    /// Whether the calling thread takes share 0 (free placement, or a worker could not be bound).
-    caller_works: bool,
+    /// The CPU each worker is bound to, by worker (empty when they are not bound).
+    cpus: Vec<usize>,
     /// One block at a time: a concurrent call waits for the running one.
     running: Mutex<()>,
 }
@@ -67,7 +75,7 @@ impl std::fmt::Debug for WorkerPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("WorkerPool")
             .field("workers", &self.workers.len())
-            .field("caller_works", &self.caller_works)
+            .field("cpus", &self.cpus)
             .finish()
     }
 }
@@ -104,6 +112,21 @@ struct Job {
     work: *const (dyn Fn(usize) + Sync + 'static),
     /// Shares `0..threads` run.
     threads: usize,
+    /// The worker that sits this job out: the one bound to the caller's core.
+    idle_worker: Option<usize>,
+}
+
+impl Job {
+    /// The share worker `worker` runs: the caller takes share 0, the workers the next ones in
+    /// their order, skipping the idle one. `None`: none.
+    fn share_of(&self, worker: usize) -> Option<usize> {
+        let share = match self.idle_worker {
+            Some(idle) if worker == idle => return None,
+            Some(idle) if worker > idle => worker,
+            _ => worker + 1,
+        };
+        (share < self.threads).then_some(share)
+    }
 }
 
 // SAFETY: `work` points to a `Sync` closure, which may be called from any thread; it is only
@@ -130,26 +153,29 @@ impl WorkerPool {
             done: Condvar::new(),
             generation: AtomicU64::new(0),
         });
-        // Pinned: `concurrency` workers, share `i` on worker `i`. Free: the caller takes share
-        // 0 and `concurrency - 1` workers the others.
+        // Pinned: `concurrency` workers, one per core, the one on the caller's core idle in each
+        // block. Free: `concurrency - 1` workers.
         let count = if pinned { concurrency } else { concurrency - 1 };
         let (bound_tx, bound_rx) = mpsc::channel();
         let mut pool = Self {
             shared: Arc::clone(&shared),
             workers: Vec::with_capacity(count),
-            caller_works: !pinned,
+            cpus: Vec::new(),
             running: Mutex::new(()),
         };
         for index in 0..count {
             let (shared, bound_tx) = (Arc::clone(&shared), bound_tx.clone());
-            let share = index + usize::from(!pinned);
             let worker = std::thread::Builder::new()
                 .name(format!("parevm-worker-{index}"))
                 .spawn(move || {
-                    let bound = !pinned || bind_to_allowed_cpu(index);
-                    let _ = bound_tx.send(bound);
+                    let cpu = if pinned {
+                        bind_to_allowed_cpu(index)
+                    } else {
+                        None
+                    };
+                    let _ = bound_tx.send((index, cpu));
                     drop(bound_tx);
-                    work_shares(&shared, share);
+                    work_shares(&shared, index);
                 });
             match worker {
                 Ok(worker) => pool.workers.push(worker),
@@ -157,10 +183,17 @@ impl WorkerPool {
             }
         }
         drop(bound_tx);
-        if pinned && !bound_rx.iter().take(count).all(|bound| bound) {
-            // A worker could not be bound: the pool is rebuilt free.
-            drop(pool);
-            return Self::new(concurrency, WorkerPlacement::Free);
+        if pinned {
+            let mut cpus = vec![None; count];
+            for (index, cpu) in bound_rx.iter().take(count) {
+                cpus[index] = cpu;
+            }
+            let Some(cpus) = cpus.into_iter().collect::<Option<Vec<usize>>>() else {
+                // A worker could not be bound: the pool is rebuilt free.
+                drop(pool);
+                return Self::new(concurrency, WorkerPlacement::Free);
+            };
+            pool.cpus = cpus;
         }
         Some(pool)
     }
@@ -171,9 +204,10 @@ impl WorkerPool {
     pub(crate) fn run(&self, threads: usize, work: impl Fn(usize) + Sync) {
         let _one_block = self.running.lock();
         let work: &(dyn Fn(usize) + Sync) = &work;
-        let first_on_workers = usize::from(self.caller_works);
-        let on_workers = threads.saturating_sub(first_on_workers);
+        let on_workers = threads.saturating_sub(1);
         if on_workers > 0 {
+            let idle_worker =
+                current_cpu().and_then(|cpu| self.cpus.iter().position(|&bound| bound == cpu));
             // SAFETY: only the lifetime is erased; this function waits below, before returning
             // or unwinding (the caller's share is run under `catch_unwind`), until every worker
             // running a share of this job has finished calling it.
@@ -185,15 +219,18 @@ impl WorkerPool {
             };
             let mut state = self.shared.state.lock();
             state.generation += 1;
-            state.job = Some(Job { work, threads });
+            state.job = Some(Job {
+                work,
+                threads,
+                idle_worker,
+            });
             state.running = on_workers;
             self.shared
                 .generation
                 .store(state.generation, Ordering::Release);
             self.shared.posted.notify_all();
         }
-        let caller =
-            (self.caller_works && threads > 0).then(|| catch_unwind(AssertUnwindSafe(|| work(0))));
+        let caller = (threads > 0).then(|| catch_unwind(AssertUnwindSafe(|| work(0))));
         let worker_panic = (on_workers > 0).then(|| {
             let mut state = self.shared.state.lock();
             while state.running > 0 {
@@ -223,7 +260,7 @@ impl Drop for WorkerPool {
 
 /// A worker's life: waits for each job (busy-waiting a few rounds, then parked) and runs its
 /// `share` of it, until the pool is dropped.
-fn work_shares(shared: &PoolShared, share: usize) {
+fn work_shares(shared: &PoolShared, worker: usize) {
     let mut seen = 0;
     loop {
         for _ in 0..SPIN_ROUNDS {
@@ -245,7 +282,7 @@ fn work_shares(shared: &PoolShared, share: usize) {
         };
         // A worker past the job's shares skips it (it may even skip a later job's generation:
         // it takes part in none of them, and the job's caller does not wait for it).
-        let Some(job) = job.filter(|job| share < job.threads) else {
+        let Some((job, share)) = job.and_then(|job| Some((job, job.share_of(worker)?))) else {
             continue;
         };
         // SAFETY: the job is the latest and this worker's share of it has not finished, so its
@@ -264,9 +301,9 @@ fn work_shares(shared: &PoolShared, share: usize) {
 }
 
 /// Binds the calling thread to the `index`-th (modulo their number) of the CPUs this process may
-/// run on. Returns whether it did.
+/// run on. Returns the CPU, or `None` where it could not.
 #[cfg(target_os = "linux")]
-fn bind_to_allowed_cpu(index: usize) -> bool {
+fn bind_to_allowed_cpu(index: usize) -> Option<usize> {
     let size = std::mem::size_of::<libc::cpu_set_t>();
     // SAFETY: `cpu_set_t` is plain data, valid when zeroed; both calls get a pointer to one and
     // its exact size, and pid 0 names the calling thread. The CPU_* helpers index within the set
@@ -274,23 +311,33 @@ fn bind_to_allowed_cpu(index: usize) -> bool {
     unsafe {
         let mut allowed: libc::cpu_set_t = std::mem::zeroed();
         if libc::sched_getaffinity(0, size, &mut allowed) != 0 {
-            return false;
+            return None;
         }
         let cpus: Vec<usize> = (0..libc::CPU_SETSIZE as usize)
             .filter(|&cpu| libc::CPU_ISSET(cpu, &allowed))
             .collect();
-        let Some(&cpu) = cpus.get(index % cpus.len().max(1)) else {
-            return false;
-        };
+        let &cpu = cpus.get(index % cpus.len().max(1))?;
         let mut one: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(cpu, &mut one);
-        libc::sched_setaffinity(0, size, &one) == 0
+        (libc::sched_setaffinity(0, size, &one) == 0).then_some(cpu)
     }
 }
 
+/// The CPU the calling thread is running on (it may move at any time after).
+#[cfg(target_os = "linux")]
+fn current_cpu() -> Option<usize> {
+    // SAFETY: no arguments; it returns -1 on failure.
+    usize::try_from(unsafe { libc::sched_getcpu() }).ok()
+}
+
 #[cfg(not(target_os = "linux"))]
-fn bind_to_allowed_cpu(_index: usize) -> bool {
-    false
+fn bind_to_allowed_cpu(_index: usize) -> Option<usize> {
+    None
+}
+
+#[cfg(not(target_os = "linux"))]
+fn current_cpu() -> Option<usize> {
+    None
 }
 
 #[cfg(test)]
@@ -367,35 +414,41 @@ mod tests {
         });
     }
 
-    /// Pinned: every share runs on a pool thread bound to one CPU, none on the caller, share `i`
-    /// always on the same thread. Free: share 0 runs on the caller.
+    /// Share 0 runs on the caller, the others on pool threads: pinned, each bound to one CPU,
+    /// never the caller's (with two CPUs or more), whichever CPU the caller is on.
     #[cfg(target_os = "linux")]
     #[test]
-    fn pinned_workers_are_bound_and_the_caller_only_waits() {
-        let caller = std::thread::current().id();
+    fn the_caller_takes_share_0_and_pinned_workers_run_beside_it() {
+        let distinct = allowed_cpus() >= 2;
         for (placement, concurrency) in [(WorkerPlacement::Pinned, 2), (WorkerPlacement::Free, 3)] {
             let pool = WorkerPool::new(concurrency, placement).expect("pool");
-            let ran = Mutex::new(Vec::new());
-            for _ in 0..5 {
-                pool.run(concurrency, |index| {
-                    let thread = std::thread::current().id();
-                    ran.lock().unwrap().push((index, thread, allowed_cpus()));
+            for caller_index in 0..2 {
+                std::thread::scope(|scope| {
+                    scope.spawn(|| {
+                        let caller = std::thread::current().id();
+                        assert!(WorkerPlacement::Pinned.place_current_thread(caller_index));
+                        let caller_cpu = current_cpu().expect("a CPU");
+                        let ran = Mutex::new(Vec::new());
+                        for _ in 0..5 {
+                            pool.run(concurrency, |index| {
+                                let thread = std::thread::current().id();
+                                let cpu = current_cpu().expect("a CPU");
+                                ran.lock()
+                                    .unwrap()
+                                    .push((index, thread, cpu, allowed_cpus()));
+                            });
+                        }
+                        for (index, thread, cpu, cpus) in ran.into_inner().unwrap() {
+                            assert_eq!(thread == caller, index == 0, "share {index}");
+                            if placement == WorkerPlacement::Pinned && index > 0 {
+                                assert_eq!(cpus, 1, "share {index} ran on an unbound thread");
+                                if distinct {
+                                    assert_ne!(cpu, caller_cpu, "share {index} beside the caller");
+                                }
+                            }
+                        }
+                    });
                 });
-            }
-            let ran = ran.into_inner().unwrap();
-            for (index, thread, _) in &ran {
-                let first = ran.iter().find(|(share, ..)| share == index).unwrap().1;
-                assert_eq!(*thread, first, "share {index} moved between threads");
-            }
-            for (index, thread, cpus) in ran {
-                let on_caller = thread == caller;
-                match placement {
-                    WorkerPlacement::Pinned => {
-                        assert!(!on_caller, "share {index} ran on the caller");
-                        assert_eq!(cpus, 1, "share {index} ran on an unbound thread");
-                    }
-                    WorkerPlacement::Free => assert_eq!(on_caller, index == 0, "share {index}"),
-                }
             }
         }
     }
@@ -428,7 +481,7 @@ mod tests {
             // SAFETY: as in `bind_to_allowed_cpu`.
             let mut before: libc::cpu_set_t = unsafe { std::mem::zeroed() };
             assert_eq!(unsafe { libc::sched_getaffinity(0, size, &mut before) }, 0);
-            assert!(bind_to_allowed_cpu(1));
+            let bound = bind_to_allowed_cpu(1).expect("bound");
             let mut after: libc::cpu_set_t = unsafe { std::mem::zeroed() };
             assert_eq!(unsafe { libc::sched_getaffinity(0, size, &mut after) }, 0);
             assert_eq!(count(&after), 1);
@@ -436,6 +489,8 @@ mod tests {
                 .find(|&cpu| unsafe { libc::CPU_ISSET(cpu, &after) })
                 .unwrap();
             assert!(unsafe { libc::CPU_ISSET(cpu, &before) });
+            assert_eq!(cpu, bound);
+            assert_eq!(current_cpu(), Some(cpu));
         })
         .join()
         .unwrap();
