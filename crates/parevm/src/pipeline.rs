@@ -292,7 +292,8 @@ type Writes = SmallVec<[(Address, AccountDiff); 2]>;
 /// What one speculative execution produced, to be validated and applied at commit.
 #[derive(Debug, PartialEq)]
 struct Speculation {
-    result: ExecutionResult,
+    /// Taken when the speculation is applied.
+    result: Option<ExecutionResult>,
     reads: Reads,
     writes: Writes,
     /// A lazy credit to the transfer's recipient.
@@ -601,6 +602,9 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
         while self.committer.next < txs {
             let tx = self.committer.next;
             let slot = &shared.slots[tx];
+            // A speculation is applied where it lies (in its slot, or here when this thread made
+            // it): at over a kilobyte inline, each move cost more than its validation.
+            let (mut own, mut ready);
             let speculation = match slot.status.load(Ordering::Acquire) {
                 UNCLAIMED => {
                     if slot
@@ -619,15 +623,19 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
                     let speculable = speculable(envelope, shared.previous_of_sender[tx]);
                     let hot = speculable && shared.flags.hot.is_hot(envelope);
                     self.committer.left_to_committer += usize::from(hot);
-                    if shared.alone && speculable && !hot {
+                    own = if shared.alone && speculable && !hot {
                         self.speculator
                             .get_or_insert_with(|| Speculator::new(shared))
                             .speculate(shared, tx)
                     } else {
                         None
-                    }
+                    };
+                    own.as_mut()
                 }
-                READY => slot.speculation.lock().take(),
+                READY => {
+                    ready = slot.speculation.lock();
+                    ready.as_mut()
+                }
                 _ => return Stop::Speculating(tx),
             };
             if let Err(error) = self.commit(shared, tx, speculation) {
@@ -645,7 +653,7 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
         &mut self,
         shared: &Shared<'a, S>,
         tx: TxIdx,
-        speculation: Option<Speculation>,
+        speculation: Option<&mut Speculation>,
     ) -> Result<(), ExecutionError> {
         let envelope = &shared.block.body.transactions[tx];
         check_block_gas(
@@ -691,7 +699,11 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
 
     /// Applies `speculation` to the committed state if every value it read is still current (and
     /// its lazy credits do not overflow), returning its result; `None` leaves the state as is.
-    fn apply(&mut self, beneficiary: Address, speculation: Speculation) -> Option<ExecutionResult> {
+    fn apply(
+        &mut self,
+        beneficiary: Address,
+        speculation: &mut Speculation,
+    ) -> Option<ExecutionResult> {
         let state = &mut self.evm.ctx.journaled_state.database;
         // A location the block has not written holds the pre-block value, which is what the
         // speculation read from the same storage: valid by construction. Accounts read this way
@@ -755,7 +767,7 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
             fits(state, beneficiary, speculation.fee)?;
         }
         const LOADED: &str = "accounts written at commit are loaded before the first write";
-        for (address, diff) in speculation.writes {
+        for (address, diff) in speculation.writes.drain(..) {
             state.apply_diff(address, diff);
         }
         if let Some((sender, spent)) = speculation.debit {
@@ -767,10 +779,10 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
         if let Some((recipient, amount)) = speculation.credit {
             state.increment_balance(recipient, amount).expect(LOADED);
         }
-        for (contract, amount) in speculation.contract_credits {
+        for &(contract, amount) in &speculation.contract_credits {
             state.increment_balance(contract, amount).expect(LOADED);
         }
-        for send in speculation.contract_sends {
+        for send in &speculation.contract_sends {
             // Within its bounds, the balance never went below a send: exact modulo 2^256. An
             // unchanged balance is not written (nor listed among the block's changes).
             if !send.net.is_zero() {
@@ -781,7 +793,7 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
         state
             .increment_balance(beneficiary, speculation.fee)
             .expect(LOADED);
-        Some(speculation.result)
+        speculation.result.take()
     }
 }
 
@@ -1017,7 +1029,7 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
             return None;
         }
         Some(Speculation {
-            result,
+            result: Some(result),
             reads,
             writes,
             credit,
@@ -1082,7 +1094,7 @@ impl<S: Storage + ?Sized> Speculator<'_, S> {
             None => (Some(transfer.sender_balance), None),
         };
         Some(Speculation {
-            result: transfer.result,
+            result: Some(transfer.result),
             reads: smallvec![
                 sender_read,
                 Read::CodelessRecipient(recipient, recipient_pre),
