@@ -145,9 +145,12 @@ impl ExecutorConfig {
     }
 }
 
-/// How a block is to run: the strategy, and the reason when it is sequential.
+/// How a block is to run: the strategy, on how many threads, and the reason when it is
+/// sequential.
 struct Plan {
     strategy: Strategy,
+    /// Fewer threads than the executor has (`None`: all it would use).
+    threads: Option<usize>,
     reason: Option<String>,
 }
 
@@ -155,6 +158,7 @@ impl Plan {
     fn sequential(reason: String) -> Self {
         Self {
             strategy: Strategy::Sequential,
+            threads: None,
             reason: Some(reason),
         }
     }
@@ -162,7 +166,16 @@ impl Plan {
     fn parallel(strategy: Strategy) -> Self {
         Self {
             strategy,
+            threads: None,
             reason: None,
+        }
+    }
+
+    /// `strategy` on the calling thread alone.
+    fn alone(strategy: Strategy) -> Self {
+        Self {
+            threads: Some(1),
+            ..Self::parallel(strategy)
         }
     }
 }
@@ -381,6 +394,7 @@ impl ParallelExecutor {
         let shape = OnceCell::new();
         let plan = self.config.plan(chain, block, storage, &shape);
         stats.strategy = plan.strategy;
+        stats.threads = plan.threads.map_or(threads, |planned| planned.min(threads));
         if matches!(plan.strategy, Strategy::Sequential | Strategy::Auto) {
             stats.threads = 1;
             stats.executions = txs;
@@ -843,16 +857,21 @@ const CHAIN_CALLS_TOLERATED: usize = 20;
 /// Blocks with fewer transactions than this run sequentially.
 const MIN_PARALLEL_TXS: usize = 16;
 
-/// A block with less gas than [`MIN_PARALLEL_GAS`] runs the pipeline if it has at least this many
-/// transactions and all but one in [`CHAIN_CALLS_TOLERATED`] are plain transfers: the pipeline
-/// speculates those natively, without revm, at a fraction of their sequential cost, so its fixed
-/// cost pays from about a hundred of them. Measured with `examples/strategies.rs` at 2 threads
-/// (medians of 300-400 runs, the pipeline forced): plain transfers between distinct accounts
-/// 0.61x at 47 transactions, 0.86x at 95, 1.24x at 142, 1.33-1.60x at 161-190 (one sender's
-/// chain 1.47x at 161, a hot recipient 1.44x at 142); mainnet 2179522 (222 transactions, 218
-/// plain transfers, 4.7 Mgas) 1.49-1.57x. Mainnet 3356896 (176, ten of them calls) gained
-/// 0.88-1.08x and stays sequential.
-const MIN_TRANSFER_PIPELINE_TXS: usize = 144;
+/// A block with less gas than [`MIN_PARALLEL_GAS`] whose transactions are all but one in
+/// [`CHAIN_CALLS_TOLERATED`] plain transfers runs the pipeline on the calling thread alone: it
+/// speculates those natively, without revm, at a fraction of their sequential cost, and with no
+/// thread to wake and nothing crossing cores it pays from a few dozen of them. Its committer is
+/// then the bottleneck, which a second thread relieves only on bigger blocks. Measured with
+/// `examples/strategies.rs` (medians of 200-400 runs, the pipeline forced), plain transfers between
+/// distinct accounts at 1 thread against 2: 1.30x at 19 transactions, 1.54x at 47, 1.67x at 95
+/// (0.61x and 0.86x at 2 threads, the eleventh session), 1.68x against 1.18x at 142, 1.69x
+/// against 1.47x at 223, 1.65x against 1.70x at 476 (10 Mgas), 1.74x against 2.08x at 1,428;
+/// one sender's chain 1.57x and a hot recipient 1.59x at 95 alone; mainnet 2179522 (222
+/// transactions, 218 plain transfers, 4.7 Mgas) 1.39x against 1.21x. Mainnet 3356896 (176, ten of
+/// them calls: too many) would gain 1.04x alone and stays sequential.
+fn runs_alone(small: bool, transfers: bool) -> bool {
+    small && transfers
+}
 
 /// Block-STM's per-transaction overhead (versioned reads, publication, validation) is amortized
 /// by heavy transactions: a block runs Block-STM only if its gas per transaction is at least this
@@ -892,15 +911,14 @@ fn plan_block<S: Storage + ?Sized>(
     let gas_per_tx = gas / txs as u64;
     let heavy = gas_per_tx >= BLOCK_STM_MIN_GAS_PER_TX;
     let small = gas < MIN_PARALLEL_GAS;
-    let transfers = txs >= MIN_TRANSFER_PIPELINE_TXS
-        && block
-            .body
-            .transactions
-            .iter()
-            .filter(|tx| !is_plain_transfer(tx))
-            .count()
-            * CHAIN_CALLS_TOLERATED
-            <= txs;
+    let transfers = block
+        .body
+        .transactions
+        .iter()
+        .filter(|tx| !is_plain_transfer(tx))
+        .count()
+        * CHAIN_CALLS_TOLERATED
+        <= txs;
     if small
         && !transfers
         && !(heavy && gas >= MIN_HEAVY_GAS_SINCE_BERLIN && spec.is_enabled_in(SpecId::BERLIN))
@@ -979,6 +997,9 @@ fn plan_block<S: Storage + ?Sized>(
             "{left} of {txs} transactions call without input contracts that many of them call \
              so: the pipeline's committer would execute them one after another"
         ));
+    }
+    if runs_alone(small, transfers) {
+        return Plan::alone(Strategy::Pipeline);
     }
     Plan::parallel(Strategy::Pipeline)
 }

@@ -35,12 +35,23 @@ fn planned_under(
     storage: &parevm::InMemoryStorage,
     threads: usize,
 ) -> Strategy {
+    planned_on(spec, block, storage, threads).0
+}
+
+/// The strategy and the number of threads `Strategy::Auto` with `threads` threads runs `block`
+/// with under `spec` (its output checked against sequential execution).
+fn planned_on(
+    spec: SpecId,
+    block: &Block<Recovered<TxEnvelope>>,
+    storage: &parevm::InMemoryStorage,
+    threads: usize,
+) -> (Strategy, usize) {
     let chain = ChainSpec::fixed(spec);
     let expected = parevm::execute_sequential(&chain, block, storage).expect("valid block");
     let (output, stats) =
         executor_with(Strategy::Auto, threads).execute_with_stats(&chain, block, storage);
     assert_eq!(output.expect("valid block"), expected);
-    stats.strategy
+    (stats.strategy, stats.threads)
 }
 
 /// Why `Strategy::Auto` at 2 threads runs `block` sequentially (it must).
@@ -269,12 +280,11 @@ fn small_heavy_block_runs_block_stm_from_berlin_on() {
     }
 }
 
-/// A block of plain transfers from one sender (a nonce chain covering it) runs the pipeline from
-/// 5 Mgas on, and sequentially below (a small block heavy enough for Block-STM otherwise); so does
-/// one with a call among its transfers, but not with two (more than one in 20); the same chain of
-/// calls runs sequentially.
+/// A block of plain transfers from one sender (a nonce chain covering it) runs the pipeline, on
+/// every thread from 5 Mgas on and on one below; so does one with a call among its transfers, but
+/// not with two (more than one in 20); the same chain of calls runs sequentially.
 #[test]
-fn chain_of_plain_transfers_runs_the_pipeline_when_big_enough() {
+fn chain_of_plain_transfers_runs_the_pipeline() {
     let chain_block = |gas_limit: u64, calls: usize| {
         let from = senders(1);
         let mut storage = funded(SPEC, &from);
@@ -301,18 +311,29 @@ fn chain_of_plain_transfers_runs_the_pipeline_when_big_enough() {
     };
     // 20 transactions, three quarters of their gas limits counted: 7.5 and 4.5 Mgas.
     let (big, storage) = chain_block(500_000, 0);
-    assert_eq!(planned(&big, &storage, 2), Strategy::Pipeline);
+    assert_eq!(planned_on(SPEC, &big, &storage, 2), (Strategy::Pipeline, 2));
     // One call among them (at most one in 20 tolerated), or two.
     let (one_call, storage) = chain_block(500_000, 1);
     assert_eq!(planned(&one_call, &storage, 2), Strategy::Pipeline);
     let (two_calls, storage) = chain_block(500_000, 2);
     assert_eq!(planned(&two_calls, &storage, 2), Strategy::Sequential);
-    let small = chain_block(300_000, 0);
-    assert_eq!(planned(&small.0, &small.1, 2), Strategy::Sequential);
+    let (small, storage) = chain_block(300_000, 0);
+    assert_eq!(
+        planned_on(SPEC, &small, &storage, 2),
+        (Strategy::Pipeline, 1)
+    );
+    let (small_with_calls, storage) = chain_block(300_000, 2);
+    assert_eq!(
+        planned(&small_with_calls, &storage, 2),
+        Strategy::Sequential
+    );
     let calls = chain_block(2_000_000, 20);
     assert_eq!(planned(&calls.0, &calls.1, 2), Strategy::Sequential);
     // Both for the chain (a chain of calls would otherwise meet the later "too chained" rule).
-    for (block, storage) in [&small, &calls] {
+    for (block, storage) in [&small_with_calls, &calls.0]
+        .into_iter()
+        .zip([&storage, &calls.1])
+    {
         let reason = sequential_reason_at_two_threads(block, storage);
         assert!(reason.contains("nonce chain covers 20 of 20"), "{reason}");
     }
@@ -354,10 +375,11 @@ fn block_mostly_paying_one_contract_runs_sequentially() {
     assert_eq!(planned(&block, &storage, 2), Strategy::Pipeline);
 }
 
-/// A small block of plain transfers runs the pipeline from 144 transactions on (each speculated
-/// natively, cheaply), and sequentially below that, or with more than one call in 20 among them.
+/// A small block of plain transfers (from 16 transactions on) runs the pipeline on one thread
+/// (each transfer speculated natively, cheaply), whatever the executor's threads; with more than
+/// one call in 20 among them, sequentially. A big one runs the pipeline on every thread.
 #[test]
-fn small_block_of_plain_transfers_runs_the_pipeline_from_enough_transactions() {
+fn small_block_of_plain_transfers_runs_the_pipeline_alone() {
     let transfers_block = |count: u8, calls: usize| {
         let from = senders(count);
         let mut storage = funded(SPEC, &from);
@@ -384,19 +406,17 @@ fn small_block_of_plain_transfers_runs_the_pipeline_from_enough_transactions() {
         (block(SPEC, txs), storage)
     };
     // Three quarters of 144 x 21,000 gas: 2.3 Mgas, below `MIN_PARALLEL_GAS`.
-    let (enough, storage) = transfers_block(144, 0);
-    assert_eq!(planned(&enough, &storage, 2), Strategy::Pipeline);
-    let (seven_calls, storage) = transfers_block(144, 7);
-    assert_eq!(planned(&seven_calls, &storage, 2), Strategy::Pipeline);
-    for (count, calls) in [(143, 0), (144, 8)] {
+    for (count, calls) in [(16, 0), (144, 0), (144, 7)] {
         let (block, storage) = transfers_block(count, calls);
-        assert_eq!(planned(&block, &storage, 2), Strategy::Sequential);
-        let reason = sequential_reason_at_two_threads(&block, &storage);
-        assert!(
-            reason.contains("less than 5000000"),
-            "{count}, {calls}: {reason}"
-        );
+        for threads in [2, 8] {
+            let planned = planned_on(SPEC, &block, &storage, threads);
+            assert_eq!(planned, (Strategy::Pipeline, 1), "{count}, {calls}");
+        }
     }
+    let (calls, storage) = transfers_block(144, 8);
+    assert_eq!(planned(&calls, &storage, 2), Strategy::Sequential);
+    let reason = sequential_reason_at_two_threads(&calls, &storage);
+    assert!(reason.contains("less than 5000000"), "{reason}");
     // One sender's chain of them too (below 5 Mgas a chain ran sequentially).
     let chain_block = |count: u64| {
         let from = senders(1);
@@ -416,9 +436,15 @@ fn small_block_of_plain_transfers_runs_the_pipeline_from_enough_transactions() {
             .collect();
         (block(SPEC, txs), storage)
     };
-    let (chain, storage) = chain_block(144);
-    assert_eq!(planned(&chain, &storage, 2), Strategy::Pipeline);
-    let (short_chain, storage) = chain_block(143);
-    let reason = sequential_reason_at_two_threads(&short_chain, &storage);
-    assert!(reason.contains("less than 5000000"), "{reason}");
+    let (chain, storage) = chain_block(16);
+    assert_eq!(
+        planned_on(SPEC, &chain, &storage, 2),
+        (Strategy::Pipeline, 1)
+    );
+    // 400 x 15,750: 6.3 Mgas.
+    let (chain, storage) = chain_block(400);
+    assert_eq!(
+        planned_on(SPEC, &chain, &storage, 2),
+        (Strategy::Pipeline, 2)
+    );
 }
