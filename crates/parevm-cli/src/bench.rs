@@ -112,9 +112,11 @@ struct ParallelMeasurement {
 /// The most runs of each executor per workload, whatever `--min-ms` asks.
 const MAX_RUNS: usize = 10_000;
 
-/// Runs the baseline, the sequential executor and each parallel executor in turn, `repeat` times
-/// or more: until sequential execution has run `min_ms` in all (at most [`MAX_RUNS`] times); each
-/// timed run after `idle` of sleep. Every parallel output is checked against the sequential one.
+/// Runs the baseline, the sequential executor and each parallel executor once untimed (a warm-up:
+/// the first workload of a run otherwise paid for the worker threads' first start and the heaps'
+/// growth), then in turn, `repeat` times or more: until sequential execution has run `min_ms` in
+/// all (at most [`MAX_RUNS`] times); each timed run after `idle` of sleep. Every parallel output
+/// is checked against the sequential one.
 fn measure(
     workload: &Workload,
     executors: &[Configured],
@@ -127,6 +129,12 @@ fn measure(
     let mut txs_and_gas = (0, 0);
     let mut sequential_total_ms = 0.0;
     let runs_per_round = executors.len() + 2;
+    // Errors surface in the timed rounds, which run the same.
+    let _ = run_revm(&workload.chain, &workload.block, &workload.storage);
+    let _ = execute_sequential(&workload.chain, &workload.block, &workload.storage);
+    for configured in executors {
+        let _ = (configured.executor).execute(&workload.chain, &workload.block, &workload.storage);
+    }
     let mut round = 0;
     while round < repeat.max(1) || (round < MAX_RUNS && sequential_total_ms < min_ms as f64) {
         // The order changes every round: a run's place (what ran just before it, what the
