@@ -616,7 +616,7 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
                     }
                     // A speculator that joins late (its core woke after the block began) starts
                     // past the committer, not on transactions the committer has taken.
-                    if shared.next_speculation.load(Ordering::Relaxed) <= tx {
+                    if !shared.alone && shared.next_speculation.load(Ordering::Relaxed) <= tx {
                         shared.next_speculation.fetch_max(tx + 1, Ordering::Relaxed);
                     }
                     let envelope = &shared.block.body.transactions[tx];
