@@ -857,22 +857,6 @@ const CHAIN_CALLS_TOLERATED: usize = 20;
 /// Blocks with fewer transactions than this run sequentially.
 const MIN_PARALLEL_TXS: usize = 16;
 
-/// A block with less gas than [`MIN_PARALLEL_GAS`] whose transactions are all but one in
-/// [`CHAIN_CALLS_TOLERATED`] plain transfers runs the pipeline on the calling thread alone: it
-/// speculates those natively, without revm, at a fraction of their sequential cost, and with no
-/// thread to wake and nothing crossing cores it pays from a few dozen of them. Its committer is
-/// then the bottleneck, which a second thread relieves only on bigger blocks. Measured with
-/// `examples/strategies.rs` (medians of 200-400 runs, the pipeline forced), plain transfers between
-/// distinct accounts at 1 thread against 2: 1.30x at 19 transactions, 1.54x at 47, 1.67x at 95
-/// (0.61x and 0.86x at 2 threads, the eleventh session), 1.68x against 1.18x at 142, 1.69x
-/// against 1.47x at 223, 1.65x against 1.70x at 476 (10 Mgas), 1.74x against 2.08x at 1,428;
-/// one sender's chain 1.57x and a hot recipient 1.59x at 95 alone; mainnet 2179522 (222
-/// transactions, 218 plain transfers, 4.7 Mgas) 1.39x against 1.21x. Mainnet 3356896 (176, ten of
-/// them calls: too many) would gain 1.04x alone and stays sequential.
-fn runs_alone(small: bool, transfers: bool) -> bool {
-    small && transfers
-}
-
 /// Block-STM's per-transaction overhead (versioned reads, publication, validation) is amortized
 /// by heavy transactions: a block runs Block-STM only if its gas per transaction is at least this
 /// (swaps, the mixed workload and most recent mainnet blocks), at any thread count. Lighter
@@ -998,7 +982,20 @@ fn plan_block<S: Storage + ?Sized>(
              so: the pipeline's committer would execute them one after another"
         ));
     }
-    if runs_alone(small, transfers) {
+    // A block with less gas than `MIN_PARALLEL_GAS` whose transactions are all but one in
+    // `CHAIN_CALLS_TOLERATED` plain transfers (`transfers`) runs the pipeline on the calling
+    // thread alone: it speculates those natively, without revm, at a fraction of their
+    // sequential cost, and with no thread to wake and nothing crossing cores it pays from a few
+    // dozen of them. Its committer is then the bottleneck, which a second thread relieves only on
+    // bigger blocks. Measured with `examples/strategies.rs` (medians of 200-400 runs, the pipeline
+    // forced), plain transfers between distinct accounts at 1 thread against 2: 1.30x at 19
+    // transactions, 1.54x at 47, 1.67x at 95 (0.61x and 0.86x at 2 threads in the seventeenth
+    // session, on the previous host), 1.68x against 1.18x at 142, 1.69x against 1.47x at 223,
+    // 1.65x against 1.70x at 476 (10 Mgas), 1.74x against 2.08x at 1,428; one sender's chain
+    // 1.57x and a hot recipient 1.59x at 95 alone; mainnet 2179522 (222 transactions, 218 plain
+    // transfers, 4.7 Mgas) 1.39x against 1.21x. Mainnet 3356896 (176, ten of them calls: too
+    // many) would gain 1.04x alone and stays sequential.
+    if small && transfers {
         return Plan::alone(Strategy::Pipeline);
     }
     Plan::parallel(Strategy::Pipeline)

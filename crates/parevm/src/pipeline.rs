@@ -603,7 +603,8 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
             let tx = self.committer.next;
             let slot = &shared.slots[tx];
             // A speculation is applied where it lies (in its slot, or here when this thread made
-            // it): at over a kilobyte inline, each move cost more than its validation.
+            // it): it is over a kilobyte inline, and moving it into `commit` and `apply` made
+            // `memmove` a fifth of a one-thread pipeline's time (5891667).
             let (mut own, mut ready);
             let speculation = match slot.status.load(Ordering::Acquire) {
                 UNCLAIMED => {

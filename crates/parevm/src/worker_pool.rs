@@ -11,8 +11,7 @@
 //! 87 us).
 //!
 //! On another host of the same kind (eighteenth session) a woken bound worker still took
-//! 25-110 us to start, the caller's parked thread as long to come back: a 0.16-ms block ran at
-//! 0.85x sequential. The caller now works share 0 from the start, on whatever core it is on, and
+//! 25-110 us to start while the caller waited: a 0.16-ms block ran at 0.85x sequential. The caller now works share 0 from the start, on whatever core it is on, and
 //! wakes only the workers bound to the other cores (the one bound to its own core sits the block
 //! out): what the wake-up costs is no longer lost (mainnet geometric mean 1.18 -> 1.23).
 
@@ -259,7 +258,7 @@ impl Drop for WorkerPool {
 }
 
 /// A worker's life: waits for each job (busy-waiting a few rounds, then parked) and runs its
-/// `share` of it, until the pool is dropped.
+/// share of it ([`Job::share_of`]), until the pool is dropped.
 fn work_shares(shared: &PoolShared, worker: usize) {
     let mut seen = 0;
     loop {

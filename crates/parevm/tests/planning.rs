@@ -330,10 +330,7 @@ fn chain_of_plain_transfers_runs_the_pipeline() {
     let calls = chain_block(2_000_000, 20);
     assert_eq!(planned(&calls.0, &calls.1, 2), Strategy::Sequential);
     // Both for the chain (a chain of calls would otherwise meet the later "too chained" rule).
-    for (block, storage) in [&small_with_calls, &calls.0]
-        .into_iter()
-        .zip([&storage, &calls.1])
-    {
+    for (block, storage) in [(&small_with_calls, &storage), (&calls.0, &calls.1)] {
         let reason = sequential_reason_at_two_threads(block, storage);
         assert!(reason.contains("nonce chain covers 20 of 20"), "{reason}");
     }
