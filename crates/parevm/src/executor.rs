@@ -19,8 +19,8 @@ use crate::{
     mv_memory::ReadError,
     output::{StateChanges, merge_changes},
     pipeline::{
-        CommittedPrefix, PipelineCounters, PipelineEnd, Threads, execute_pipeline, hot_from_start,
-        is_plain_transfer, speculable,
+        CommittedPrefix, PipelineCounters, PipelineEnd, Slots, Threads, execute_pipeline,
+        hot_from_start, is_plain_transfer, speculable,
     },
     pre_state::PreState,
     scheduler::{Scheduler, Task},
@@ -221,6 +221,9 @@ pub struct ParallelExecutor {
     /// The multi-version memory of the previous block, kept for the next one (taken by the block
     /// that runs; a concurrent call on the same executor makes its own).
     memory: Mutex<Option<MvMemory>>,
+    /// The pipeline's slots of the previous block, kept for the next one (taken by the block
+    /// that runs the pipeline; a second block pipelined meanwhile makes its own).
+    slots: Mutex<Slots>,
 }
 
 /// One worker's tallies, on a cache line of their own: bumped after every task, shared counters
@@ -357,6 +360,7 @@ impl ParallelExecutor {
             config,
             pool: WorkerPool::new(config.concurrency.get(), placement),
             memory: Mutex::new(None),
+            slots: Mutex::default(),
         }
     }
 
@@ -529,6 +533,7 @@ impl ParallelExecutor {
         mut stats: ExecutionStats,
     ) -> (Result<PipelineEnd, ExecutionError>, ExecutionStats) {
         let counters = PipelineCounters::default();
+        let mut slots = std::mem::take(&mut *self.slots.lock());
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let threads = match self.pool.as_ref() {
                 Some(pool) if stats.threads > 1 => Threads::Pool(pool, stats.threads),
@@ -538,12 +543,17 @@ impl ParallelExecutor {
                 chain,
                 block,
                 storage,
-                shape,
+                (shape, &mut slots),
                 threads,
                 hand_over_at,
                 &counters,
             )
         }));
+        if result.is_ok() {
+            // A block whose thread panicked may have left its slots half-written: dropped.
+            slots.empty();
+            *self.slots.lock() = slots;
+        }
         stats.executions =
             counters.speculations.load(Ordering::Relaxed) + counters.direct.load(Ordering::Relaxed);
         stats.validations = counters.validations.load(Ordering::Relaxed);
@@ -838,7 +848,9 @@ const MIN_HEAVY_GAS_SINCE_BERLIN: u64 = 1_500_000;
 
 /// A block that one sender's nonce chain dominates runs the pipeline from this much gas on when
 /// every transaction that follows one of its sender's is a plain transfer (speculated with the
-/// sender's funds assumed, checked at commit); below it, sequentially. Measured with
+/// sender's funds assumed, checked at commit); below it, on the calling thread alone when most
+/// of the block are plain transfers ([`ALONE_MIN_TRANSFERS_PERCENT`]), otherwise sequentially.
+/// Measured with
 /// `examples/strategies.rs`, medians of 41 runs: one sender's chain of transfers, 1.33-1.82x with
 /// the pipeline from 5 to 60 Mgas (1.99x at 200 Mgas, 7 runs). The mainnet payout blocks (8-15
 /// Mgas, 0.3-1.5 ms; a mining pool paying out in its own block) ran 0.93-1.32x until their
@@ -853,6 +865,10 @@ const MIN_CHAIN_PIPELINE_GAS: u64 = MIN_PARALLEL_GAS;
 /// executes those itself, in order): mainnet 12520364, a pool's 650 payouts and one call among
 /// them, 1.34x with the pipeline forced at 2 threads (`profile_block`, 300 runs).
 const CHAIN_CALLS_TOLERATED: usize = 20;
+
+/// A block with less gas than [`MIN_PARALLEL_GAS`] of which at least this share (in percent) are
+/// plain transfers runs the pipeline on the calling thread alone (see `plan_block`).
+const ALONE_MIN_TRANSFERS_PERCENT: usize = 75;
 
 /// Blocks with fewer transactions than this run sequentially.
 const MIN_PARALLEL_TXS: usize = 16;
@@ -895,17 +911,30 @@ fn plan_block<S: Storage + ?Sized>(
     let gas_per_tx = gas / txs as u64;
     let heavy = gas_per_tx >= BLOCK_STM_MIN_GAS_PER_TX;
     let small = gas < MIN_PARALLEL_GAS;
-    let transfers = block
-        .body
-        .transactions
-        .iter()
-        .filter(|tx| !is_plain_transfer(tx))
-        .count()
-        * CHAIN_CALLS_TOLERATED
-        <= txs;
+    // A block with less gas than `MIN_PARALLEL_GAS` whose transactions are mostly plain transfers
+    // (`ALONE_MIN_TRANSFERS_PERCENT`) runs the pipeline on the calling thread alone: it speculates
+    // those natively, without revm, at a fraction of their sequential cost, and executes the rest
+    // directly, as sequentially; with no thread to wake and nothing crossing cores it pays from a
+    // few dozen transfers. Its committer is then the bottleneck, which a second thread relieves
+    // only on bigger blocks. Measured with `examples/strategies.rs` (medians of 200-400 runs, the
+    // pipeline forced), plain transfers between distinct accounts at 1 thread against 2: 1.30x at
+    // 19 transactions, 1.54x at 47, 1.67x at 95 (0.61x and 0.86x at 2 threads in the seventeenth
+    // session, on the previous host), 1.68x against 1.18x at 142, 1.69x against 1.47x at 223,
+    // 1.65x against 1.70x at 476 (10 Mgas), 1.74x against 2.08x at 1,428; one sender's chain
+    // 1.57x and a hot recipient 1.59x at 95 alone. Mainnet, alone against sequential (nineteenth
+    // session, 300 runs): 2179522 (218 of 222 plain transfers) 1.38-1.46x, 3356896 (166 of 176)
+    // 1.16-1.21x, 116525 (66 of 83) 1.10-1.15x; 2641321 (78 of 83, but 46 of them into code,
+    // executed directly) 0.97x, as the executor's sequential path there (0.96-0.97x).
     if small
-        && !transfers
-        && !(heavy && gas >= MIN_HEAVY_GAS_SINCE_BERLIN && spec.is_enabled_in(SpecId::BERLIN))
+        && (block.body.transactions.iter())
+            .filter(|tx| is_plain_transfer(tx))
+            .count()
+            * 100
+            >= txs * ALONE_MIN_TRANSFERS_PERCENT
+    {
+        return Plan::alone(Strategy::Pipeline);
+    }
+    if small && !(heavy && gas >= MIN_HEAVY_GAS_SINCE_BERLIN && spec.is_enabled_in(SpecId::BERLIN))
     {
         return sequential(format!("{gas} gas (less than {MIN_PARALLEL_GAS})"));
     }
@@ -918,7 +947,7 @@ fn plan_block<S: Storage + ?Sized>(
     // chains: its sender sends a strict majority of the transactions (a majority vote).
     let chain_covers =
         |longest: usize| format!("one sender's nonce chain covers {longest} of {txs} transactions");
-    let chain_pipelined = gas >= MIN_CHAIN_PIPELINE_GAS || transfers;
+    let chain_pipelined = gas >= MIN_CHAIN_PIPELINE_GAS;
     if !chain_pipelined
         && let Some(longest) = majority_sender_count(block)
         && longest * 3 > txs * 2
@@ -946,7 +975,7 @@ fn plan_block<S: Storage + ?Sized>(
     if suits_block_stm && !calls_rarely_share_contracts(block, threads) {
         return Plan::parallel(Strategy::BlockStm);
     }
-    if small && !suits_block_stm && !transfers {
+    if small && !suits_block_stm {
         return sequential(format!(
             "{gas} gas (less than {MIN_PARALLEL_GAS}), not suited to Block-STM"
         ));
@@ -981,22 +1010,6 @@ fn plan_block<S: Storage + ?Sized>(
             "{left} of {txs} transactions call without input contracts that many of them call \
              so: the pipeline's committer would execute them one after another"
         ));
-    }
-    // A block with less gas than `MIN_PARALLEL_GAS` whose transactions are all but one in
-    // `CHAIN_CALLS_TOLERATED` plain transfers (`transfers`) runs the pipeline on the calling
-    // thread alone: it speculates those natively, without revm, at a fraction of their
-    // sequential cost, and with no thread to wake and nothing crossing cores it pays from a few
-    // dozen of them. Its committer is then the bottleneck, which a second thread relieves only on
-    // bigger blocks. Measured with `examples/strategies.rs` (medians of 200-400 runs, the pipeline
-    // forced), plain transfers between distinct accounts at 1 thread against 2: 1.30x at 19
-    // transactions, 1.54x at 47, 1.67x at 95 (0.61x and 0.86x at 2 threads in the seventeenth
-    // session, on the previous host), 1.68x against 1.18x at 142, 1.69x against 1.47x at 223,
-    // 1.65x against 1.70x at 476 (10 Mgas), 1.74x against 2.08x at 1,428; one sender's chain
-    // 1.57x and a hot recipient 1.59x at 95 alone; mainnet 2179522 (222 transactions, 218 plain
-    // transfers, 4.7 Mgas) 1.39x against 1.21x. Mainnet 3356896 (176, ten of them calls: too
-    // many) would gain 1.04x alone and stays sequential.
-    if small && transfers {
-        return Plan::alone(Strategy::Pipeline);
     }
     Plan::parallel(Strategy::Pipeline)
 }

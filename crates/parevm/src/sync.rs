@@ -65,6 +65,10 @@ mod imp {
         pub(crate) fn into_inner(self) -> T {
             self.0.into_inner().unwrap_or_else(PoisonError::into_inner)
         }
+
+        pub(crate) fn get_mut(&mut self) -> &mut T {
+            self.0.get_mut().unwrap_or_else(PoisonError::into_inner)
+        }
     }
 
     /// shuttle's condition variable. Its timed wait never times out, so a lost wake-up shows as a

@@ -322,7 +322,13 @@ fn chain_of_plain_transfers_runs_the_pipeline() {
         planned_on(SPEC, &small, &storage, 2),
         (Strategy::Pipeline, 1)
     );
-    let (small_with_calls, storage) = chain_block(300_000, 2);
+    // Small, calls are no obstacle alone (executed directly), up to a quarter of the block.
+    let (small_two_calls, storage) = chain_block(300_000, 2);
+    assert_eq!(
+        planned_on(SPEC, &small_two_calls, &storage, 2),
+        (Strategy::Pipeline, 1)
+    );
+    let (small_with_calls, storage) = chain_block(300_000, 6);
     assert_eq!(
         planned(&small_with_calls, &storage, 2),
         Strategy::Sequential
@@ -403,14 +409,23 @@ fn small_block_of_plain_transfers_runs_the_pipeline_alone() {
         (block(SPEC, txs), storage)
     };
     // Three quarters of 144 x 21,000 gas: 2.3 Mgas, below `MIN_PARALLEL_GAS`.
-    for (count, calls) in [(16, 0), (144, 0), (144, 7)] {
+    // Up to a quarter of calls (executed directly).
+    for (count, calls) in [(16, 0), (144, 0), (144, 7), (144, 36)] {
         let (block, storage) = transfers_block(count, calls);
         for threads in [2, 8] {
             let planned = planned_on(SPEC, &block, &storage, threads);
             assert_eq!(planned, (Strategy::Pipeline, 1), "{count}, {calls}");
         }
     }
-    let (calls, storage) = transfers_block(144, 8);
+    // Alone, only the transfers are speculated (and validated); the calls run once, directly.
+    let (mixed, storage) = transfers_block(144, 36);
+    let (_, stats) = executor_with(Strategy::Auto, 2).execute_with_stats(
+        &ChainSpec::fixed(SPEC),
+        &mixed,
+        &storage,
+    );
+    assert_eq!((stats.validations, stats.executions), (108, 144));
+    let (calls, storage) = transfers_block(144, 37);
     assert_eq!(planned(&calls, &storage, 2), Strategy::Sequential);
     let reason = sequential_reason_at_two_threads(&calls, &storage);
     assert!(reason.contains("less than 5000000"), "{reason}");
