@@ -236,42 +236,45 @@ const READY: u8 = 2;
 /// The committer took it: executed directly.
 const TAKEN: u8 = 3;
 
-/// One transaction's place in the pipeline.
-#[derive(Debug)]
-struct Slot {
-    status: AtomicU8,
-    speculation: Mutex<Option<Speculation>>,
-}
-
-impl Slot {
-    fn new() -> Self {
-        Self {
-            status: AtomicU8::new(UNCLAIMED),
-            speculation: Mutex::new(None),
-        }
-    }
-}
-
-/// The slots of a pipelined block, kept from block to block (emptied, not freed). A slot holds a
-/// speculation inline (over a kilobyte), so a block's slots span a kilobyte and more per
-/// transaction, and fresh ones were fresh pages: on a gigagas block of plain transfers, the
-/// kernel zeroing the 60 MB of its 47,619 slots took a seventh of the parallel run (`perf`).
+/// Each transaction's place in the pipeline, kept from block to block (emptied, not freed): its
+/// status, and its speculation once made. A speculation is inline (over a kilobyte), so a
+/// block's speculations span a kilobyte and more per transaction, and fresh ones were fresh
+/// pages: on a gigagas block of plain transfers, the kernel zeroing the 60 MB of its 47,619
+/// slots took a seventh of the parallel run (`perf`). The statuses lie apart, one byte each:
+/// the committer walks them in order, and they are reset for the next block in one sweep.
 #[derive(Debug, Default)]
-pub(crate) struct Slots(Vec<Slot>);
+pub(crate) struct Slots {
+    statuses: Vec<AtomicU8>,
+    speculations: Vec<Mutex<Option<Speculation>>>,
+    /// Transactions the last block committed through the pipeline: their speculations were
+    /// dropped as they were committed (see [`Role::run`]).
+    committed: AtomicUsize,
+}
 
 impl Slots {
     /// Exactly `txs` slots, every one unclaimed and empty (as [`Slots::empty`] left them).
     fn prepare(&mut self, txs: usize) -> &Self {
-        self.0.truncate(txs);
-        self.0.resize_with(txs, Slot::new);
+        self.statuses.truncate(txs);
+        self.statuses.resize_with(txs, || AtomicU8::new(UNCLAIMED));
+        self.speculations.truncate(txs);
+        self.speculations.resize_with(txs, || Mutex::new(None));
+        *self.committed.get_mut() = 0;
         self
+    }
+
+    /// The slots' number.
+    fn len(&self) -> usize {
+        self.statuses.len()
     }
 
     /// Drops what a block left in its slots and marks them unclaimed for the next block.
     pub(crate) fn empty(&mut self) {
-        for slot in &mut self.0 {
-            *slot.status.get_mut() = UNCLAIMED;
-            *slot.speculation.get_mut() = None;
+        let from = *self.committed.get_mut();
+        for (tx, status) in self.statuses.iter_mut().enumerate() {
+            if tx >= from && *status.get_mut() == READY {
+                *self.speculations[tx].get_mut() = None;
+            }
+            *status.get_mut() = UNCLAIMED;
         }
     }
 }
@@ -467,7 +470,7 @@ struct Shared<'a, S: ?Sized> {
     block_env: &'a BlockEnv,
     cfg: &'a CfgEnv,
     pre: &'a PreState<'a, S>,
-    slots: &'a [Slot],
+    slots: &'a Slots,
     /// For each transaction, the previous one of the same sender in the block (see
     /// [`speculable`]).
     previous_of_sender: &'a [Option<TxIdx>],
@@ -508,7 +511,7 @@ impl<'a, S: Storage + ?Sized> Shared<'a, S> {
         block: &'a Block<Recovered<TxEnvelope>>,
         (spec, block_env, cfg): (SpecId, &'a BlockEnv, &'a CfgEnv),
         pre: &'a PreState<'a, S>,
-        (shape, slots): (&'a BlockShape, &'a [Slot]),
+        (shape, slots): (&'a BlockShape, &'a Slots),
         threads: &Threads<'_>,
         hand_over_at: Option<TxIdx>,
         counters: &'a PipelineCounters,
@@ -630,15 +633,15 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
         let txs = shared.pipelined();
         while self.committer.next < txs {
             let tx = self.committer.next;
-            let slot = &shared.slots[tx];
+            let status = &shared.slots.statuses[tx];
             // A speculation is applied where it lies (in its slot, or here when this thread made
             // it): it is over a kilobyte inline, and moving it into `commit` and `apply` made
             // `memmove` a fifth of a one-thread pipeline's time (5891667).
-            let (mut own, mut ready);
-            let speculation = match slot.status.load(Ordering::Acquire) {
+            let mut own;
+            let mut ready = None;
+            let speculation = match status.load(Ordering::Acquire) {
                 UNCLAIMED => {
-                    if slot
-                        .status
+                    if status
                         .compare_exchange(UNCLAIMED, TAKEN, Ordering::AcqRel, Ordering::Acquire)
                         .is_err()
                     {
@@ -665,13 +668,15 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
                     };
                     own.as_mut()
                 }
-                READY => {
-                    ready = slot.speculation.lock();
-                    ready.as_mut()
-                }
+                READY => ready.insert(shared.slots.speculations[tx].lock()).as_mut(),
                 _ => return Stop::Speculating(tx),
             };
-            if let Err(error) = self.commit(shared, tx, speculation) {
+            let committed = self.commit(shared, tx, speculation);
+            if let Some(mut ready) = ready {
+                // Dropped while in this core's cache, not in `Slots::empty`'s sweep.
+                *ready = None;
+            }
+            if let Err(error) = committed {
                 self.committer.error = Some(error);
                 return Stop::Finished;
             }
@@ -1226,7 +1231,7 @@ pub(crate) fn execute_pipeline<S: Storage + ?Sized>(
         block,
         (spec, &block_env, &cfg),
         &pre,
-        (shape, &slots.0),
+        (shape, slots),
         &threads,
         hand_over_at,
         counters,
@@ -1257,6 +1262,7 @@ pub(crate) fn execute_pipeline<S: Storage + ?Sized>(
         left_to_committer,
         destinations: _,
     } = CachePadded::into_inner(committer).into_inner();
+    slots.committed.store(next, Ordering::Relaxed);
     counters.validations.store(validations, Ordering::Relaxed);
     counters.rejected.store(rejected, Ordering::Relaxed);
     counters.direct.store(direct, Ordering::Relaxed);
@@ -1352,10 +1358,9 @@ fn commit_block<'a, S: Storage + ?Sized>(
             break;
         };
         if !speculate_chunk(shared, speculator) {
-            let slot = &shared.slots[awaited];
+            let status = &shared.slots.statuses[awaited];
             shared.doorbell.wait_until(|| {
-                slot.status.load(Ordering::SeqCst) == READY
-                    || shared.flags.done.load(Ordering::SeqCst)
+                status.load(Ordering::SeqCst) == READY || shared.flags.done.load(Ordering::SeqCst)
             });
         }
         if shared.flags.done.load(Ordering::SeqCst) {
@@ -1397,9 +1402,8 @@ fn speculate_chunk<'a, S: Storage + ?Sized>(
         {
             continue; // Left to the committer.
         }
-        let slot = &shared.slots[tx];
-        if slot
-            .status
+        let status = &shared.slots.statuses[tx];
+        if status
             .compare_exchange(UNCLAIMED, SPECULATING, Ordering::AcqRel, Ordering::Relaxed)
             .is_err()
         {
@@ -1413,8 +1417,8 @@ fn speculate_chunk<'a, S: Storage + ?Sized>(
         for _ in 0..4 {
             spin_loop();
         }
-        *slot.speculation.lock() = speculation;
-        slot.status.store(READY, Ordering::SeqCst);
+        *shared.slots.speculations[tx].lock() = speculation;
+        status.store(READY, Ordering::SeqCst);
         shared.doorbell.ring();
     }
     true
@@ -1837,7 +1841,7 @@ mod native_speculation {
                 &block,
                 (spec, &block_env, &cfg),
                 &pre,
-                (&shape, &slots.prepare(block.body.transactions.len()).0),
+                (&shape, slots.prepare(block.body.transactions.len())),
                 &Threads::Alone,
                 None,
                 &counters,
@@ -1896,7 +1900,7 @@ mod native_speculation {
                 &block,
                 (spec, &block_env, &cfg),
                 &pre,
-                (&shape, &slots.0),
+                (&shape, &slots),
                 threads,
                 None,
                 &counters,
