@@ -19,8 +19,8 @@ use crate::{
     mv_memory::ReadError,
     output::{StateChanges, merge_changes},
     pipeline::{
-        CommittedPrefix, PipelineCounters, PipelineEnd, Slots, Threads, execute_pipeline,
-        hot_from_start, is_plain_transfer, speculable,
+        CommittedPrefix, PipelineCounters, PipelineEnd, Slots, Speculate, Threads,
+        execute_pipeline, hot_from_start, is_plain_transfer, speculable,
     },
     pre_state::PreState,
     scheduler::{Scheduler, Task},
@@ -537,7 +537,10 @@ impl ParallelExecutor {
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let threads = match self.pool.as_ref() {
                 Some(pool) if stats.threads > 1 => Threads::Pool(pool, stats.threads),
-                _ => Threads::Alone,
+                // Planned alone for speed, or forced (the speculative path checked on every
+                // transaction).
+                _ if self.config.strategy == Strategy::Auto => Threads::Alone(Speculate::Natively),
+                _ => Threads::Alone(Speculate::Every),
             };
             execute_pipeline(
                 chain,

@@ -477,10 +477,8 @@ struct Shared<'a, S: ?Sized> {
     /// The committer hands the rest of the block over to Block-STM once this many transactions
     /// are committed ([`crate::Strategy::HandOver`]).
     hand_over_at: Option<TxIdx>,
-    /// One thread: it speculates every transaction that threads would (see [`speculable`])
-    /// before committing it (the speculative path checked against the committed state on every
-    /// such transaction).
-    alone: bool,
+    /// One thread, and what it speculates before committing (`None`: several threads).
+    alone: Option<Speculate>,
     /// Transactions a thread claims at once while no speculation was rejected
     /// ([`CLAIM_CHUNK`]; fewer under shuttle, so that small blocks have several chunks).
     claim_chunk: usize,
@@ -526,7 +524,10 @@ impl<'a, S: Storage + ?Sized> Shared<'a, S> {
             hand_over_at,
             slots,
             previous_of_sender: &shape.previous_of_sender,
-            alone: matches!(threads, Threads::Alone),
+            alone: match threads {
+                Threads::Alone(speculate) => Some(*speculate),
+                _ => None,
+            },
             claim_chunk: match threads {
                 #[cfg(all(test, feature = "shuttle"))]
                 Threads::Shuttle(_) => 2,
@@ -537,7 +538,7 @@ impl<'a, S: Storage + ?Sized> Shared<'a, S> {
             // committer wait (and, where the speculation is unusable, execute it twice: mainnet
             // 12300570's first transaction, a 360,000-gas call that pays the beneficiary).
             next_speculation: CachePadded::new(crate::sync::AtomicUsize::new(usize::from(
-                !matches!(threads, Threads::Alone),
+                !matches!(threads, Threads::Alone(_)),
             ))),
             flags: CachePadded::new(Flags {
                 speculating: AtomicBool::new(true),
@@ -649,22 +650,28 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
                     }
                     // A speculator that joins late (its core woke after the block began) starts
                     // past the committer, not on transactions the committer has taken.
-                    if !shared.alone && shared.next_speculation.load(Ordering::Relaxed) <= tx {
+                    if shared.alone.is_none()
+                        && shared.next_speculation.load(Ordering::Relaxed) <= tx
+                    {
                         shared.next_speculation.fetch_max(tx + 1, Ordering::Relaxed);
                     }
                     let envelope = &shared.block.body.transactions[tx];
                     let speculable = speculable(envelope, shared.previous_of_sender[tx]);
                     let hot = speculable && shared.flags.hot.is_hot(envelope);
                     self.committer.left_to_committer += usize::from(hot);
-                    // Alone, only a native speculation pays for itself: a transaction revm
-                    // would speculate is executed directly, as sequentially (speculated and
-                    // validated alone, mainnet 3356896 ran 1.03x against 1.21x).
-                    own = if shared.alone && speculable && !hot && is_plain_transfer(envelope) {
-                        self.speculator
-                            .get_or_insert_with(|| Speculator::new(shared))
-                            .speculate_natively(shared, tx)
-                    } else {
-                        None
+                    own = match shared.alone {
+                        Some(speculate) if speculable && !hot => {
+                            let speculator =
+                                (self.speculator).get_or_insert_with(|| Speculator::new(shared));
+                            match speculate {
+                                Speculate::Every => speculator.speculate(shared, tx),
+                                Speculate::Natively if is_plain_transfer(envelope) => {
+                                    speculator.speculate_natively(shared, tx)
+                                }
+                                Speculate::Natively => None,
+                            }
+                        }
+                        _ => None,
                     };
                     own.as_mut()
                 }
@@ -1194,13 +1201,27 @@ pub(crate) fn is_plain_transfer(tx: &Recovered<TxEnvelope>) -> bool {
 
 /// The threads a pipelined block runs on.
 pub(crate) enum Threads<'p> {
-    /// The calling thread alone: it speculates every transaction before committing it.
-    Alone,
+    /// The calling thread alone, speculating before committing.
+    Alone(Speculate),
     /// This many threads of the pool.
     Pool(&'p WorkerPool, usize),
     /// The calling thread and this many minus one shuttle threads (model tests).
     #[cfg(all(test, feature = "shuttle"))]
     Shuttle(usize),
+}
+
+/// What the calling thread alone speculates before committing a transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Speculate {
+    /// Every transaction threads would speculate (see [`speculable`]): the speculative path
+    /// checked against the committed state on every such transaction (the pipeline forced on
+    /// one thread, as the state tests run it).
+    Every,
+    /// Only what it speculates natively (see [`native_transfer`]); the rest is executed directly,
+    /// as sequentially, since alone a speculation made with revm and then validated only costs
+    /// more (mainnet 3356896, 166 plain transfers of 176: 1.03x against 1.21x). The planner's
+    /// choice for small blocks of plain transfers.
+    Natively,
 }
 
 /// Runs `block` (its `shape`, and `slots` for its transactions) through the pipeline on
@@ -1239,7 +1260,7 @@ pub(crate) fn execute_pipeline<S: Storage + ?Sized>(
     let committer = CachePadded::new(Mutex::new(Committer::new(&overlay, txs)));
     let work = |index: usize| run_thread(&shared, &committer, &overlay, index);
     match threads {
-        Threads::Alone => work(0),
+        Threads::Alone(_) => work(0),
         Threads::Pool(pool, threads) => pool.run(threads, work),
         #[cfg(all(test, feature = "shuttle"))]
         Threads::Shuttle(threads) => shuttle::thread::scope(|scope| {
@@ -1842,7 +1863,7 @@ mod native_speculation {
                 (spec, &block_env, &cfg),
                 &pre,
                 (&shape, slots.prepare(block.body.transactions.len())),
-                &Threads::Alone,
+                &Threads::Alone(Speculate::Every),
                 None,
                 &counters,
             );
@@ -1906,7 +1927,7 @@ mod native_speculation {
                 &counters,
             )
         };
-        let alone = shared(&Threads::Alone);
+        let alone = shared(&Threads::Alone(Speculate::Every));
         let mut speculator = Speculator::new(&alone);
         assert!(speculator.speculate(&alone, 0).is_some());
         assert!(speculator.speculate(&alone, 1).is_none());
