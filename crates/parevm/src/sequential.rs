@@ -49,7 +49,7 @@ pub(crate) struct SequentialState<'a, S: ?Sized> {
     /// Pre-block accounts read and not written (`None`: does not exist).
     reads: AddressMap<Option<AccountBasic>>,
     /// Pre-block slots read and not written, of accounts whose storage the block has not reset.
-    slot_reads: HashMap<(Address, U256), U256>,
+    slot_reads: HashMap<SlotKey, U256>,
     code: B256Map<Bytecode>,
     /// The sender of the transaction being executed: a valid transaction always writes its
     /// sender (the nonce), so its first read goes straight into `changes` instead of through
@@ -203,7 +203,7 @@ impl<'a, S: Storage + ?Sized> SequentialState<'a, S> {
             }
             if !self.slot_reads.is_empty() {
                 // Written slots leave the read cache: it stays small, cheap to miss in.
-                self.slot_reads.remove(&(address, *slot));
+                self.slot_reads.remove(&SlotKey(address, *slot));
             }
             change.storage.insert(*slot, value.present_value());
         }
@@ -245,7 +245,7 @@ impl<'a, S: Storage + ?Sized> SequentialState<'a, S> {
         if !self.slot_reads.is_empty() {
             // Written slots leave the read cache: it stays small, cheap to miss in.
             for (slot, _) in &diff.storage {
-                self.slot_reads.remove(&(address, *slot));
+                self.slot_reads.remove(&SlotKey(address, *slot));
             }
         }
         change.storage.extend(diff.storage);
@@ -344,6 +344,22 @@ fn unwritten(pre: Option<AccountBasic>) -> AccountChange {
     }
 }
 
+/// A slot of an account, as a key of [`SequentialState`]'s read cache. Hashed as two words
+/// (the address's last eight bytes, the slot's limbs folded) instead of its 52 bytes: hashing
+/// the tuple was 2-4% of sequential execution (`foldhash::hash_bytes_long`, mainnet 15537393).
+/// Keys are compared in full, so colliding words only cost a probe.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct SlotKey(Address, U256);
+
+impl std::hash::Hash for SlotKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let address = u64::from_le_bytes(self.0[12..].try_into().expect("eight bytes"));
+        let [a, b, c, d] = *self.1.as_limbs();
+        state.write_u64(address);
+        state.write_u64(a ^ b.rotate_left(16) ^ c.rotate_left(32) ^ d.rotate_left(48));
+    }
+}
+
 /// Where a slot's value comes from.
 enum SlotSource {
     /// Written by the block, or zero (storage reset, or no account).
@@ -399,7 +415,7 @@ impl<S: Storage + ?Sized> Database for SequentialState<'_, S> {
                 }
             }
         }
-        match self.slot_reads.entry((address, index)) {
+        match self.slot_reads.entry(SlotKey(address, index)) {
             Entry::Occupied(entry) => Ok(*entry.get()),
             Entry::Vacant(entry) => Ok(*entry.insert(self.storage.storage(&address, &index)?)),
         }
