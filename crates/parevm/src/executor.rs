@@ -869,9 +869,20 @@ const MIN_CHAIN_PIPELINE_GAS: u64 = MIN_PARALLEL_GAS;
 /// them, 1.34x with the pipeline forced at 2 threads (`profile_block`, 300 runs).
 const CHAIN_CALLS_TOLERATED: usize = 20;
 
-/// A block with less gas than [`MIN_PARALLEL_GAS`] of which at least this share (in percent) are
+/// A block with less gas than [`ALONE_MAX_GAS`] of which at least this share (in percent) are
 /// plain transfers runs the pipeline on the calling thread alone (see `plan_block`).
 const ALONE_MIN_TRANSFERS_PERCENT: usize = 75;
+
+/// Below this much gas, a block of mostly plain transfers runs the pipeline alone (see
+/// `plan_block`): above it, a second thread pays for its wake-up. Measured in `bench` (workers
+/// parked between runs, as between a node's blocks), 5 rounds, one thread against two: plain
+/// transfers 1.71-1.73 against 1.59-1.62 at 8 Mgas, 1.67 against 1.67-1.74 at 12 Mgas; one
+/// sender's chain 1.64-1.67 against 1.45-1.47 and 1.61-1.64 against 1.51-1.59; a hot recipient
+/// 1.71-1.72 against 1.51-1.52 and 1.67-1.71 against 1.55-1.64. Mainnet payout chains:
+/// 5891667 (8 Mgas) 1.48-1.52 against 1.32-1.37, 11814555 (12.5 Mgas) 1.28-1.30 against
+/// 1.10-1.29; above it 12300570 (14.9 Mgas) 1.23-1.24 against 1.51-1.52, 12520364 (15 Mgas)
+/// 0.89-0.90 against 1.31-1.34.
+const ALONE_MAX_GAS: u64 = 13_000_000;
 
 /// Blocks with fewer transactions than this run sequentially.
 const MIN_PARALLEL_TXS: usize = 16;
@@ -914,30 +925,16 @@ fn plan_block<S: Storage + ?Sized>(
     let gas_per_tx = gas / txs as u64;
     let heavy = gas_per_tx >= BLOCK_STM_MIN_GAS_PER_TX;
     let small = gas < MIN_PARALLEL_GAS;
-    // A block with less gas than `MIN_PARALLEL_GAS` whose transactions are mostly plain transfers
-    // (`ALONE_MIN_TRANSFERS_PERCENT`) runs the pipeline on the calling thread alone: it speculates
-    // those natively, without revm, at a fraction of their sequential cost, and executes the rest
-    // directly, as sequentially; with no thread to wake and nothing crossing cores it pays from a
-    // few dozen transfers. Its committer is then the bottleneck, which a second thread relieves
-    // only on bigger blocks. Measured with `examples/strategies.rs` (medians of 200-400 runs, the
-    // pipeline forced), plain transfers between distinct accounts at 1 thread against 2: 1.30x at
-    // 19 transactions, 1.54x at 47, 1.67x at 95 (0.61x and 0.86x at 2 threads in the seventeenth
-    // session, on the previous host), 1.68x against 1.18x at 142, 1.69x against 1.47x at 223,
-    // 1.65x against 1.70x at 476 (10 Mgas), 1.74x against 2.08x at 1,428; one sender's chain
-    // 1.57x and a hot recipient 1.59x at 95 alone. Mainnet, alone against sequential (nineteenth
-    // session, 300 runs): 2179522 (218 of 222 plain transfers) 1.38-1.46x, 3356896 (166 of 176)
-    // 1.16-1.21x, 116525 (66 of 83) 1.10-1.15x; 2641321 (78 of 83, but 46 of them into code,
-    // executed directly) 0.97x, as the executor's sequential path there (0.96-0.97x).
+    // Mostly plain transfers (`ALONE_MIN_TRANSFERS_PERCENT`): small, they run the pipeline on
+    // this thread alone, at the end of the checks below.
+    let transfers = (block.body.transactions.iter())
+        .filter(|tx| is_plain_transfer(tx))
+        .count()
+        * 100
+        >= txs * ALONE_MIN_TRANSFERS_PERCENT;
     if small
-        && (block.body.transactions.iter())
-            .filter(|tx| is_plain_transfer(tx))
-            .count()
-            * 100
-            >= txs * ALONE_MIN_TRANSFERS_PERCENT
-    {
-        return Plan::alone(Strategy::Pipeline);
-    }
-    if small && !(heavy && gas >= MIN_HEAVY_GAS_SINCE_BERLIN && spec.is_enabled_in(SpecId::BERLIN))
+        && !transfers
+        && !(heavy && gas >= MIN_HEAVY_GAS_SINCE_BERLIN && spec.is_enabled_in(SpecId::BERLIN))
     {
         return sequential(format!("{gas} gas (less than {MIN_PARALLEL_GAS})"));
     }
@@ -950,7 +947,7 @@ fn plan_block<S: Storage + ?Sized>(
     // chains: its sender sends a strict majority of the transactions (a majority vote).
     let chain_covers =
         |longest: usize| format!("one sender's nonce chain covers {longest} of {txs} transactions");
-    let chain_pipelined = gas >= MIN_CHAIN_PIPELINE_GAS;
+    let chain_pipelined = gas >= MIN_CHAIN_PIPELINE_GAS || transfers;
     if !chain_pipelined
         && let Some(longest) = majority_sender_count(block)
         && longest * 3 > txs * 2
@@ -978,7 +975,7 @@ fn plan_block<S: Storage + ?Sized>(
     if suits_block_stm && !calls_rarely_share_contracts(block, threads) {
         return Plan::parallel(Strategy::BlockStm);
     }
-    if small && !suits_block_stm {
+    if small && !suits_block_stm && !transfers {
         return sequential(format!(
             "{gas} gas (less than {MIN_PARALLEL_GAS}), not suited to Block-STM"
         ));
@@ -1013,6 +1010,23 @@ fn plan_block<S: Storage + ?Sized>(
             "{left} of {txs} transactions call without input contracts that many of them call \
              so: the pipeline's committer would execute them one after another"
         ));
+    }
+    // A block with less gas than `ALONE_MAX_GAS` whose transactions are mostly plain transfers
+    // (`transfers`) runs the pipeline on the calling thread alone: it speculates those natively,
+    // without revm, at a fraction of their sequential cost, and executes the rest directly, as
+    // sequentially; with no thread to wake and nothing crossing cores it pays from a few dozen
+    // transfers. Its committer is then the bottleneck, which a second thread relieves only on
+    // bigger blocks (see `ALONE_MAX_GAS` for the bound). Measured with `examples/strategies.rs` (medians of 200-400 runs, the
+    // pipeline forced), plain transfers between distinct accounts at 1 thread against 2: 1.30x at
+    // 19 transactions, 1.54x at 47, 1.67x at 95 (0.61x and 0.86x at 2 threads in the seventeenth
+    // session, on the previous host), 1.68x against 1.18x at 142, 1.69x against 1.47x at 223,
+    // 1.65x against 1.70x at 476 (10 Mgas), 1.74x against 2.08x at 1,428; one sender's chain
+    // 1.57x and a hot recipient 1.59x at 95 alone. Mainnet, alone against sequential (nineteenth
+    // session, 300 runs): 2179522 (218 of 222 plain transfers) 1.38-1.46x, 3356896 (166 of 176)
+    // 1.16-1.21x, 116525 (66 of 83) 1.10-1.15x; 2641321 (78 of 83, but 46 of them into code,
+    // executed directly) 0.97x, as the executor's sequential path there (0.96-0.97x).
+    if gas < ALONE_MAX_GAS && transfers {
+        return Plan::alone(Strategy::Pipeline);
     }
     Plan::parallel(Strategy::Pipeline)
 }

@@ -309,26 +309,20 @@ fn chain_of_plain_transfers_runs_the_pipeline() {
             .collect();
         (block(SPEC, txs), storage)
     };
-    // 20 transactions, three quarters of their gas limits counted: 7.5 and 4.5 Mgas.
-    let (big, storage) = chain_block(500_000, 0);
+    // 20 transactions, three quarters of their gas limits counted: 15 and 4.5 Mgas.
+    let (big, storage) = chain_block(1_000_000, 0);
     assert_eq!(planned_on(SPEC, &big, &storage, 2), (Strategy::Pipeline, 2));
     // One call among them (at most one in 20 tolerated), or two.
-    let (one_call, storage) = chain_block(500_000, 1);
+    let (one_call, storage) = chain_block(1_000_000, 1);
     assert_eq!(planned(&one_call, &storage, 2), Strategy::Pipeline);
-    let (two_calls, storage) = chain_block(500_000, 2);
+    let (two_calls, storage) = chain_block(1_000_000, 2);
     assert_eq!(planned(&two_calls, &storage, 2), Strategy::Sequential);
     let (small, storage) = chain_block(300_000, 0);
     assert_eq!(
         planned_on(SPEC, &small, &storage, 2),
         (Strategy::Pipeline, 1)
     );
-    // Small, calls are no obstacle alone (executed directly), up to a quarter of the block.
-    let (small_two_calls, storage) = chain_block(300_000, 2);
-    assert_eq!(
-        planned_on(SPEC, &small_two_calls, &storage, 2),
-        (Strategy::Pipeline, 1)
-    );
-    let (small_with_calls, storage) = chain_block(300_000, 6);
+    let (small_with_calls, storage) = chain_block(300_000, 2);
     assert_eq!(
         planned(&small_with_calls, &storage, 2),
         Strategy::Sequential
@@ -453,8 +447,13 @@ fn small_block_of_plain_transfers_runs_the_pipeline_alone() {
         planned_on(SPEC, &chain, &storage, 2),
         (Strategy::Pipeline, 1)
     );
-    // 400 x 15,750: 6.3 Mgas.
+    // 400 x 15,750: 6.3 Mgas, alone; 900: 14.2 Mgas, on two threads.
     let (chain, storage) = chain_block(400);
+    assert_eq!(
+        planned_on(SPEC, &chain, &storage, 2),
+        (Strategy::Pipeline, 1)
+    );
+    let (chain, storage) = chain_block(900);
     assert_eq!(
         planned_on(SPEC, &chain, &storage, 2),
         (Strategy::Pipeline, 2)
