@@ -1016,15 +1016,15 @@ fn plan_block<S: Storage + ?Sized>(
     // without revm, at a fraction of their sequential cost, and executes the rest directly, as
     // sequentially; with no thread to wake and nothing crossing cores it pays from a few dozen
     // transfers. Its committer is then the bottleneck, which a second thread relieves only on
-    // bigger blocks (see `ALONE_MAX_GAS` for the bound). Measured with `examples/strategies.rs` (medians of 200-400 runs, the
-    // pipeline forced), plain transfers between distinct accounts at 1 thread against 2: 1.30x at
-    // 19 transactions, 1.54x at 47, 1.67x at 95 (0.61x and 0.86x at 2 threads in the seventeenth
-    // session, on the previous host), 1.68x against 1.18x at 142, 1.69x against 1.47x at 223,
-    // 1.65x against 1.70x at 476 (10 Mgas), 1.74x against 2.08x at 1,428; one sender's chain
-    // 1.57x and a hot recipient 1.59x at 95 alone. Mainnet, alone against sequential (nineteenth
-    // session, 300 runs): 2179522 (218 of 222 plain transfers) 1.38-1.46x, 3356896 (166 of 176)
-    // 1.16-1.21x, 116525 (66 of 83) 1.10-1.15x; 2641321 (78 of 83, but 46 of them into code,
-    // executed directly) 0.97x, as the executor's sequential path there (0.96-0.97x).
+    // bigger blocks (`ALONE_MAX_GAS`). Measured with `examples/strategies.rs` (medians of 200-400
+    // runs, the pipeline forced), plain transfers between distinct accounts at 1 thread against
+    // 2: 1.30x at 19 transactions, 1.54x at 47, 1.67x at 95 (0.61x and 0.86x at 2 threads in the
+    // seventeenth session, on the previous host), 1.68x against 1.18x at 142, 1.69x against 1.47x
+    // at 223, 1.65x against 1.70x at 476 (10 Mgas), 1.74x against 2.08x at 1,428; one sender's
+    // chain 1.57x and a hot recipient 1.59x at 95 alone. Mainnet, alone against sequential
+    // (nineteenth session, 300 runs): 2179522 (218 of 222 plain transfers) 1.38-1.46x, 3356896
+    // (166 of 176) 1.16-1.21x, 116525 (66 of 83) 1.10-1.15x; 2641321 (78 of 83, but 46 of them
+    // into code, executed directly) 0.97x, as the executor's sequential path there (0.96-0.97x).
     if gas < ALONE_MAX_GAS && transfers {
         return Plan::alone(Strategy::Pipeline);
     }
