@@ -149,8 +149,8 @@ impl ExecutorConfig {
 /// sequential.
 struct Plan {
     strategy: Strategy,
-    /// Fewer threads than the executor has (`None`: all it would use).
-    threads: Option<usize>,
+    /// On the calling thread alone, whatever the executor's threads.
+    alone: bool,
     reason: Option<String>,
 }
 
@@ -158,7 +158,7 @@ impl Plan {
     fn sequential(reason: String) -> Self {
         Self {
             strategy: Strategy::Sequential,
-            threads: None,
+            alone: false,
             reason: Some(reason),
         }
     }
@@ -166,7 +166,7 @@ impl Plan {
     fn parallel(strategy: Strategy) -> Self {
         Self {
             strategy,
-            threads: None,
+            alone: false,
             reason: None,
         }
     }
@@ -174,7 +174,7 @@ impl Plan {
     /// `strategy` on the calling thread alone.
     fn alone(strategy: Strategy) -> Self {
         Self {
-            threads: Some(1),
+            alone: true,
             ..Self::parallel(strategy)
         }
     }
@@ -398,7 +398,7 @@ impl ParallelExecutor {
         let shape = OnceCell::new();
         let plan = self.config.plan(chain, block, storage, &shape);
         stats.strategy = plan.strategy;
-        stats.threads = plan.threads.map_or(threads, |planned| planned.min(threads));
+        stats.threads = if plan.alone { 1 } else { threads };
         if matches!(plan.strategy, Strategy::Sequential | Strategy::Auto) {
             stats.threads = 1;
             stats.executions = txs;
@@ -853,8 +853,7 @@ const MIN_HEAVY_GAS_SINCE_BERLIN: u64 = 1_500_000;
 /// every transaction that follows one of its sender's is a plain transfer (speculated with the
 /// sender's funds assumed, checked at commit); below it, on the calling thread alone when most
 /// of the block are plain transfers ([`ALONE_MIN_TRANSFERS_PERCENT`]), otherwise sequentially.
-/// Measured with
-/// `examples/strategies.rs`, medians of 41 runs: one sender's chain of transfers, 1.33-1.82x with
+/// Measured with `examples/strategies.rs`, medians of 41 runs: one sender's chain of transfers, 1.33-1.82x with
 /// the pipeline from 5 to 60 Mgas (1.99x at 200 Mgas, 7 runs). The mainnet payout blocks (8-15
 /// Mgas, 0.3-1.5 ms; a mining pool paying out in its own block) ran 0.93-1.32x until their
 /// transfers were speculated natively with the beneficiary as sender and the first transaction
@@ -943,8 +942,9 @@ fn plan_block<S: Storage + ?Sized>(
     // most of the block, parallelism does not pay (mainnet payout blocks with Block-STM forced:
     // 0.36–0.50×), unless nearly every follower is a plain transfer (all but one in
     // `CHAIN_CALLS_TOLERATED`) and the block is big enough for the pipeline
-    // (`MIN_CHAIN_PIPELINE_GAS`). Below that, such a chain is found without the map of
-    // chains: its sender sends a strict majority of the transactions (a majority vote).
+    // (`MIN_CHAIN_PIPELINE_GAS`) or mostly plain transfers (`transfers`: then alone if small).
+    // Otherwise, such a chain is found without the map of chains: its sender sends a strict
+    // majority of the transactions (a majority vote).
     let chain_covers =
         |longest: usize| format!("one sender's nonce chain covers {longest} of {txs} transactions");
     let chain_pipelined = gas >= MIN_CHAIN_PIPELINE_GAS || transfers;
@@ -1022,7 +1022,7 @@ fn plan_block<S: Storage + ?Sized>(
     // seventeenth session, on the previous host), 1.68x against 1.18x at 142, 1.69x against 1.47x
     // at 223, 1.65x against 1.70x at 476 (10 Mgas), 1.74x against 2.08x at 1,428; one sender's
     // chain 1.57x and a hot recipient 1.59x at 95 alone. Mainnet, alone against sequential
-    // (nineteenth session, 300 runs): 2179522 (218 of 222 plain transfers) 1.38-1.46x, 3356896
+    // (nineteenth session, 200-300 runs): 2179522 (218 of 222 plain transfers) 1.38-1.46x, 3356896
     // (166 of 176) 1.16-1.21x, 116525 (66 of 83) 1.10-1.15x; 2641321 (78 of 83, but 46 of them
     // into code, executed directly) 0.97x, as the executor's sequential path there (0.96-0.97x).
     if gas < ALONE_MAX_GAS && transfers {

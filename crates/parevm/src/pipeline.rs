@@ -235,6 +235,8 @@ const SPECULATING: u8 = 1;
 const READY: u8 = 2;
 /// The committer took it: executed directly.
 const TAKEN: u8 = 3;
+/// Its speculation was committed (or rejected) and dropped by the committer.
+const COMMITTED: u8 = 4;
 
 /// Each transaction's place in the pipeline, kept from block to block (emptied, not freed): its
 /// status, and its speculation once made. A speculation is inline (over a kilobyte), so a
@@ -246,9 +248,6 @@ const TAKEN: u8 = 3;
 pub(crate) struct Slots {
     statuses: Vec<AtomicU8>,
     speculations: Vec<Mutex<Option<Speculation>>>,
-    /// Transactions the last block committed through the pipeline: their speculations were
-    /// dropped as they were committed (see [`Role::run`]).
-    committed: AtomicUsize,
 }
 
 impl Slots {
@@ -258,7 +257,6 @@ impl Slots {
         self.statuses.resize_with(txs, || AtomicU8::new(UNCLAIMED));
         self.speculations.truncate(txs);
         self.speculations.resize_with(txs, || Mutex::new(None));
-        *self.committed.get_mut() = 0;
         self
     }
 
@@ -267,12 +265,13 @@ impl Slots {
         self.statuses.len()
     }
 
-    /// Drops what a block left in its slots and marks them unclaimed for the next block.
+    /// Drops what a block left in its slots (speculations still `READY`: past a failed
+    /// transaction or the hand-over; the committer dropped the others) and marks them unclaimed
+    /// for the next block.
     pub(crate) fn empty(&mut self) {
-        let from = *self.committed.get_mut();
-        for (tx, status) in self.statuses.iter_mut().enumerate() {
-            if tx >= from && *status.get_mut() == READY {
-                *self.speculations[tx].get_mut() = None;
+        for (status, speculation) in self.statuses.iter_mut().zip(&mut self.speculations) {
+            if *status.get_mut() == READY {
+                *speculation.get_mut() = None;
             }
             *status.get_mut() = UNCLAIMED;
         }
@@ -682,6 +681,7 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
             if let Some(mut ready) = ready {
                 // Dropped while in this core's cache, not in `Slots::empty`'s sweep.
                 *ready = None;
+                status.store(COMMITTED, Ordering::Relaxed);
             }
             if let Err(error) = committed {
                 self.committer.error = Some(error);
@@ -1283,7 +1283,6 @@ pub(crate) fn execute_pipeline<S: Storage + ?Sized>(
         left_to_committer,
         destinations: _,
     } = CachePadded::into_inner(committer).into_inner();
-    slots.committed.store(next, Ordering::Relaxed);
     counters.validations.store(validations, Ordering::Relaxed);
     counters.rejected.store(rejected, Ordering::Relaxed);
     counters.direct.store(direct, Ordering::Relaxed);
@@ -1936,5 +1935,48 @@ mod native_speculation {
         let pool = WorkerPool::new(2, crate::WorkerPlacement::Free).expect("a pool");
         let pooled = shared(&Threads::Pool(&pool, 2));
         assert_eq!(pooled.next_speculation.load(Ordering::Relaxed), 1);
+    }
+}
+
+#[cfg(test)]
+mod slots {
+    use super::*;
+
+    fn speculation() -> Speculation {
+        Speculation {
+            result: None,
+            reads: SmallVec::new(),
+            writes: SmallVec::new(),
+            credit: None,
+            debit: None,
+            contract_credits: SmallVec::new(),
+            contract_sends: SmallVec::new(),
+            fee: U256::from(1),
+        }
+    }
+
+    /// Emptied, every slot is unclaimed and holds no speculation, whatever the block left in it
+    /// (a speculation past a failed transaction is still `READY`), and the slots are reused at
+    /// another length.
+    #[test]
+    fn emptied_slots_are_unclaimed_and_hold_nothing() {
+        let mut slots = Slots::default();
+        slots.prepare(4);
+        let left = [UNCLAIMED, TAKEN, COMMITTED, READY];
+        for (tx, status) in left.into_iter().enumerate() {
+            slots.statuses[tx].store(status, Ordering::Relaxed);
+        }
+        *slots.speculations[3].lock() = Some(speculation());
+        slots.empty();
+        for tx in 0..4 {
+            assert_eq!(
+                slots.statuses[tx].load(Ordering::Relaxed),
+                UNCLAIMED,
+                "{tx}"
+            );
+            assert!(slots.speculations[tx].lock().is_none(), "{tx}");
+        }
+        assert_eq!(slots.prepare(6).len(), 6);
+        assert_eq!(slots.prepare(2).len(), 2);
     }
 }

@@ -11,9 +11,10 @@
 //! 87 us).
 //!
 //! On another host of the same kind (eighteenth session) a woken bound worker still took
-//! 25-110 us to start while the caller waited: a 0.16-ms block ran at 0.85x sequential. The caller now works share 0 from the start, on whatever core it is on, and
-//! wakes only the workers bound to the other cores (the one bound to its own core sits the block
-//! out): what the wake-up costs is no longer lost (mainnet geometric mean 1.18 -> 1.23).
+//! 25-110 us to start while the caller waited: a 0.16-ms block ran at 0.85x sequential. The
+//! caller now works share 0 from the start, on whatever core it is on, and wakes only the
+//! workers bound to the other cores (the one bound to its own core sits the block out): what the
+//! wake-up costs is no longer lost (mainnet geometric mean 1.18 -> 1.23).
 
 use std::{
     any::Any,
