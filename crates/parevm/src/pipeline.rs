@@ -49,7 +49,7 @@ use crate::{
     mv_memory::ReadError,
     native_transfer,
     output::{BlockOutput, TxReceipt, merge_changes},
-    pre_state::PreState,
+    pre_state::{PreState, ThreadCode},
     sequential::{
         BlockStart, SequentialState, check_block_gas, execute_tx, finish_block, receipt_of,
         start_block,
@@ -370,6 +370,8 @@ struct SpeculativeDb<'a, S: ?Sized> {
     /// Accounts with code that sent value, with the pre-block balances that give the same
     /// outcome.
     sends: Vec<(Address, BalanceBounds)>,
+    /// The code this thread ran.
+    codes: ThreadCode,
 }
 
 impl<S: ?Sized> BalanceObserver for SpeculativeDb<'_, S> {
@@ -448,7 +450,7 @@ impl<S: Storage + ?Sized> Database for SpeculativeDb<'_, S> {
     }
 
     fn code_by_hash(&mut self, code_hash: B256) -> Result<Bytecode, ReadError> {
-        Ok(self.pre.code_by_hash(&code_hash)?)
+        Ok(self.codes.code_by_hash(self.pre, &code_hash)?)
     }
 
     fn storage(&mut self, address: Address, slot: U256) -> Result<U256, ReadError> {
@@ -865,6 +867,7 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
             lazy_sender: None,
             observed: Vec::new(),
             sends: Vec::new(),
+            codes: ThreadCode::default(),
         };
         let mut evm = chain::build_evm(db, shared.block_env.clone(), shared.cfg.clone());
         observe_balances(evm.instruction.instruction_table_mut());

@@ -34,7 +34,7 @@ use crate::{
     balance_observer::{BalanceBounds, BalanceObserver, HUGE, observe_balances},
     chain,
     mv_memory::{AccountVersions, Blocked, MvMemory, ReadError},
-    pre_state::PreState,
+    pre_state::{PreState, ThreadCode},
     storage::{Storage, StorageError},
     types::{
         CodeValue, Lifecycle, MemoryLocation, MemoryValue, ReadSet, ReadValue, TxIdx, WriteSet,
@@ -149,6 +149,8 @@ struct VmDb<'a, S: ?Sized> {
     contracts: Vec<ContractRead>,
     /// Accounts whose balance the code observed (see [`crate::balance_observer`]).
     observed: Vec<Address>,
+    /// The code this worker ran.
+    codes: ThreadCode,
 }
 
 /// The balance read of an account with code, and the balances that give the incarnation's
@@ -214,7 +216,7 @@ impl<S: Storage + ?Sized> Database for VmDb<'_, S> {
     }
 
     fn code_by_hash(&mut self, code_hash: B256) -> Result<Bytecode, ReadError> {
-        Ok(self.state.pre.code_by_hash(&code_hash)?)
+        Ok(self.codes.code_by_hash(self.state.pre, &code_hash)?)
     }
 
     fn storage(&mut self, address: Address, index: U256) -> Result<U256, ReadError> {
@@ -398,6 +400,7 @@ impl<'a, S: Storage + ?Sized> VmWorker<'a, S> {
             beneficiary: block.block_env.beneficiary,
             contracts: Vec::new(),
             observed: Vec::new(),
+            codes: ThreadCode::default(),
         };
         let mut evm = chain::build_evm(db, block.block_env.clone(), block.cfg.clone());
         observe_balances(evm.instruction.instruction_table_mut());
