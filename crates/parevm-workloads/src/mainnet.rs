@@ -16,7 +16,7 @@ use std::{
 };
 
 use alloy_consensus::{Block, TxEnvelope, transaction::Recovered};
-use alloy_primitives::{Address, B256, Bloom, Bytes, U256, keccak256};
+use alloy_primitives::{Address, B256, Bloom, Bytes, U256, keccak256, map::HashMap as SlotMap};
 use alloy_rpc_types_eth::BlockTransactions;
 use parevm::{BlockOutput, InMemoryAccount, InMemoryStorage, storage::AccountBasic};
 use revm::{bytecode::Bytecode, primitives::KECCAK_EMPTY};
@@ -431,7 +431,8 @@ fn parse_pre_state(
                 invalid(path, format!("code_hash of account {address}"), reason)
             })?,
         };
-        let mut storage = HashMap::with_capacity(account.storage.len());
+        let mut storage =
+            SlotMap::with_capacity_and_hasher(account.storage.len(), Default::default());
         for (slot_text, value_text) in &account.storage {
             let slot = parse_u256(slot_text).map_err(|reason| {
                 invalid(

@@ -387,8 +387,7 @@ fn pre_storage(unit: &TestUnit) -> InMemoryStorage {
             .storage
             .iter()
             .filter(|(_, value)| !value.is_zero())
-            .map(|(slot, value)| (*slot, *value))
-            .collect();
+            .map(|(slot, value)| (*slot, *value));
         storage.insert_account_with_code(
             *address,
             account.balance,

@@ -1535,7 +1535,7 @@ mod interleavings {
         for account in 1..=4 {
             let address = Address::with_last_byte(account);
             let balance = U256::from(10u64.pow(18));
-            storage.insert_account_with_code(address, balance, 0, Bytes::new(), Default::default());
+            storage.insert_account_with_code(address, balance, 0, Bytes::new(), []);
         }
         let txs = vec![
             transfer(1, 0, 2, 1_000),
@@ -1617,7 +1617,7 @@ mod interleavings {
 mod native_speculation {
     use alloy_consensus::{BlockBody, Header, Signed, TxEip1559, TxEip2930, TxLegacy};
     use alloy_eips::eip2930::{AccessList, AccessListItem};
-    use alloy_primitives::{Bytes, Signature, TxKind, map::HashMap};
+    use alloy_primitives::{Bytes, Signature, TxKind};
 
     use super::*;
     use crate::InMemoryStorage;
@@ -1805,21 +1805,9 @@ mod native_speculation {
         let mut storage = InMemoryStorage::new();
         for sender in (1..=13).chain([0xbe]) {
             let balance = U256::from(10u64.pow(18));
-            storage.insert_account_with_code(
-                account(sender),
-                balance,
-                0,
-                Bytes::new(),
-                HashMap::default(),
-            );
+            storage.insert_account_with_code(account(sender), balance, 0, Bytes::new(), []);
         }
-        storage.insert_account_with_code(
-            account(0x60),
-            U256::from(100),
-            0,
-            Bytes::new(),
-            HashMap::default(),
-        );
+        storage.insert_account_with_code(account(0x60), U256::from(100), 0, Bytes::new(), []);
         let code = Bytes::from_static(&[0x60, 0x00, 0x54, 0x00]);
         for address in [CONTRACT, account(0xcc)] {
             storage.insert_account_with_code(
@@ -1827,7 +1815,7 @@ mod native_speculation {
                 U256::from(10u64.pow(18)),
                 1,
                 code.clone(),
-                HashMap::default(),
+                [],
             );
         }
         let pre = PreState::new(&storage);
@@ -1895,9 +1883,9 @@ mod native_speculation {
         let spec = SpecId::CANCUN;
         let mut storage = InMemoryStorage::new();
         let funds = U256::from(10u64.pow(18));
-        storage.insert_account_with_code(account(1), funds, 0, Bytes::new(), HashMap::default());
+        storage.insert_account_with_code(account(1), funds, 0, Bytes::new(), []);
         let code = Bytes::from_static(&[0x00]);
-        storage.insert_account_with_code(CONTRACT, funds, 1, code, HashMap::default());
+        storage.insert_account_with_code(CONTRACT, funds, 1, code, []);
         let price = u128::from(BASEFEE) + 2;
         let block = Block {
             header: header(spec),

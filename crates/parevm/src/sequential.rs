@@ -643,7 +643,7 @@ mod tests {
             U256::from(3),
             1,
             vec![0x60, 0x00, 0x54, 0x00].into(),
-            slots.into_iter().collect(),
+            slots,
         );
         storage
     }

@@ -1030,7 +1030,7 @@ fn value_sent_to_a_contract_conflicts_only_where_its_balance_is_observed() {
         U256::from(1) << 200,
         1,
         Bytes::from_static(code::ADDER),
-        Default::default(),
+        [],
     );
     let call = |from: usize, to: Address, value: u64, slot: u64| {
         legacy_tx(
@@ -1196,13 +1196,7 @@ fn a_contract_sending_value_is_read_as_bounds_on_its_balance() {
     // (every transaction speculated on the pre-block state, then validated) keeps every
     // speculation, the contract's balance checked against its bounds and its net change applied.
     let mut storage = storage;
-    storage.insert_account_with_code(
-        payer,
-        U256::from(10),
-        1,
-        Bytes::copy_from_slice(&code),
-        Default::default(),
-    );
+    storage.insert_account_with_code(payer, U256::from(10), 1, Bytes::copy_from_slice(&code), []);
     let block = block_of(spec, vec![call(0, 5), call(1, 0), call(2, 0), call(3, 0)]);
     let output = assert_parallel_matches("a funded paying contract", &chain, &block, &storage)
         .expect("executes");
