@@ -8,8 +8,13 @@
 //!   state's value now — and applies its writes, or re-executes the transaction directly on the
 //!   committed state when a read is stale;
 //! - if nobody claimed it yet, executes it directly (it is next in order: no speculation needed);
-//! - if another thread is still speculating it, speculates further ahead itself, or, with
-//!   nothing left to claim, waits for that speculation (the other thread rings a doorbell).
+//! - if another thread is still speculating it, speculates further ahead itself (a chunk it
+//!   claims, given up as soon as that speculation is ready, or else a transaction left unclaimed
+//!   in another thread's chunk), or, with nothing left, waits for it (the other thread rings a
+//!   doorbell).
+//!
+//! A speculating thread with no chunk left to claim speculates what chunks left unclaimed,
+//! from the end of the block back (the furthest from the committer).
 //!
 //! The output is the sequential executor's by construction: the committed state is
 //! [`SequentialState`], every transaction's effect on it is either revm's on that very state or a
@@ -76,6 +81,10 @@ pub(crate) struct PipelineCounters {
     /// Transactions not speculated for their hot destination (see [`HotDestinations`]).
     pub(crate) left_to_committer: AtomicUsize,
 }
+
+/// How far past the transaction it waits for the committer looks for one to speculate meanwhile
+/// (transactions left to it stay unclaimed: each wait would otherwise scan them all again).
+const STEAL_WINDOW: usize = 64;
 
 /// Speculation stops once at least this many speculations were validated, if more than
 /// [`GIVE_UP_REJECTED_PERCENT`] percent of them were rejected: conflicts dominate (a hot pool,
@@ -1334,7 +1343,13 @@ fn run_thread<'a, S: Storage + ?Sized>(
         if index == 0 {
             commit_block(shared, committer, view, &mut speculator);
         } else {
-            while speculate_chunk(shared, &mut speculator) {}
+            while speculate_chunk(shared, &mut speculator, None) {}
+            // Then what chunks left unclaimed, from the end: the furthest from the committer,
+            // which would wait for a speculation it could have executed itself.
+            let mut before = shared.pipelined();
+            while let Some(tx) = speculate_last(shared, &mut speculator, before) {
+                before = tx;
+            }
         }
     }));
     if let Some(speculator) = speculator {
@@ -1380,8 +1395,10 @@ fn commit_block<'a, S: Storage + ?Sized>(
         let Stop::Speculating(awaited) = stop else {
             break;
         };
-        if !speculate_chunk(shared, speculator) {
-            let status = &shared.slots.statuses[awaited];
+        let status = &shared.slots.statuses[awaited];
+        if !speculate_chunk(shared, speculator, Some(status))
+            && speculate_any(shared, speculator, awaited + 1).is_none()
+        {
             shared.doorbell.wait_until(|| {
                 status.load(Ordering::SeqCst) == READY || shared.flags.done.load(Ordering::SeqCst)
             });
@@ -1396,10 +1413,14 @@ fn commit_block<'a, S: Storage + ?Sized>(
 
 /// Claims the next chunk of unclaimed transactions and speculates each that threads speculate
 /// (see [`speculable`], [`HotDestinations`]) and the committer has not taken meanwhile. False
-/// when nothing was left to claim (or speculation stopped, or the block is done).
+/// when nothing was left to claim (or speculation stopped, or the block is done). The committer
+/// passes the status it waits for: it stops as soon as that speculation is ready, leaving the rest
+/// of its chunk unclaimed (to execute directly when it gets there, or for another thread to
+/// speculate first).
 fn speculate_chunk<'a, S: Storage + ?Sized>(
     shared: &Shared<'a, S>,
     speculator: &mut Option<Speculator<'a, S>>,
+    awaited: Option<&AtomicU8>,
 ) -> bool {
     let txs = shared.pipelined();
     let chunk = if shared.flags.conflicts.load(Ordering::Relaxed) {
@@ -1417,33 +1438,86 @@ fn speculate_chunk<'a, S: Storage + ?Sized>(
         return false;
     }
     for tx in start..txs.min(start + chunk) {
-        if !shared.flags.speculating.load(Ordering::Relaxed) {
+        if !shared.flags.speculating.load(Ordering::Relaxed)
+            || awaited.is_some_and(|status| status.load(Ordering::Acquire) == READY)
+        {
             break;
         }
-        let envelope = &shared.block.body.transactions[tx];
-        if !speculable(envelope, shared.previous_of_sender[tx]) || shared.flags.hot.is_hot(envelope)
-        {
-            continue; // Left to the committer.
-        }
-        let status = &shared.slots.statuses[tx];
-        if status
-            .compare_exchange(UNCLAIMED, SPECULATING, Ordering::AcqRel, Ordering::Relaxed)
-            .is_err()
-        {
-            continue; // The committer took it.
-        }
-        let speculator = speculator.get_or_insert_with(|| Speculator::new(shared));
-        let speculation = speculator.speculate(shared, tx);
-        // A speculation takes a while: under shuttle, other threads get to run meanwhile (the
-        // committer reaches the transaction and waits for it).
-        #[cfg(feature = "shuttle")]
-        for _ in 0..4 {
-            spin_loop();
-        }
-        *shared.slots.speculations[tx].lock() = speculation;
-        status.store(READY, Ordering::SeqCst);
-        shared.doorbell.ring();
+        speculate_unclaimed(shared, speculator, tx);
     }
+    true
+}
+
+/// Speculates the first transaction of the [`STEAL_WINDOW`] from `from` on that is still
+/// unclaimed and that threads speculate (one left in a claimed chunk: its thread has not reached
+/// it yet): the committer's work while it waits with no chunk left to claim. The transaction
+/// speculated, or `None` when there is none.
+fn speculate_any<'a, S: Storage + ?Sized>(
+    shared: &Shared<'a, S>,
+    speculator: &mut Option<Speculator<'a, S>>,
+    from: TxIdx,
+) -> Option<TxIdx> {
+    if shared.flags.done.load(Ordering::Acquire)
+        || !shared.flags.speculating.load(Ordering::Relaxed)
+    {
+        return None;
+    }
+    let txs = shared.pipelined();
+    (from..txs.min(from.saturating_add(STEAL_WINDOW))).find(|&tx| {
+        shared.slots.statuses[tx].load(Ordering::Relaxed) == UNCLAIMED
+            && speculate_unclaimed(shared, speculator, tx)
+    })
+}
+
+/// Speculates the last transaction before `before` that is still unclaimed and that threads
+/// speculate (see [`speculate_any`]): what a speculating thread does with no chunk left to claim.
+/// The transaction speculated, or `None` when there is none.
+fn speculate_last<'a, S: Storage + ?Sized>(
+    shared: &Shared<'a, S>,
+    speculator: &mut Option<Speculator<'a, S>>,
+    before: TxIdx,
+) -> Option<TxIdx> {
+    if shared.flags.done.load(Ordering::Acquire)
+        || !shared.flags.speculating.load(Ordering::Relaxed)
+    {
+        return None;
+    }
+    (0..before).rev().find(|&tx| {
+        shared.slots.statuses[tx].load(Ordering::Relaxed) == UNCLAIMED
+            && speculate_unclaimed(shared, speculator, tx)
+    })
+}
+
+/// Speculates transaction `tx` and publishes the speculation if threads speculate it (see
+/// [`speculable`], [`HotDestinations`]) and nobody claimed it yet (the committer may have taken
+/// it meanwhile); whether it did.
+fn speculate_unclaimed<'a, S: Storage + ?Sized>(
+    shared: &Shared<'a, S>,
+    speculator: &mut Option<Speculator<'a, S>>,
+    tx: TxIdx,
+) -> bool {
+    let envelope = &shared.block.body.transactions[tx];
+    if !speculable(envelope, shared.previous_of_sender[tx]) || shared.flags.hot.is_hot(envelope) {
+        return false; // Left to the committer.
+    }
+    let status = &shared.slots.statuses[tx];
+    if status
+        .compare_exchange(UNCLAIMED, SPECULATING, Ordering::AcqRel, Ordering::Relaxed)
+        .is_err()
+    {
+        return false; // Claimed meanwhile.
+    }
+    let speculator = speculator.get_or_insert_with(|| Speculator::new(shared));
+    let speculation = speculator.speculate(shared, tx);
+    // A speculation takes a while: under shuttle, other threads get to run meanwhile (the
+    // committer reaches the transaction and waits for it).
+    #[cfg(feature = "shuttle")]
+    for _ in 0..4 {
+        spin_loop();
+    }
+    *shared.slots.speculations[tx].lock() = speculation;
+    status.store(READY, Ordering::SeqCst);
+    shared.doorbell.ring();
     true
 }
 
