@@ -1344,10 +1344,9 @@ fn run_thread<'a, S: Storage + ?Sized>(
             commit_block(shared, committer, view, &mut speculator);
         } else {
             while speculate_chunk(shared, &mut speculator, None) {}
-            // Then what chunks left unclaimed, from the end: the furthest from the committer,
-            // which would wait for a speculation it could have executed itself.
+            // Then what chunks left unclaimed, from the end back.
             let mut before = shared.pipelined();
-            while let Some(tx) = speculate_last(shared, &mut speculator, before) {
+            while let Some(tx) = speculate_leftover(shared, &mut speculator, (0..before).rev()) {
                 before = tx;
             }
         }
@@ -1397,7 +1396,7 @@ fn commit_block<'a, S: Storage + ?Sized>(
         };
         let status = &shared.slots.statuses[awaited];
         if !speculate_chunk(shared, speculator, Some(status))
-            && speculate_any(shared, speculator, awaited + 1).is_none()
+            && speculate_leftover(shared, speculator, window_after(shared, awaited)).is_none()
         {
             shared.doorbell.wait_until(|| {
                 status.load(Ordering::SeqCst) == READY || shared.flags.done.load(Ordering::SeqCst)
@@ -1448,44 +1447,33 @@ fn speculate_chunk<'a, S: Storage + ?Sized>(
     true
 }
 
-/// Speculates the first transaction of the [`STEAL_WINDOW`] from `from` on that is still
-/// unclaimed and that threads speculate (one left in a claimed chunk: its thread has not reached
-/// it yet): the committer's work while it waits with no chunk left to claim. The transaction
-/// speculated, or `None` when there is none.
-fn speculate_any<'a, S: Storage + ?Sized>(
+/// Speculates the first of `candidates` that is still unclaimed and that threads speculate (one
+/// left in a claimed chunk: its thread has not reached it yet, or the committer gave it up): what
+/// a thread does with no chunk left to claim. The transaction speculated, or `None` when there is
+/// none (or speculation stopped, or the block is done).
+///
+/// The committer looks at the [`STEAL_WINDOW`] after the transaction it waits for; a
+/// speculating thread looks from the end of the block back, the furthest from the committer
+/// (which would otherwise wait for a speculation it could have executed itself).
+fn speculate_leftover<'a, S: Storage + ?Sized>(
     shared: &Shared<'a, S>,
     speculator: &mut Option<Speculator<'a, S>>,
-    from: TxIdx,
+    mut candidates: impl Iterator<Item = TxIdx>,
 ) -> Option<TxIdx> {
     if shared.flags.done.load(Ordering::Acquire)
         || !shared.flags.speculating.load(Ordering::Relaxed)
     {
         return None;
     }
-    let txs = shared.pipelined();
-    (from..txs.min(from.saturating_add(STEAL_WINDOW))).find(|&tx| {
+    candidates.find(|&tx| {
         shared.slots.statuses[tx].load(Ordering::Relaxed) == UNCLAIMED
             && speculate_unclaimed(shared, speculator, tx)
     })
 }
 
-/// Speculates the last transaction before `before` that is still unclaimed and that threads
-/// speculate (see [`speculate_any`]): what a speculating thread does with no chunk left to claim.
-/// The transaction speculated, or `None` when there is none.
-fn speculate_last<'a, S: Storage + ?Sized>(
-    shared: &Shared<'a, S>,
-    speculator: &mut Option<Speculator<'a, S>>,
-    before: TxIdx,
-) -> Option<TxIdx> {
-    if shared.flags.done.load(Ordering::Acquire)
-        || !shared.flags.speculating.load(Ordering::Relaxed)
-    {
-        return None;
-    }
-    (0..before).rev().find(|&tx| {
-        shared.slots.statuses[tx].load(Ordering::Relaxed) == UNCLAIMED
-            && speculate_unclaimed(shared, speculator, tx)
-    })
+/// The [`STEAL_WINDOW`] transactions after `tx` (fewer at the end of what is pipelined).
+fn window_after<S: ?Sized>(shared: &Shared<'_, S>, tx: TxIdx) -> std::ops::Range<TxIdx> {
+    tx + 1..shared.pipelined().min(tx + 1 + STEAL_WINDOW)
 }
 
 /// Speculates transaction `tx` and publishes the speculation if threads speculate it (see
