@@ -17,7 +17,7 @@ pub struct InMemoryAccount {
 }
 
 /// A pre-block state held in memory: accounts, bytecodes by hash and block hashes, in hash maps
-/// with alloy's default hasher (foldhash; std's SipHash made every run of the benchmarks 5-8%
+/// with alloy's default hasher (foldhash; std's SipHash made every run of the benchmarks 2-8%
 /// slower, revm's baseline included).
 #[derive(Debug, Clone, Default)]
 pub struct InMemoryStorage {
