@@ -853,13 +853,13 @@ const MIN_HEAVY_GAS_SINCE_BERLIN: u64 = 1_500_000;
 /// every transaction that follows one of its sender's is a plain transfer (speculated with the
 /// sender's funds assumed, checked at commit); below it, on the calling thread alone when most
 /// of the block are plain transfers ([`ALONE_MIN_TRANSFERS_PERCENT`]), otherwise sequentially.
-/// Measured with `examples/strategies.rs`, medians of 41 runs: one sender's chain of transfers, 1.33-1.82x with
-/// the pipeline from 5 to 60 Mgas (1.99x at 200 Mgas, 7 runs). The mainnet payout blocks (8-15
-/// Mgas, 0.3-1.5 ms; a mining pool paying out in its own block) ran 0.93-1.32x until their
-/// transfers were speculated natively with the beneficiary as sender and the first transaction
-/// was left to the committer (a heavy first call that pays the beneficiary was executed twice):
-/// since then 1.34-1.63x at 2 threads (5891667, 11814555, 12300570, 12520364; `profile_block`,
-/// 300 runs each).
+/// Measured with `examples/strategies.rs`, medians of 41 runs: one sender's chain of transfers,
+/// 1.33-1.82x with the pipeline from 5 to 60 Mgas (1.99x at 200 Mgas, 7 runs). The mainnet
+/// payout blocks (8-15 Mgas, 0.3-1.5 ms; a mining pool paying out in its own block) ran
+/// 0.93-1.32x until their transfers were speculated natively with the beneficiary as sender and
+/// the first transaction was left to the committer (a heavy first call that pays the beneficiary
+/// was executed twice): since then 1.34-1.63x at 2 threads (5891667, 11814555, 12300570,
+/// 12520364; `profile_block`, 300 runs each).
 const MIN_CHAIN_PIPELINE_GAS: u64 = MIN_PARALLEL_GAS;
 
 /// A block that one sender's chain dominates runs the pipeline only if at most one in this many

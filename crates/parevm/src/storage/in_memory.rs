@@ -1,8 +1,6 @@
 //! [`InMemoryStorage`]: the whole pre-state in hash maps.
 
-use alloy_primitives::map::HashMap;
-
-use alloy_primitives::{Address, B256, Bytes, U256, keccak256};
+use alloy_primitives::{Address, B256, Bytes, U256, keccak256, map::HashMap};
 use revm::{bytecode::Bytecode, primitives::KECCAK_EMPTY};
 
 use super::{AccountBasic, Storage, StorageError};
