@@ -5,7 +5,7 @@
 #![allow(missing_docs)]
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet},
     num::NonZeroUsize,
 };
 
@@ -112,16 +112,28 @@ fn run(name: &str, gas: u64, expected_txs: Option<u64>) -> (Workload, BlockOutpu
             );
         }
         if (strategy, threads) == (Strategy::Pipeline, 1) {
-            // Alone, the pipeline speculates every transaction except one that follows its
-            // sender's without being a plain transfer, or goes to a destination whose
-            // speculations were mostly rejected: each speculation must be usable (validated at
-            // commit), or the speculative path would go untested here.
-            let mut senders = HashSet::new();
+            // Alone, the pipeline speculates every transaction except a call to a destination
+            // its sender called (or after a creation of its sender's) earlier in the block, or
+            // one to a destination whose speculations were mostly rejected: each speculation
+            // must be usable (validated at commit), or the speculative path would go untested
+            // here.
+            let mut earlier = HashMap::<_, Vec<Option<_>>>::new();
             let speculable = block
                 .body
                 .transactions
                 .iter()
-                .filter(|tx| senders.insert(tx.signer()) || tx.input().is_empty())
+                .filter(|tx| {
+                    let to = tx.kind().to().copied();
+                    let before = earlier.entry(tx.signer()).or_default();
+                    let speculable = before.is_empty()
+                        || tx.input().is_empty()
+                        || to.is_some_and(|to| {
+                            (before.iter().rev().take(16))
+                                .all(|was| was.is_some_and(|was| was != to))
+                        });
+                    before.push(to);
+                    speculable
+                })
                 .count();
             assert_eq!(
                 stats.validations + stats.left_to_committer,

@@ -850,8 +850,8 @@ const MIN_PARALLEL_GAS: u64 = 5_000_000;
 const MIN_HEAVY_GAS_SINCE_BERLIN: u64 = 1_500_000;
 
 /// A block that one sender's nonce chain dominates runs the pipeline from this much gas on when
-/// every transaction that follows one of its sender's is a plain transfer (speculated with the
-/// sender's funds assumed, checked at commit); below it, on the calling thread alone when most
+/// the pipeline speculates nearly every transaction that follows one of its sender's (with the
+/// sender's funds assumed, checked at commit: see [`CHAIN_CALLS_TOLERATED`]); below it, on the calling thread alone when most
 /// of the block are plain transfers ([`ALONE_MIN_TRANSFERS_PERCENT`]), otherwise sequentially.
 /// Measured with `examples/strategies.rs`, medians of 41 runs: one sender's chain of transfers,
 /// 1.33-1.82x with the pipeline from 5 to 60 Mgas (1.99x at 200 Mgas, 7 runs). The mainnet
@@ -863,8 +863,8 @@ const MIN_HEAVY_GAS_SINCE_BERLIN: u64 = 1_500_000;
 const MIN_CHAIN_PIPELINE_GAS: u64 = MIN_PARALLEL_GAS;
 
 /// A block that one sender's chain dominates runs the pipeline only if at most one in this many
-/// of its transactions follow their sender's without being plain transfers (the committer
-/// executes those itself, in order): mainnet 12520364, a pool's 650 payouts and one call among
+/// of its transactions are left to the committer for following their sender's (see
+/// [`speculable`]: the committer executes those itself, in order): mainnet 12520364, a pool's 650 payouts and one call among
 /// them, 1.34x with the pipeline forced at 2 threads (`profile_block`, 300 runs).
 const CHAIN_CALLS_TOLERATED: usize = 20;
 
@@ -957,14 +957,10 @@ fn plan_block<S: Storage + ?Sized>(
     let shape = shape.get_or_init(|| BlockShape::of(block));
     let previous_of_sender = &shape.previous_of_sender;
     let longest = longest_chain(previous_of_sender);
-    // The pipeline leaves a transaction that follows one of its sender's to the committer,
-    // unless it is a plain transfer (speculated with its sender's funds assumed).
-    let serial = block
-        .body
-        .transactions
-        .iter()
-        .zip(previous_of_sender)
-        .filter(|(tx, previous)| !speculable(tx, **previous))
+    // The pipeline leaves to its committer a call that follows one of its sender's to a
+    // destination it already called (see `speculable`).
+    let serial = (0..txs)
+        .filter(|&tx| !speculable(&block.body.transactions, previous_of_sender, tx))
         .count();
     if longest * 3 > txs * 2 && !(serial * CHAIN_CALLS_TOLERATED <= txs && chain_pipelined) {
         return sequential(chain_covers(longest));
@@ -988,8 +984,8 @@ fn plan_block<S: Storage + ?Sized>(
             return Plan::parallel(Strategy::BlockStm);
         }
         return sequential(format!(
-            "{gas_per_tx} gas per transaction, {serial} of {txs} transactions follow one of \
-             their sender's without being plain transfers: too chained for either engine"
+            "{gas_per_tx} gas per transaction, {serial} of {txs} transactions call what their \
+             sender called (or created) earlier in the block: too chained for either engine"
         ));
     }
     // A call without input (value sent to a contract's receive code) to a contract that much of

@@ -39,9 +39,10 @@
 //!   ([`ReadValue::BalanceIn`]: WETH deposits and withdrawals do not conflict).
 //! - **Same-sender chains** are known from the transaction list: tx `j` waits for the previous tx
 //!   of its sender instead of discovering the nonce dependency by an abort; a block dominated by
-//!   one chain runs sequentially. In the pipeline, a plain transfer that follows one of its
+//!   one chain runs sequentially. In the pipeline, a transaction that follows one of its
 //!   sender's (or is sent by the beneficiary) is speculated with assumed funds — the nonce the
-//!   chain implies, the balance its checks require — verified at commit and applied as a debit.
+//!   chain implies, the balance its checks require — verified at commit and its balance change
+//!   applied, unless its code observed that balance.
 //! - **Granular, exact locations**: lifecycle (existence and storage resets), balance, nonce, code
 //!   and each storage slot, compared by value. Self-destruct, CREATE/CREATE2 (a redeploy sees fresh
 //!   storage), EIP-161 deletion and EIP-7702 delegation are versioned writes like any other.

@@ -295,11 +295,12 @@ enum Read {
     /// The recipient of a plain value transfer had no code (its balance was not read); the
     /// pre-block account, to seed the committed state.
     CodelessRecipient(Address, Option<AccountBasic>),
-    /// The sender of a plain value transfer that follows one of its sender's, or is the
-    /// beneficiary (see [`speculable`]): the speculation
-    /// assumed this nonce, its pre-block code hash and a balance of exactly what the
-    /// transaction may spend at most (`required`); at commit the nonce and code hash must match
-    /// and the balance cover it, and the sender is debited what the speculation spent.
+    /// The sender of a transaction that follows one of its sender's, or is sent by the
+    /// beneficiary (see [`speculable`]): the speculation assumed this nonce, its pre-block code
+    /// hash and a balance of exactly what the transaction may spend at most (`required`), and no
+    /// code observed that balance (see [`crate::balance_observer`]); at commit the nonce and code
+    /// hash must match and the balance cover it, and the sender's balance changes as the
+    /// speculation changed the assumed one ([`SenderChange`]).
     SenderFunds {
         address: Address,
         nonce: u64,
@@ -343,8 +344,8 @@ struct Speculation {
     writes: Writes,
     /// A lazy credit to the transfer's recipient.
     credit: Option<(Address, U256)>,
-    /// A lazy debit of the sender (see [`Read::SenderFunds`]).
-    debit: Option<(Address, U256)>,
+    /// The sender's balance change from assumed funds (see [`Read::SenderFunds`]).
+    sender_change: Option<SenderChange>,
     /// What accounts read as [`Read::Contract`] received (credited at commit).
     contract_credits: SmallVec<[(Address, U256); 1]>,
     /// Accounts read as [`Read::Contract`] whose code sent value (see [`ContractSend`]); rare,
@@ -352,6 +353,25 @@ struct Speculation {
     contract_sends: SmallVec<[ContractSend; 0]>,
     /// The beneficiary's fee (lazy).
     fee: U256,
+}
+
+/// How a speculation changed its sender's assumed funds ([`Read::SenderFunds`]): from `required`
+/// (what the transaction may spend at most) to `left`. Between the checks at its start and its
+/// end only credits change the balance of a sender whose code did not observe it (gas refunds,
+/// value sent back to it), so from any committed balance `B >= required` the transaction leaves
+/// `B - required + left`, unless that overflows (checked at commit).
+#[derive(Debug, PartialEq)]
+struct SenderChange {
+    address: Address,
+    left: U256,
+}
+
+impl SenderChange {
+    /// The sender's balance after the transaction from the committed `balance`, at least the
+    /// `required` funds assumed (validated before); `None` on overflow.
+    fn applied_to(&self, balance: U256, required: U256) -> Option<U256> {
+        (balance - required).checked_add(self.left)
+    }
 }
 
 /// An account with code that sent value in a speculation, read without its balance: revm checked
@@ -666,7 +686,7 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
                         shared.next_speculation.fetch_max(tx + 1, Ordering::Relaxed);
                     }
                     let envelope = &shared.block.body.transactions[tx];
-                    let speculable = speculable(envelope, shared.previous_of_sender[tx]);
+                    let speculable = speculable(txs_of(shared), shared.previous_of_sender, tx);
                     let hot = speculable && shared.flags.hot.is_hot(envelope);
                     self.committer.left_to_committer += usize::from(hot);
                     own = match shared.alone {
@@ -765,6 +785,8 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
         // speculation read from the same storage: valid by construction. Accounts read this way
         // seed the state (storage is not read twice; the writes below need them loaded); slots
         // are only compared.
+        // The sender's committed balance, when its funds were assumed.
+        let mut funds = None;
         for read in &speculation.reads {
             let current = match *read {
                 Read::Account(address, account) => {
@@ -786,13 +808,15 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
                     nonce,
                     required,
                     pre,
-                } => state
-                    .basic_fields_seeded(address, pre)
-                    .is_some_and(|account| {
+                } => {
+                    let account = state.basic_fields_seeded(address, pre);
+                    funds = account.map(|account| (account.balance, required));
+                    account.is_some_and(|account| {
                         account.nonce == nonce
                             && account.code_hash == code_hash_of(pre)
                             && account.balance >= required
-                    }),
+                    })
+                }
             };
             if !current {
                 return None;
@@ -822,15 +846,23 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
         if !speculation.fee.is_zero() {
             fits(state, beneficiary, speculation.fee)?;
         }
+        let sender_balance = match &speculation.sender_change {
+            Some(change) => {
+                let (balance, required) = funds?;
+                let balance = change.applied_to(balance, required)?;
+                if change.address == beneficiary {
+                    balance.checked_add(speculation.fee)?; // Its fee is added below.
+                }
+                Some((change.address, balance))
+            }
+            None => None,
+        };
         const LOADED: &str = "accounts written at commit are loaded before the first write";
         for (address, diff) in speculation.writes.drain(..) {
             state.apply_diff(address, diff);
         }
-        if let Some((sender, spent)) = speculation.debit {
-            // Covered: the balance is at least what the transaction may spend.
-            state
-                .update_balance(sender, |funds| funds - spent)
-                .expect(LOADED);
+        if let Some((sender, balance)) = sender_balance {
+            state.update_balance(sender, |_| balance).expect(LOADED);
         }
         if let Some((recipient, amount)) = speculation.credit {
             state.increment_balance(recipient, amount).expect(LOADED);
@@ -912,17 +944,16 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
     ) -> Option<Speculation> {
         let tx_env = chain::tx_env(tx, &shared.block.body.transactions[tx]).ok()?;
         let lazy_recipient = lazy_recipient(&tx_env);
-        // A plain transfer that follows one of its sender's, or is sent by the beneficiary
-        // (whose balance every fee changes): assume the sender's funds.
+        // A transaction that follows one of its sender's, or is sent by the beneficiary (whose
+        // balance every fee changes): assume the sender's funds.
         let beneficiary = shared.block_env.beneficiary;
         let assume_funds = shared.previous_of_sender[tx].is_some() || tx_env.caller == beneficiary;
-        let lazy_sender = match (assume_funds, lazy_recipient) {
-            (true, Some(_)) => {
-                let required =
-                    revm::context_interface::Transaction::max_balance_spending(&tx_env).ok()?;
-                Some((tx_env.caller, tx_env.nonce, required))
-            }
-            _ => None,
+        let lazy_sender = if assume_funds {
+            let required =
+                revm::context_interface::Transaction::max_balance_spending(&tx_env).ok()?;
+            Some((tx_env.caller, tx_env.nonce, required))
+        } else {
+            None
         };
         self.evm.ctx.tx = tx_env;
         if self.native
@@ -937,18 +968,6 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
             return Some(speculation);
         }
         if !with_revm {
-            return None;
-        }
-        if lazy_sender.is_some()
-            && let Some(recipient) = lazy_recipient
-            && shared
-                .pre
-                .basic(&recipient)
-                .ok()?
-                .is_some_and(|account| account.code_hash != KECCAK_EMPTY)
-        {
-            // Its code would run, and could observe the assumed balance: the speculation could
-            // not be used (a pool paying an exchange's deposit contract in a payout chain).
             return None;
         }
         self.speculations += 1;
@@ -1002,12 +1021,12 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
             })
             .collect();
         let lazy_recipient = lazy_recipient.filter(|_| db.lazy_recipient_applied);
-        if lazy_sender.is_some() && lazy_recipient.is_none() {
-            return None; // Code ran: it could have observed the assumed balance.
+        if lazy_sender.is_some_and(|(sender, ..)| db.observed.contains(&sender)) {
+            return None; // Code observed the assumed balance.
         }
         let mut writes = Writes::new();
         let mut credit = None;
-        let mut debit = None;
+        let mut sender_change = None;
         let beneficiary_is_lazy_sender =
             lazy_sender.is_some_and(|(sender, ..)| sender == beneficiary);
         for (address, account) in &evm_state {
@@ -1079,18 +1098,20 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
             if let Some((sender, _, required)) = lazy_sender
                 && sender == *address
             {
-                // The balance written is relative to the assumed one: a debit.
-                let spent = match &diff {
+                // The balance written is relative to the assumed one.
+                let left = match &diff {
                     AccountDiff {
                         lifecycle: None,
-                        balance: Some(balance),
+                        balance,
                         code: None,
-                        storage,
                         ..
-                    } if storage.is_empty() && *balance <= required => required - *balance,
+                    } => balance.unwrap_or(required),
                     _ => return None,
                 };
-                debit = Some((sender, spent));
+                sender_change = Some(SenderChange {
+                    address: sender,
+                    left,
+                });
                 writes.push((
                     *address,
                     AccountDiff {
@@ -1102,7 +1123,7 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
             }
             writes.push((*address, diff));
         }
-        if lazy_sender.is_some() && debit.is_none() {
+        if lazy_sender.is_some() && sender_change.is_none() {
             return None;
         }
         Some(Speculation {
@@ -1110,7 +1131,7 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
             reads,
             writes,
             credit,
-            debit,
+            sender_change,
             contract_credits,
             contract_sends,
             fee: handler.fee(),
@@ -1165,9 +1186,15 @@ impl<S: Storage + ?Sized> Speculator<'_, S> {
         };
         let value = tx.value;
         let transfer = native_transfer::execute(&mut self.evm, balance, nonce)?;
-        // As revm's speculation: an assumed balance is written as a debit, an exact one as is.
-        let (sender_balance, debit) = match lazy_sender {
-            Some(_) => (None, Some((caller, balance - transfer.sender_balance))),
+        // As revm's speculation: an assumed balance is written as a change, an exact one as is.
+        let (sender_balance, sender_change) = match lazy_sender {
+            Some(_) => (
+                None,
+                Some(SenderChange {
+                    address: caller,
+                    left: transfer.sender_balance,
+                }),
+            ),
             None => (Some(transfer.sender_balance), None),
         };
         Some(Speculation {
@@ -1185,7 +1212,7 @@ impl<S: Storage + ?Sized> Speculator<'_, S> {
                 },
             )],
             credit: Some((recipient, value)),
-            debit,
+            sender_change,
             contract_credits: SmallVec::new(),
             contract_sends: SmallVec::new(),
             fee: transfer.fee,
@@ -1193,14 +1220,50 @@ impl<S: Storage + ?Sized> Speculator<'_, S> {
     }
 }
 
-/// Whether speculation can give a usable result for a transaction whose sender's previous
-/// transaction in the block is `previous`: always without one; with one, only for what looks like
-/// a plain value transfer — one whose recipient would get a lazy credit, without input (so
-/// probably no code runs) — whose sender's funds are then assumed and checked at commit (see
-/// [`Read::SenderFunds`]); any other would read its sender's pre-block nonce.
-pub(crate) fn speculable(tx: &Recovered<TxEnvelope>, previous: Option<TxIdx>) -> bool {
-    previous.is_none() || is_plain_transfer(tx)
+/// Whether the pipeline speculates transaction `tx` of `txs` (`previous`: each one's previous
+/// transaction of the same sender): always the first of its sender's, and a plain value transfer
+/// (see [`is_plain_transfer`]); a later one with its sender's nonce and funds assumed (see
+/// [`Read::SenderFunds`]) unless one of its sender's [`SAME_SENDER_LOOKBACK`] previous
+/// transactions in the block created a contract or went to the same destination: what a sender
+/// does twice to one contract usually depends on the first time (a token's balance of the sender,
+/// an allowance then a swap, a bot's own contract), and a speculation made stale that way only
+/// makes the committer wait for it before executing the transaction itself (mainnet 12520364:
+/// two 6.5-Mgas calls of one sender to one contract, 1.33x -> 1.01x when the second was
+/// speculated).
+pub(crate) fn speculable(
+    txs: &[Recovered<TxEnvelope>],
+    previous: &[Option<TxIdx>],
+    tx: TxIdx,
+) -> bool {
+    use alloy_consensus::Transaction;
+    let Some(mut earlier) = previous[tx] else {
+        return true;
+    };
+    let envelope = &txs[tx];
+    if is_plain_transfer(envelope) {
+        return true;
+    }
+    let Some(to) = envelope.kind().to().copied() else {
+        return false; // A creation: its address is likely what the sender calls next.
+    };
+    for _ in 0..SAME_SENDER_LOOKBACK {
+        if txs[earlier]
+            .kind()
+            .to()
+            .is_none_or(|earlier_to| *earlier_to == to)
+        {
+            return false;
+        }
+        match previous[earlier] {
+            Some(before) => earlier = before,
+            None => return true,
+        }
+    }
+    true
 }
+
+/// How many of its sender's previous transactions [`speculable`] looks at.
+const SAME_SENDER_LOOKBACK: usize = 16;
 
 /// Whether `tx` looks like a plain value transfer: one whose recipient would get a lazy credit,
 /// without input (so probably no code runs).
@@ -1471,6 +1534,11 @@ fn speculate_leftover<'a, S: Storage + ?Sized>(
     })
 }
 
+/// The block's transactions.
+fn txs_of<'b, S: ?Sized>(shared: &Shared<'b, S>) -> &'b [Recovered<TxEnvelope>] {
+    &shared.block.body.transactions
+}
+
 /// The [`STEAL_WINDOW`] transactions after `tx` (fewer at the end of what is pipelined).
 fn window_after<S: ?Sized>(shared: &Shared<'_, S>, tx: TxIdx) -> std::ops::Range<TxIdx> {
     tx + 1..shared.pipelined().min(tx + 1 + STEAL_WINDOW)
@@ -1485,7 +1553,9 @@ fn speculate_unclaimed<'a, S: Storage + ?Sized>(
     tx: TxIdx,
 ) -> bool {
     let envelope = &shared.block.body.transactions[tx];
-    if !speculable(envelope, shared.previous_of_sender[tx]) || shared.flags.hot.is_hot(envelope) {
+    if !speculable(txs_of(shared), shared.previous_of_sender, tx)
+        || shared.flags.hot.is_hot(envelope)
+    {
         return false; // Left to the committer.
     }
     let status = &shared.slots.statuses[tx];
@@ -1937,25 +2007,29 @@ mod native_speculation {
         }
     }
 
-    /// A plain transfer whose sender's funds are assumed is not speculated into code (the code
-    /// could observe the assumed balance), and is not counted as a speculation; with other
+    /// A transfer whose sender's funds are assumed is speculated into code, usable unless the
+    /// code observed the sender's balance (the speculation then still counts); with other
     /// threads, speculation starts at the block's second transaction.
     #[test]
-    fn assumed_funds_into_code_and_the_first_transaction_are_not_speculated() {
+    fn assumed_funds_observed_by_code_and_the_first_transaction_are_not_used() {
         let spec = SpecId::CANCUN;
         let mut storage = InMemoryStorage::new();
         let funds = U256::from(10u64.pow(18));
         storage.insert_account_with_code(account(1), funds, 0, Bytes::new(), []);
-        let code = Bytes::from_static(&[0x00]);
-        storage.insert_account_with_code(CONTRACT, funds, 1, code, []);
+        let stop = Bytes::from_static(&[0x00]);
+        storage.insert_account_with_code(CONTRACT, funds, 1, stop, []);
+        // `BALANCE(ORIGIN) POP STOP`.
+        let observer = Bytes::from_static(&[0x32, 0x31, 0x50, 0x00]);
+        storage.insert_account_with_code(account(0xcd), funds, 1, observer, []);
         let price = u128::from(BASEFEE) + 2;
         let block = Block {
             header: header(spec),
             body: BlockBody {
                 transactions: vec![
                     signed_legacy(legacy(0, account(0x71), 21_000, price), 1),
-                    // Its sender's second: funds assumed, into code.
+                    // Its sender's second and third: funds assumed, into code.
                     signed_legacy(legacy(1, CONTRACT, 50_000, price), 1),
+                    signed_legacy(legacy(2, account(0xcd), 50_000, price), 1),
                 ],
                 ommers: vec![],
                 withdrawals: None,
@@ -1982,8 +2056,17 @@ mod native_speculation {
         let alone = shared(&Threads::Alone(Speculate::Every));
         let mut speculator = Speculator::new(&alone);
         assert!(speculator.speculate(&alone, 0).is_some());
-        assert!(speculator.speculate(&alone, 1).is_none());
-        assert_eq!(speculator.speculations, 1);
+        let into_code = speculator.speculate(&alone, 1).expect("usable");
+        let Read::SenderFunds {
+            nonce: 1, required, ..
+        } = into_code.reads[0]
+        else {
+            panic!("assumed funds");
+        };
+        let change = into_code.sender_change.expect("assumed funds");
+        assert_eq!(required - change.left, U256::from(1_000 + 21_000 * price));
+        assert!(speculator.speculate(&alone, 2).is_none());
+        assert_eq!(speculator.speculations, 3);
         assert_eq!(alone.next_speculation.load(Ordering::Relaxed), 0);
         let pool = WorkerPool::new(2, crate::WorkerPlacement::Free).expect("a pool");
         let pooled = shared(&Threads::Pool(&pool, 2));
@@ -2001,7 +2084,7 @@ mod slots {
             reads: SmallVec::new(),
             writes: SmallVec::new(),
             credit: None,
-            debit: None,
+            sender_change: None,
             contract_credits: SmallVec::new(),
             contract_sends: SmallVec::new(),
             fee: U256::from(1),

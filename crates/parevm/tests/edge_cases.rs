@@ -834,6 +834,83 @@ fn self_transfer_chain_is_not_speculated_to_fail() {
     );
 }
 
+/// A sender's calls that follow one of its transactions are speculated with its nonce and funds
+/// assumed (checked at commit): a contract paying the sender more than the call costs (5 ETH,
+/// its whole balance) leaves the sender above its assumed funds; a contract
+/// storing the sender's balance observes the assumed funds, so its speculation is not used; and a
+/// second call to a contract the sender already called in the block is left to the committer.
+/// Checked against sequential on every engine, and the counts on one thread.
+#[test]
+fn sender_calls_after_its_transactions_are_speculated_with_assumed_funds() {
+    /// `call(gas, caller, 5 ETH)`: a payout to the caller (not a self-destruct, which observes
+    /// its beneficiary's balance).
+    const PAY_CALLER_5_ETH: &[u8] = &[
+        0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60,
+        0x00, // retSize retOffset argsSize argsOffset
+        0x67, 0x45, 0x63, 0x91, 0x82, 0x44, 0xf4, 0x00, 0x00, // PUSH8 5 ETH
+        0x33, 0x5a, 0xf1, 0x50, 0x00, // CALLER GAS CALL POP STOP
+    ];
+    let spec = SpecId::CANCUN;
+    let others = senders(8);
+    let mut storage = funded(spec, &others);
+    let payer = Address::with_last_byte(0x99);
+    fund(&mut storage, payer, 10 * ETH);
+    let (payback, reader) = (Address::with_last_byte(0xa1), Address::with_last_byte(0xa2));
+    storage.insert_account_with_code(
+        payback,
+        U256::from(5 * ETH),
+        1,
+        Bytes::from_static(PAY_CALLER_5_ETH),
+        [],
+    );
+    deploy(&mut storage, reader, code::ORIGIN_BALANCE);
+    let call = |nonce, to| {
+        legacy_tx(
+            payer,
+            nonce,
+            TxKind::Call(to),
+            U256::ZERO,
+            Bytes::new(),
+            100_000,
+        )
+    };
+    let payer_txs = [
+        transfer(payer, 0, Address::with_last_byte(0xe0)),
+        call(1, payback),
+        transfer(payer, 2, Address::with_last_byte(0xe1)),
+        call(3, reader),
+        call(4, payback),
+    ];
+    let mut txs = Vec::new();
+    for (other, payer_tx) in others.iter().zip(payer_txs) {
+        txs.push(transfer(*other, 0, Address::with_last_byte(0xd0)));
+        txs.push(payer_tx);
+    }
+    let block = block(spec, txs);
+    let chain = ChainSpec::fixed(spec);
+    let output =
+        assert_parallel_matches("payer calls", &chain, &block, &storage).expect("all succeed");
+    let gas: u64 = (output.receipts.iter().zip(&block.body.transactions))
+        .filter(|(_, tx)| tx.signer() == payer)
+        .map(|(receipt, _)| receipt.gas_used)
+        .sum();
+    let payer_state = output.state_changes[&payer].info.as_ref().expect("exists");
+    assert_eq!(
+        payer_state.balance,
+        U256::from(15 * ETH - 2 - u128::from(gas) * 10 * GWEI)
+    );
+    // One thread speculates every transaction it would hand to other threads, then commits it:
+    // the reader's speculation is run and not used, the second call to `payback` not run.
+    let (_, stats) =
+        executor_with(parevm::Strategy::Pipeline, 1).execute_with_stats(&chain, &block, &storage);
+    let txs = block.body.transactions.len();
+    assert_eq!(
+        (stats.executions, stats.aborts, stats.validations),
+        (txs + 1, 0, txs - 2),
+        "{stats:?}"
+    );
+}
+
 /// Value sent without input to a contract that counts deposits, by one in three transactions
 /// between plain transfers: the pipeline leaves every deposit to the committer from the start
 /// (a contract called so often without input is hot before anything runs) instead of learning

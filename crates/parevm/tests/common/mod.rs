@@ -210,6 +210,8 @@ pub mod code {
     pub const BURNER: &[u8] = &[0x5b, 0x60, 0x00, 0x56];
     /// `storage[0] = balance(coinbase)`.
     pub const COINBASE_BALANCE: &[u8] = &[0x41, 0x31, 0x60, 0x00, 0x55, 0x00];
+    /// `storage[0] = balance(origin)`.
+    pub const ORIGIN_BALANCE: &[u8] = &[0x32, 0x31, 0x60, 0x00, 0x55, 0x00];
     /// `selfdestruct(caller)`.
     pub const SUICIDE: &[u8] = &[0x33, 0xff];
     /// `storage[0] = create2(value 0, calldata as init code, salt 0)`.
