@@ -14,6 +14,10 @@ use alloy_primitives::Address;
 
 use crate::types::{TxIdx, address_bucket};
 
+/// A transaction with a gas limit above 1/`GIANT_SHARE` of its block's is a giant
+/// ([`BlockShape::giants`]).
+pub(crate) const GIANT_SHARE: u64 = 8;
+
 /// Destinations are counted in this many buckets (by [`address_bucket`]).
 pub(crate) const DESTINATION_BUCKETS: usize = 256;
 
@@ -21,6 +25,9 @@ pub(crate) const DESTINATION_BUCKETS: usize = 256;
 pub(crate) struct BlockShape {
     /// For each transaction, the previous transaction of the same sender in the block.
     pub(crate) previous_of_sender: Vec<Option<TxIdx>>,
+    /// The transactions whose gas limit is above 1/[`GIANT_SHARE`] of the block's, in order:
+    /// those that may take a large share of the block.
+    pub(crate) giants: Vec<TxIdx>,
     /// Calls without input (plain transfers, value sent to `receive` code) per destination
     /// bucket.
     calls_without_input: Vec<u32>,
@@ -46,8 +53,12 @@ impl BlockShape {
         // An entry: the tag (high half) and the transaction's index plus one (0: empty).
         let mut latest = vec![0u64; mask + 1];
         let mut calls_without_input = vec![0u32; DESTINATION_BUCKETS];
+        let mut giants = Vec::new();
         let previous_of_sender = (txs.iter().enumerate())
             .map(|(index, tx)| {
+                if tx.gas_limit() * GIANT_SHARE > block.header.gas_limit {
+                    giants.push(index);
+                }
                 if tx.input().is_empty()
                     && let Some(to) = tx.kind().to()
                 {
@@ -74,6 +85,7 @@ impl BlockShape {
             .collect();
         Self {
             previous_of_sender,
+            giants,
             calls_without_input,
             hot_from_start: OnceCell::new(),
         }
@@ -171,6 +183,28 @@ pub(crate) mod tests {
                 prop_assert_eq!(&shape.calls_without_input, &calls);
             }
         }
+    }
+
+    /// The giants are the transactions whose gas limit is above an eighth of the block's.
+    #[test]
+    fn giants_have_more_than_an_eighth_of_the_block_gas_limit() {
+        let mut block = block_of(&[(1, Some(2), false); 5]);
+        block.header.gas_limit = 8_000_000;
+        for (tx, gas_limit) in block
+            .body
+            .transactions
+            .iter_mut()
+            .zip([1_000_000, 1_000_001, 21_000, 8_000_000, 999_999])
+        {
+            let TxEnvelope::Legacy(signed) = tx.inner() else {
+                unreachable!("legacy")
+            };
+            let mut legacy = signed.tx().clone();
+            legacy.gas_limit = gas_limit;
+            let signed = Signed::new_unchecked(legacy, Signature::test_signature(), B256::ZERO);
+            *tx = Recovered::new_unchecked(TxEnvelope::Legacy(signed), tx.signer());
+        }
+        assert_eq!(BlockShape::of(&block).giants, [1, 3]);
     }
 
     /// Addresses that differ in one byte, wherever it is, spread over the table's buckets.
