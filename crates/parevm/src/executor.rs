@@ -851,8 +851,9 @@ const MIN_HEAVY_GAS_SINCE_BERLIN: u64 = 1_500_000;
 
 /// A block that one sender's nonce chain dominates runs the pipeline from this much gas on when
 /// the pipeline speculates nearly every transaction that follows one of its sender's (with the
-/// sender's funds assumed, checked at commit: see [`CHAIN_CALLS_TOLERATED`]); below it, on the calling thread alone when most
-/// of the block are plain transfers ([`ALONE_MIN_TRANSFERS_PERCENT`]), otherwise sequentially.
+/// sender's funds assumed, checked at commit: see [`CHAIN_CALLS_TOLERATED`]); below it, on the
+/// calling thread alone when most of the block are plain transfers
+/// ([`ALONE_MIN_TRANSFERS_PERCENT`]), otherwise sequentially.
 /// Measured with `examples/strategies.rs`, medians of 41 runs: one sender's chain of transfers,
 /// 1.33-1.82x with the pipeline from 5 to 60 Mgas (1.99x at 200 Mgas, 7 runs). The mainnet
 /// payout blocks (8-15 Mgas, 0.3-1.5 ms; a mining pool paying out in its own block) ran
@@ -864,8 +865,9 @@ const MIN_CHAIN_PIPELINE_GAS: u64 = MIN_PARALLEL_GAS;
 
 /// A block that one sender's chain dominates runs the pipeline only if at most one in this many
 /// of its transactions are left to the committer for following their sender's (see
-/// [`speculable`]: the committer executes those itself, in order): mainnet 12520364, a pool's 650 payouts and one call among
-/// them, 1.34x with the pipeline forced at 2 threads (`profile_block`, 300 runs).
+/// [`speculable`]: the committer executes those itself, in order): mainnet 12520364, a pool's
+/// 650 payouts and one call among them, 1.34x with the pipeline forced at 2 threads
+/// (`profile_block`, 300 runs).
 const CHAIN_CALLS_TOLERATED: usize = 20;
 
 /// A block with less gas than [`ALONE_MAX_GAS`] of which at least this share (in percent) are
