@@ -526,6 +526,11 @@ struct Shared<'a, S: ?Sized> {
 }
 
 impl<S: ?Sized> Shared<'_, S> {
+    /// Whether threads speculate transaction `tx` (see [`speculable`]).
+    fn speculable(&self, tx: TxIdx) -> bool {
+        speculable(&self.block.body.transactions, self.previous_of_sender, tx)
+    }
+
     /// The transactions the pipeline commits: all of them, or those before the hand-over
     /// (neither speculated nor committed from there on: they are Block-STM's).
     fn pipelined(&self) -> TxIdx {
@@ -689,7 +694,7 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
                         shared.next_speculation.fetch_max(tx + 1, Ordering::Relaxed);
                     }
                     let envelope = &shared.block.body.transactions[tx];
-                    let speculable = speculable(txs_of(shared), shared.previous_of_sender, tx);
+                    let speculable = shared.speculable(tx);
                     let hot = speculable && shared.flags.hot.is_hot(envelope);
                     self.committer.left_to_committer += usize::from(hot);
                     own = match shared.alone {
@@ -1409,22 +1414,14 @@ fn run_thread<'a, S: Storage + ?Sized>(
         if index == 0 {
             commit_block(shared, committer, view, &mut speculator);
         } else {
-            for &tx in shared.giants {
-                if shared.flags.done.load(Ordering::Acquire)
-                    || !shared.flags.speculating.load(Ordering::Relaxed)
-                {
-                    break;
-                }
-                if tx < shared.pipelined() {
-                    speculate_unclaimed(shared, &mut speculator, tx);
-                }
-            }
+            // The giants first (see `is_giant`), then chunks, then what chunks left unclaimed,
+            // from the end back.
+            let pipelined = shared.pipelined();
+            let mut giants = (shared.giants.iter().copied()).take_while(|&tx| tx < pipelined);
+            while speculate_leftover(shared, &mut speculator, &mut giants).is_some() {}
             while speculate_chunk(shared, &mut speculator, None) {}
-            // Then what chunks left unclaimed, from the end back.
-            let mut before = shared.pipelined();
-            while let Some(tx) = speculate_leftover(shared, &mut speculator, (0..before).rev()) {
-                before = tx;
-            }
+            let mut from_the_end = (0..pipelined).rev();
+            while speculate_leftover(shared, &mut speculator, &mut from_the_end).is_some() {}
         }
     }));
     if let Some(speculator) = speculator {
@@ -1528,13 +1525,14 @@ fn speculate_chunk<'a, S: Storage + ?Sized>(
 }
 
 /// Speculates the first of `candidates` that is still unclaimed and that threads speculate (one
-/// left in a claimed chunk: its thread has not reached it yet, or the committer gave it up): what
-/// a thread does with no chunk left to claim. The transaction speculated, or `None` when there is
-/// none (or speculation stopped, or the block is done).
+/// left in a claimed chunk: its thread has not reached it yet, or the committer gave it up),
+/// consuming the candidates up to it. The transaction speculated, or `None` when there is none
+/// (or speculation stopped, or the block is done).
 ///
 /// The committer looks at the [`STEAL_WINDOW`] after the transaction it waits for; a
-/// speculating thread looks from the end of the block back, the furthest from the committer
-/// (which would otherwise wait for a speculation it could have executed itself).
+/// speculating thread takes the giants first ([`is_giant`]) and, with no chunk left, looks from
+/// the end of the block back, the furthest from the committer (which would otherwise wait for a
+/// speculation it could have executed itself).
 fn speculate_leftover<'a, S: Storage + ?Sized>(
     shared: &Shared<'a, S>,
     speculator: &mut Option<Speculator<'a, S>>,
@@ -1549,11 +1547,6 @@ fn speculate_leftover<'a, S: Storage + ?Sized>(
         shared.slots.statuses[tx].load(Ordering::Relaxed) == UNCLAIMED
             && speculate_unclaimed(shared, speculator, tx)
     })
-}
-
-/// The block's transactions.
-fn txs_of<'b, S: ?Sized>(shared: &Shared<'b, S>) -> &'b [Recovered<TxEnvelope>] {
-    &shared.block.body.transactions
 }
 
 /// Whether transaction `tx` is a giant: one that may take a large share of the block (see
@@ -1582,9 +1575,7 @@ fn speculate_unclaimed<'a, S: Storage + ?Sized>(
     tx: TxIdx,
 ) -> bool {
     let envelope = &shared.block.body.transactions[tx];
-    if !speculable(txs_of(shared), shared.previous_of_sender, tx)
-        || shared.flags.hot.is_hot(envelope)
-    {
+    if !shared.speculable(tx) || shared.flags.hot.is_hot(envelope) {
         return false; // Left to the committer.
     }
     let status = &shared.slots.statuses[tx];
