@@ -2,7 +2,7 @@
 //! the same [`BlockOutput`] the sequential executor produces.
 
 use std::{
-    cell::OnceCell,
+    cell::{LazyCell, OnceCell},
     num::NonZeroUsize,
     panic::AssertUnwindSafe,
     sync::atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -922,19 +922,24 @@ fn plan_block<S: Storage + ?Sized>(
             "{txs} transactions (fewer than {MIN_PARALLEL_TXS})"
         ));
     }
-    let gas = expected_gas(block);
+    let gas = expected_gas(block, shape);
     let gas_per_tx = gas / txs as u64;
     let heavy = gas_per_tx >= BLOCK_STM_MIN_GAS_PER_TX;
     let small = gas < MIN_PARALLEL_GAS;
     // Mostly plain transfers (`ALONE_MIN_TRANSFERS_PERCENT`): small, they run the pipeline on
-    // this thread alone, at the end of the checks below.
-    let transfers = (block.body.transactions.iter())
-        .filter(|tx| is_plain_transfer(tx))
-        .count()
-        * 100
-        >= txs * ALONE_MIN_TRANSFERS_PERCENT;
+    // this thread alone, at the end of the checks below. Counted only for blocks with less gas
+    // than `ALONE_MAX_GAS` (the others never ask), from the shape if it was found already.
+    let transfers = LazyCell::new(|| {
+        let plain_transfers = match shape.get() {
+            Some(shape) => shape.plain_transfers,
+            None => (block.body.transactions.iter())
+                .filter(|tx| is_plain_transfer(tx))
+                .count(),
+        };
+        plain_transfers * 100 >= txs * ALONE_MIN_TRANSFERS_PERCENT
+    });
     if small
-        && !transfers
+        && !*transfers
         && !(heavy && gas >= MIN_HEAVY_GAS_SINCE_BERLIN && spec.is_enabled_in(SpecId::BERLIN))
     {
         return sequential(format!("{gas} gas (less than {MIN_PARALLEL_GAS})"));
@@ -949,7 +954,7 @@ fn plan_block<S: Storage + ?Sized>(
     // majority of the transactions (a majority vote).
     let chain_covers =
         |longest: usize| format!("one sender's nonce chain covers {longest} of {txs} transactions");
-    let chain_pipelined = gas >= MIN_CHAIN_PIPELINE_GAS || transfers;
+    let chain_pipelined = gas >= MIN_CHAIN_PIPELINE_GAS || *transfers;
     if !chain_pipelined
         && let Some(longest) = majority_sender_count(block)
         && longest * 3 > txs * 2
@@ -973,7 +978,7 @@ fn plan_block<S: Storage + ?Sized>(
     if suits_block_stm && !calls_rarely_share_contracts(block, threads) {
         return Plan::parallel(Strategy::BlockStm);
     }
-    if small && !suits_block_stm && !transfers {
+    if small && !suits_block_stm && !*transfers {
         return sequential(format!(
             "{gas} gas (less than {MIN_PARALLEL_GAS}), not suited to Block-STM"
         ));
@@ -1023,23 +1028,19 @@ fn plan_block<S: Storage + ?Sized>(
     // (nineteenth session, 200-300 runs): 2179522 (218 of 222 plain transfers) 1.38-1.46x, 3356896
     // (166 of 176) 1.16-1.21x, 116525 (66 of 83) 1.10-1.15x; 2641321 (78 of 83, but 46 of them
     // into code, executed directly) 0.97x, as the executor's sequential path there (0.96-0.97x).
-    if gas < ALONE_MAX_GAS && transfers {
+    if gas < ALONE_MAX_GAS && *transfers {
         return Plan::alone(Strategy::Pipeline);
     }
     Plan::parallel(Strategy::Pipeline)
 }
 
 /// The gas `block` is expected to use: the header's gas used when known (validation, sync);
-/// otherwise (block building) three quarters of the gas limits, a typical ratio on mainnet.
-fn expected_gas(block: &Block<Recovered<TxEnvelope>>) -> u64 {
+/// otherwise (block building) three quarters of the gas limits, a typical ratio on mainnet,
+/// summed by the pass that finds the block's shape (into `shape`: one walk over the
+/// transactions, not two, on the biggest blocks).
+fn expected_gas(block: &Block<Recovered<TxEnvelope>>, shape: &OnceCell<BlockShape>) -> u64 {
     match block.header.gas_used {
-        0 => {
-            (block.body.transactions.iter())
-                .map(|tx| tx.inner().gas_limit())
-                .sum::<u64>()
-                / 4
-                * 3
-        }
+        0 => shape.get_or_init(|| BlockShape::of(block)).gas_limits / 4 * 3,
         gas_used => gas_used,
     }
 }

@@ -175,9 +175,10 @@ impl HotDestinations {
 /// The contracts that `block` calls without input in at least one in [`HOT_FROM_START_SHARE`]
 /// of its transactions (and [`HOT_FROM_START_MIN`]), with the number of those calls: hot from the
 /// start (see [`HotDestinations::new`]). Found once per block (kept in `shape`, whose counts per
-/// destination bucket spare the walk over the transactions when no bucket has that many).
-/// `basic` gives an account's pre-block fields; an account it cannot read counts as without
-/// code (a guess: speed only, never the result).
+/// destination bucket spare the walk over the transactions when no bucket has that many, or when
+/// each such bucket's calls all went to one destination). `basic` gives an account's pre-block
+/// fields; an account it cannot read counts as without code (a guess: speed only, never the
+/// result).
 pub(crate) fn hot_from_start<'s>(
     block: &Block<Recovered<TxEnvelope>>,
     shape: &'s BlockShape,
@@ -187,19 +188,27 @@ pub(crate) fn hot_from_start<'s>(
     shape.hot_from_start.get_or_init(|| {
         let txs = block.body.transactions.len();
         let threshold = HOT_FROM_START_MIN.max(txs.div_ceil(HOT_FROM_START_SHARE));
-        let full = |to: &Address| {
-            shape.calls_without_input(address_bucket(to, DESTINATION_BUCKETS)) >= threshold
-        };
-        if (0..DESTINATION_BUCKETS).all(|bucket| shape.calls_without_input(bucket) < threshold) {
-            return Vec::new();
-        }
+        let full = |bucket: usize| shape.calls_without_input(bucket) >= threshold;
         let mut calls = alloy_primitives::map::AddressMap::<usize>::default();
-        for tx in &block.body.transactions {
-            if tx.input().is_empty()
-                && let Some(to) = tx.kind().to()
-                && full(to)
-            {
-                *calls.entry(*to).or_default() += 1;
+        let mut mixed = false;
+        for bucket in (0..DESTINATION_BUCKETS).filter(|&bucket| full(bucket)) {
+            match shape.sole_destination(bucket) {
+                Some(to) => {
+                    calls.insert(to, shape.calls_without_input(bucket));
+                }
+                None => mixed = true,
+            }
+        }
+        if mixed {
+            for tx in &block.body.transactions {
+                if tx.input().is_empty()
+                    && let Some(to) = tx.kind().to()
+                    && let bucket = address_bucket(to, DESTINATION_BUCKETS)
+                    && full(bucket)
+                    && shape.sole_destination(bucket).is_none()
+                {
+                    *calls.entry(*to).or_default() += 1;
+                }
             }
         }
         let has_code = |to: &Address| {
@@ -2134,5 +2143,60 @@ mod slots {
         }
         assert_eq!(slots.prepare(6).len(), 6);
         assert_eq!(slots.prepare(2).len(), 2);
+    }
+
+    /// The contracts hot from the start are counted exactly whether their bucket holds calls to
+    /// one destination only (counted by the shape's pass) or to several (a walk over the block):
+    /// two contracts sharing a bucket, a contract alone in its own, an account without code, and
+    /// a contract under the threshold.
+    #[test]
+    fn contracts_hot_from_start_are_counted_whether_their_bucket_is_shared_or_not() {
+        use crate::shape::tests::block_of;
+        let bucket = |byte: u8| address_bucket(&Address::with_last_byte(byte), DESTINATION_BUCKETS);
+        let (shared_a, shared_b) = (1..=u8::MAX)
+            .flat_map(|a| (a + 1..=u8::MAX).map(move |b| (a, b)))
+            .find(|&(a, b)| bucket(a) == bucket(b))
+            .expect("two bytes share a bucket");
+        let alone = (1..=u8::MAX)
+            .find(|&byte| bucket(byte) != bucket(shared_a))
+            .expect("another bucket");
+        let codeless = (1..=u8::MAX)
+            .find(|&byte| ![bucket(shared_a), bucket(alone)].contains(&bucket(byte)))
+            .expect("a third bucket");
+        let rare = (1..=u8::MAX)
+            .find(|&byte| {
+                ![bucket(shared_a), bucket(alone), bucket(codeless)].contains(&bucket(byte))
+            })
+            .expect("a fourth bucket");
+        // 24 transactions: the threshold is 4 (one in 8, at least `HOT_FROM_START_MIN`).
+        let destinations = [
+            (shared_a, 6),
+            (shared_b, 4),
+            (alone, 5),
+            (codeless, 6),
+            (rare, 3),
+        ];
+        let txs: Vec<_> = (destinations.iter())
+            .flat_map(|&(to, calls)| std::iter::repeat_n(to, calls))
+            .enumerate()
+            .map(|(sender, to)| (sender as u8, Some(to), false))
+            .collect();
+        let block = block_of(&txs);
+        let shape = BlockShape::of(&block);
+        let basic = |address: &Address| {
+            Ok((address[19] != codeless).then(|| AccountBasic {
+                code_hash: B256::repeat_byte(0xc0),
+                ..Default::default()
+            }))
+        };
+        let mut hot = hot_from_start(&block, &shape, basic).to_vec();
+        hot.sort();
+        let mut expected = vec![
+            (Address::with_last_byte(shared_a), 6),
+            (Address::with_last_byte(shared_b), 4),
+            (Address::with_last_byte(alone), 5),
+        ];
+        expected.sort();
+        assert_eq!(hot, expected);
     }
 }

@@ -1,18 +1,25 @@
 //! What a block's transaction list says before anything runs: each transaction's previous one of
-//! the same sender, and how many calls without input go to each destination bucket. Found in
-//! one pass over the list, shared by the planner, the pipeline and Block-STM.
+//! the same sender, the giants, the sum of the gas limits, the plain transfers, and the calls
+//! without input to each destination bucket. Found in one pass over the list, shared by the
+//! planner, the pipeline and Block-STM.
 //!
-//! On big blocks this pass is serial work before any thread starts: one walk over the 47,619
-//! transactions of a 1-gigagas block of plain transfers costs about 1 ms here, and a `HashMap`
-//! of senders cost 6.5 ms (a 2 MiB table, fresh every block), a tenth of the whole block
-//! (`docs/benchmarks.md`, thirteenth session).
+//! On big blocks this pass is serial work before any thread starts, bound by reading the list
+//! (432 bytes a transaction): on the 47,619 transactions of a 1-gigagas block of plain transfers
+//! it costs about 2.5 ms here, a twelfth of the parallel run, and each further walk for one
+//! field about 0.3-0.6 ms; so the planner asks this pass for the gas limits and the transfers
+//! instead of walking again (`examples/plan_time.rs`, `docs/benchmarks.md`, twenty-second
+//! session). A `HashMap` of senders cost 6.5 ms (a 2 MiB table, fresh every block; thirteenth
+//! session).
 
 use std::cell::OnceCell;
 
 use alloy_consensus::{Block, Transaction, TxEnvelope, transaction::Recovered};
 use alloy_primitives::Address;
 
-use crate::types::{TxIdx, address_bucket};
+use crate::{
+    pipeline::is_plain_transfer,
+    types::{TxIdx, address_bucket},
+};
 
 /// A transaction with a gas limit above 1/`GIANT_SHARE` of its block's is a giant
 /// ([`BlockShape::giants`]).
@@ -28,12 +35,26 @@ pub(crate) struct BlockShape {
     /// The transactions whose gas limit is above 1/[`GIANT_SHARE`] of the block's, in order:
     /// those that may take a large share of the block.
     pub(crate) giants: Vec<TxIdx>,
+    /// The sum of the transactions' gas limits (saturating).
+    pub(crate) gas_limits: u64,
+    /// How many transactions are plain transfers ([`is_plain_transfer`]).
+    pub(crate) plain_transfers: usize,
     /// Calls without input (plain transfers, value sent to `receive` code) per destination
     /// bucket.
-    calls_without_input: Vec<u32>,
+    calls_without_input: Vec<BucketCalls>,
     /// The contracts hot from the start, once found ([`crate::pipeline::hot_from_start`]):
     /// found once per block, by whichever of the planner and the pipeline asks first.
     pub(crate) hot_from_start: OnceCell<Vec<(Address, usize)>>,
+}
+
+/// The calls without input to one destination bucket: how many, and their destination when
+/// they all have the same one (then they need no second pass to be counted by destination).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct BucketCalls {
+    calls: u32,
+    /// The first call's destination, and whether every later one had it too.
+    destination: Address,
+    sole: bool,
 }
 
 impl BlockShape {
@@ -52,17 +73,25 @@ impl BlockShape {
         let mask = (txs.len() * 2).max(2).next_power_of_two() - 1;
         // An entry: the tag (high half) and the transaction's index plus one (0: empty).
         let mut latest = vec![0u64; mask + 1];
-        let mut calls_without_input = vec![0u32; DESTINATION_BUCKETS];
-        let mut giants = Vec::new();
+        let mut calls_without_input = vec![BucketCalls::default(); DESTINATION_BUCKETS];
+        let (mut giants, mut gas_limits, mut plain_transfers) = (Vec::new(), 0u64, 0);
         let previous_of_sender = (txs.iter().enumerate())
             .map(|(index, tx)| {
+                gas_limits = gas_limits.saturating_add(tx.gas_limit());
                 if tx.gas_limit().saturating_mul(GIANT_SHARE) > block.header.gas_limit {
                     giants.push(index);
                 }
                 if tx.input().is_empty()
                     && let Some(to) = tx.kind().to()
                 {
-                    calls_without_input[address_bucket(to, DESTINATION_BUCKETS)] += 1;
+                    let bucket = &mut calls_without_input[address_bucket(to, DESTINATION_BUCKETS)];
+                    if bucket.calls == 0 {
+                        (bucket.destination, bucket.sole) = (*to, true);
+                    } else if bucket.sole && bucket.destination != *to {
+                        bucket.sole = false;
+                    }
+                    bucket.calls += 1;
+                    plain_transfers += usize::from(is_plain_transfer(tx));
                 }
                 let sender = tx.signer();
                 let hash = hash(&sender);
@@ -86,6 +115,8 @@ impl BlockShape {
         Self {
             previous_of_sender,
             giants,
+            gas_limits,
+            plain_transfers,
             calls_without_input,
             hot_from_start: OnceCell::new(),
         }
@@ -93,7 +124,13 @@ impl BlockShape {
 
     /// Calls without input to destinations in `bucket` (of [`DESTINATION_BUCKETS`]).
     pub(crate) fn calls_without_input(&self, bucket: usize) -> usize {
-        self.calls_without_input[bucket] as usize
+        self.calls_without_input[bucket].calls as usize
+    }
+
+    /// The one destination of every call without input to `bucket`, if they all had the same.
+    pub(crate) fn sole_destination(&self, bucket: usize) -> Option<Address> {
+        let calls = &self.calls_without_input[bucket];
+        calls.sole.then_some(calls.destination)
     }
 }
 
@@ -110,7 +147,7 @@ fn address_hash(address: &Address) -> u64 {
 #[cfg(test)]
 pub(crate) mod tests {
     use alloy_consensus::{BlockBody, Header, Signed, TxLegacy};
-    use alloy_primitives::{B256, Bytes, Signature, TxKind, map::HashMap};
+    use alloy_primitives::{B256, Bytes, Signature, TxKind, U256, map::HashMap};
     use proptest::prelude::*;
 
     use super::*;
@@ -147,40 +184,55 @@ pub(crate) mod tests {
         }
     }
 
-    /// The shape found with a map of senders and a count per destination.
-    fn expected(block: &Block<Recovered<TxEnvelope>>) -> (Vec<Option<TxIdx>>, Vec<u32>) {
+    /// The shape found with a map of senders and maps per destination bucket: each
+    /// transaction's previous one of its sender, and per bucket the calls without input and
+    /// their destinations.
+    fn expected(
+        block: &Block<Recovered<TxEnvelope>>,
+    ) -> (Vec<Option<TxIdx>>, Vec<u32>, Vec<Option<Address>>) {
         let mut last = HashMap::<Address, TxIdx>::default();
         let mut calls = vec![0u32; DESTINATION_BUCKETS];
+        let mut destinations = vec![std::collections::BTreeSet::new(); DESTINATION_BUCKETS];
         let previous = (block.body.transactions.iter().enumerate())
             .map(|(index, tx)| {
                 if let (true, Some(to)) = (tx.input().is_empty(), tx.kind().to()) {
                     calls[address_bucket(to, DESTINATION_BUCKETS)] += 1;
+                    destinations[address_bucket(to, DESTINATION_BUCKETS)].insert(*to);
                 }
                 last.insert(tx.signer(), index)
             })
             .collect();
-        (previous, calls)
+        let sole = (destinations.iter())
+            .map(|to| (to.len() == 1).then(|| *to.first().expect("one")))
+            .collect();
+        (previous, calls, sole)
     }
 
     proptest! {
         /// The table of senders agrees with a map, whatever the hash: the real one, one that
         /// puts every sender in the same bucket with the same tag (the signer comparison
-        /// decides), one with the same tag everywhere.
+        /// decides), one with the same tag everywhere. The counts of calls without input per
+        /// destination bucket, and each bucket's sole destination, agree with maps too.
         #[test]
         fn shape_matches_a_map_of_senders(
             txs in prop::collection::vec(
-                (0u8..24, prop::option::of(0u8..8), any::<bool>()),
+                (0u8..24, prop::option::of(0u8..40), any::<bool>()),
                 0..120,
             ),
         ) {
             let block = block_of(&txs);
-            let (previous, calls) = expected(&block);
+            let (previous, calls, sole) = expected(&block);
             let hashes: [fn(&Address) -> u64; 3] =
                 [address_hash, |_| 0x1234_5678_0000_0005, |address| u64::from(address[19])];
             for hash in hashes {
                 let shape = BlockShape::with_hash(&block, hash);
                 prop_assert_eq!(&shape.previous_of_sender, &previous);
-                prop_assert_eq!(&shape.calls_without_input, &calls);
+                let counted: Vec<u32> =
+                    shape.calls_without_input.iter().map(|bucket| bucket.calls).collect();
+                prop_assert_eq!(&counted, &calls);
+                let found: Vec<_> =
+                    (0..DESTINATION_BUCKETS).map(|bucket| shape.sole_destination(bucket)).collect();
+                prop_assert_eq!(&found, &sole);
             }
         }
     }
@@ -207,6 +259,59 @@ pub(crate) mod tests {
             *tx = Recovered::new_unchecked(TxEnvelope::Legacy(signed), tx.signer());
         }
         assert_eq!(BlockShape::of(&block).giants, [1, 3]);
+    }
+
+    /// The pass sums the gas limits (saturating) and counts the plain transfers: value to
+    /// another account, without input; not a creation, a call with input, a transfer of
+    /// nothing, or one to the sender itself.
+    #[test]
+    fn gas_limits_are_summed_and_plain_transfers_counted() {
+        let txs = [
+            (1, Some(2), false, 1, 21_000),
+            (1, Some(3), false, 5, 30_000),
+            (2, None, false, 1, 100_000),
+            (3, Some(4), true, 1, 50_000),
+            (4, Some(5), false, 0, 21_000),
+            (5, Some(5), false, 1, 21_000),
+        ];
+        let transactions = (txs.iter())
+            .map(|&(sender, to, input, value, gas_limit)| {
+                let tx = TxLegacy {
+                    to: to.map_or(TxKind::Create, |to| {
+                        TxKind::Call(Address::with_last_byte(to))
+                    }),
+                    input: if input {
+                        Bytes::from_static(&[1])
+                    } else {
+                        Bytes::new()
+                    },
+                    value: U256::from(value),
+                    gas_limit,
+                    ..TxLegacy::default()
+                };
+                let signed = Signed::new_unchecked(tx, Signature::test_signature(), B256::ZERO);
+                Recovered::new_unchecked(
+                    TxEnvelope::Legacy(signed),
+                    Address::with_last_byte(sender),
+                )
+            })
+            .collect();
+        let mut block = block_of(&[]);
+        block.body.transactions = transactions;
+        let shape = BlockShape::of(&block);
+        assert_eq!(shape.gas_limits, 243_000);
+        assert_eq!(shape.plain_transfers, 2);
+        let mut huge = block_of(&[(1, Some(2), false); 2]);
+        for tx in &mut huge.body.transactions {
+            let TxEnvelope::Legacy(signed) = tx.inner() else {
+                unreachable!("legacy")
+            };
+            let mut legacy = signed.tx().clone();
+            legacy.gas_limit = u64::MAX;
+            let signed = Signed::new_unchecked(legacy, Signature::test_signature(), B256::ZERO);
+            *tx = Recovered::new_unchecked(TxEnvelope::Legacy(signed), tx.signer());
+        }
+        assert_eq!(BlockShape::of(&huge).gas_limits, u64::MAX);
     }
 
     /// Addresses that differ in one byte, wherever it is, spread over the table's buckets.
