@@ -103,6 +103,7 @@ mod account_diff;
 pub mod analysis;
 mod balance_observer;
 pub mod chain;
+mod committed_slots;
 mod error;
 mod executor;
 #[cfg(test)]

@@ -51,6 +51,7 @@ use crate::{
     account_diff::{AccountDiff, diff_account},
     balance_observer::{BalanceBounds, BalanceObserver, HUGE, observe_balances},
     chain,
+    committed_slots::CommittedSlots,
     mv_memory::ReadError,
     native_transfer,
     output::{BlockOutput, TxReceipt, merge_changes},
@@ -93,6 +94,11 @@ const GIVE_UP_MIN_VALIDATIONS: usize = 32;
 
 /// See [`GIVE_UP_MIN_VALIDATIONS`].
 const GIVE_UP_REJECTED_PERCENT: usize = 50;
+
+/// Blocks with at most this many transactions publish their committed slots for speculations
+/// to read ([`CommittedSlots`]). Bigger ones would fill the table, and pay for publishing on the
+/// committer for every slot: gigagas blocks of independent transactions gain nothing from it.
+const PUBLISH_MAX_TXS: usize = 4096;
 
 /// Transactions a thread claims at once while no speculation was rejected: threads meet on the
 /// claim counter once per chunk rather than once per transaction. Once a
@@ -266,6 +272,8 @@ const COMMITTED: u8 = 4;
 pub(crate) struct Slots {
     statuses: Vec<AtomicU8>,
     speculations: Vec<Mutex<Option<Speculation>>>,
+    /// The slots committed so far, for speculations to read (see [`PUBLISH_MAX_TXS`]).
+    committed: CommittedSlots,
 }
 
 impl Slots {
@@ -275,6 +283,7 @@ impl Slots {
         self.statuses.resize_with(txs, || AtomicU8::new(UNCLAIMED));
         self.speculations.truncate(txs);
         self.speculations.resize_with(txs, || Mutex::new(None));
+        self.committed.next_block();
         self
     }
 
@@ -301,6 +310,10 @@ impl Slots {
 enum Read {
     /// An account (`None`: it did not exist).
     Account(Address, Option<AccountBasic>),
+    /// A slot's value as committed by an earlier transaction of the block when the speculation
+    /// read it ([`CommittedSlots`]): validated against the committed state without seeding it
+    /// (the value is not the pre-block one).
+    CommittedStorage(Address, U256, U256),
     /// The recipient of a plain value transfer had no code (its balance was not read); the
     /// pre-block account, to seed the committed state.
     CodelessRecipient(Address, Option<AccountBasic>),
@@ -397,6 +410,8 @@ struct ContractSend {
 /// The revm database of a speculation: the pre-block state, every read recorded.
 struct SpeculativeDb<'a, S: ?Sized> {
     pre: &'a PreState<'a, S>,
+    /// The slots committed so far, read before the pre-block state (`None`: not published).
+    committed: Option<&'a CommittedSlots>,
     reads: Vec<Read>,
     /// The recipient eligible for a lazy credit, and whether it got one.
     lazy_recipient: Option<Address>,
@@ -492,6 +507,13 @@ impl<S: Storage + ?Sized> Database for SpeculativeDb<'_, S> {
     }
 
     fn storage(&mut self, address: Address, slot: U256) -> Result<U256, ReadError> {
+        if let Some(committed) = self.committed
+            && let Some(value) = committed.get(&address, &slot)
+        {
+            self.reads
+                .push(Read::CommittedStorage(address, slot, value));
+            return Ok(value);
+        }
         let value = self.pre.storage(&address, &slot)?;
         self.reads.push(Read::Storage(address, slot, value));
         Ok(value)
@@ -510,6 +532,8 @@ struct Shared<'a, S: ?Sized> {
     cfg: &'a CfgEnv,
     pre: &'a PreState<'a, S>,
     slots: &'a Slots,
+    /// The slots committed so far, when published (see [`PUBLISH_MAX_TXS`]).
+    committed: Option<&'a CommittedSlots>,
     /// For each transaction, the previous one of the same sender in the block (see
     /// [`speculable`]).
     previous_of_sender: &'a [Option<TxIdx>],
@@ -569,6 +593,12 @@ impl<'a, S: Storage + ?Sized> Shared<'a, S> {
             pre,
             hand_over_at,
             slots,
+            // Not on a thread alone that speculates plain transfers only (they read no slot);
+            // on one that speculates everything (forced, for tests), each speculation runs after
+            // the commits before it and reads their slots.
+            committed: (txs <= PUBLISH_MAX_TXS
+                && !matches!(threads, Threads::Alone(Speculate::Natively)))
+            .then_some(&slots.committed),
             previous_of_sender: &shape.previous_of_sender,
             giants: &shape.giants,
             alone: match threads {
@@ -762,6 +792,7 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
                 .destinations
                 .record(&shared.flags.hot, envelope, applied.is_none());
             if let Some(result) = applied {
+                self.publish(shared);
                 self.committer.gas_used += result.tx_gas_used();
                 self.committer
                     .receipts
@@ -787,7 +818,19 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
             envelope,
             &mut self.committer.gas_used,
             &mut self.committer.receipts,
-        )
+        )?;
+        self.publish(shared);
+        Ok(())
+    }
+
+    /// Publishes the slots the last transaction wrote, for speculations to read.
+    fn publish(&mut self, shared: &Shared<'a, S>) {
+        let state = &mut self.evm.ctx.journaled_state.database;
+        if let (Some(committed), Some(written)) = (shared.committed, &mut state.written_slots) {
+            for (address, slot, value) in written.drain(..) {
+                committed.publish(&address, &slot, &value);
+            }
+        }
     }
 
     /// Applies `speculation` to the committed state if every value it read is still current (and
@@ -814,6 +857,9 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
                     .is_none_or(|account| account.code_hash == KECCAK_EMPTY),
                 Read::Storage(address, slot, value) => {
                     state.storage_seeded(address, slot, value) == value
+                }
+                Read::CommittedStorage(address, slot, value) => {
+                    Database::storage(&mut *state, address, slot).is_ok_and(|now| now == value)
                 }
                 Read::Contract(address, pre) => state
                     .basic_fields_seeded(address, Some(pre))
@@ -919,6 +965,7 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
     fn new(shared: &Shared<'a, S>) -> Self {
         let db = SpeculativeDb {
             pre: shared.pre,
+            committed: shared.committed,
             reads: Vec::new(),
             lazy_recipient: None,
             lazy_recipient_applied: false,
@@ -1466,6 +1513,9 @@ fn commit_block<'a, S: Storage + ?Sized>(
         shared.cfg.clone(),
     );
     std::mem::swap(&mut evm.ctx.journaled_state.database, &mut committer.state);
+    if shared.committed.is_some() {
+        evm.ctx.journaled_state.database.written_slots = Some(Vec::new());
+    }
     loop {
         let stop = Role {
             committer: &mut *committer,

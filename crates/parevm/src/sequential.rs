@@ -55,6 +55,10 @@ pub(crate) struct SequentialState<'a, S: ?Sized> {
     /// sender (the nonce), so its first read goes straight into `changes` instead of through
     /// `reads` (one map operation fewer per transaction).
     sender: Option<Address>,
+    /// When kept (by the pipeline's committer), every slot written since it was last drained,
+    /// with its value: the committer publishes them for speculations to read
+    /// ([`crate::committed_slots`]).
+    pub(crate) written_slots: Option<Vec<(Address, U256, U256)>>,
 }
 
 impl<'a, S: Storage + ?Sized> SequentialState<'a, S> {
@@ -74,6 +78,7 @@ impl<'a, S: Storage + ?Sized> SequentialState<'a, S> {
             slot_reads: HashMap::default(),
             code: B256Map::default(),
             sender: None,
+            written_slots: None,
         }
     }
 
@@ -205,6 +210,9 @@ impl<'a, S: Storage + ?Sized> SequentialState<'a, S> {
                 // Written slots leave the read cache: it stays small, cheap to miss in.
                 self.slot_reads.remove(&SlotKey(address, *slot));
             }
+            if let Some(written) = &mut self.written_slots {
+                written.push((address, *slot, value.present_value()));
+            }
             change.storage.insert(*slot, value.present_value());
         }
     }
@@ -247,6 +255,13 @@ impl<'a, S: Storage + ?Sized> SequentialState<'a, S> {
             for (slot, _) in &diff.storage {
                 self.slot_reads.remove(&SlotKey(address, *slot));
             }
+        }
+        if let Some(written) = &mut self.written_slots {
+            written.extend(
+                diff.storage
+                    .iter()
+                    .map(|(slot, value)| (address, *slot, *value)),
+            );
         }
         change.storage.extend(diff.storage);
     }

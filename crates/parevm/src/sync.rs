@@ -8,7 +8,7 @@ mod imp {
     use std::time::Duration;
 
     pub(crate) use parking_lot::{Mutex, MutexGuard};
-    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize};
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize};
 
     /// A condition variable whose timed wait hands the guard back.
     #[derive(Debug, Default)]
@@ -46,7 +46,7 @@ mod imp {
 
     pub(crate) use shuttle::sync::{
         MutexGuard,
-        atomic::{AtomicBool, AtomicU8, AtomicUsize},
+        atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize},
     };
 
     /// shuttle's mutex behind `parking_lot`'s API (no poisoning).
