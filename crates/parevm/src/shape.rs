@@ -152,27 +152,36 @@ pub(crate) mod tests {
 
     use super::*;
 
+    /// A legacy transaction from `Address::with_last_byte(sender)` to
+    /// `Address::with_last_byte(to)` (or a creation), with one byte of input or none.
+    fn tx_from(
+        sender: u8,
+        to: Option<u8>,
+        input: bool,
+        value: u64,
+        gas_limit: u64,
+    ) -> Recovered<TxEnvelope> {
+        let tx = TxLegacy {
+            to: to.map_or(TxKind::Create, |to| {
+                TxKind::Call(Address::with_last_byte(to))
+            }),
+            input: if input {
+                Bytes::from_static(&[1])
+            } else {
+                Bytes::new()
+            },
+            value: U256::from(value),
+            gas_limit,
+            ..TxLegacy::default()
+        };
+        let signed = Signed::new_unchecked(tx, Signature::test_signature(), B256::ZERO);
+        Recovered::new_unchecked(TxEnvelope::Legacy(signed), Address::with_last_byte(sender))
+    }
+
     /// A block of legacy transactions: (sender, recipient or creation, with input).
     pub(crate) fn block_of(txs: &[(u8, Option<u8>, bool)]) -> Block<Recovered<TxEnvelope>> {
         let transactions = (txs.iter())
-            .map(|&(sender, to, input)| {
-                let tx = TxLegacy {
-                    to: to.map_or(TxKind::Create, |to| {
-                        TxKind::Call(Address::with_last_byte(to))
-                    }),
-                    input: if input {
-                        Bytes::from_static(&[1])
-                    } else {
-                        Bytes::new()
-                    },
-                    ..TxLegacy::default()
-                };
-                let signed = Signed::new_unchecked(tx, Signature::test_signature(), B256::ZERO);
-                Recovered::new_unchecked(
-                    TxEnvelope::Legacy(signed),
-                    Address::with_last_byte(sender),
-                )
-            })
+            .map(|&(sender, to, input)| tx_from(sender, to, input, 0, 0))
             .collect();
         Block {
             header: Header::default(),
@@ -241,23 +250,11 @@ pub(crate) mod tests {
     /// whose eight-fold overflows, as in some state tests, too).
     #[test]
     fn giants_have_more_than_an_eighth_of_the_block_gas_limit() {
-        let mut block = block_of(&[(1, Some(2), false); 5]);
+        let mut block = block_of(&[]);
         block.header.gas_limit = 8_000_000;
-        for (tx, gas_limit) in block.body.transactions.iter_mut().zip([
-            1_000_000,
-            1_000_001,
-            21_000,
-            u64::MAX,
-            999_999,
-        ]) {
-            let TxEnvelope::Legacy(signed) = tx.inner() else {
-                unreachable!("legacy")
-            };
-            let mut legacy = signed.tx().clone();
-            legacy.gas_limit = gas_limit;
-            let signed = Signed::new_unchecked(legacy, Signature::test_signature(), B256::ZERO);
-            *tx = Recovered::new_unchecked(TxEnvelope::Legacy(signed), tx.signer());
-        }
+        block.body.transactions = [1_000_000, 1_000_001, 21_000, u64::MAX, 999_999]
+            .map(|gas_limit| tx_from(1, Some(2), false, 0, gas_limit))
+            .into();
         assert_eq!(BlockShape::of(&block).giants, [1, 3]);
     }
 
@@ -274,44 +271,17 @@ pub(crate) mod tests {
             (4, Some(5), false, 0, 21_000),
             (5, Some(5), false, 1, 21_000),
         ];
-        let transactions = (txs.iter())
+        let mut block = block_of(&[]);
+        block.body.transactions = (txs.iter())
             .map(|&(sender, to, input, value, gas_limit)| {
-                let tx = TxLegacy {
-                    to: to.map_or(TxKind::Create, |to| {
-                        TxKind::Call(Address::with_last_byte(to))
-                    }),
-                    input: if input {
-                        Bytes::from_static(&[1])
-                    } else {
-                        Bytes::new()
-                    },
-                    value: U256::from(value),
-                    gas_limit,
-                    ..TxLegacy::default()
-                };
-                let signed = Signed::new_unchecked(tx, Signature::test_signature(), B256::ZERO);
-                Recovered::new_unchecked(
-                    TxEnvelope::Legacy(signed),
-                    Address::with_last_byte(sender),
-                )
+                tx_from(sender, to, input, value, gas_limit)
             })
             .collect();
-        let mut block = block_of(&[]);
-        block.body.transactions = transactions;
         let shape = BlockShape::of(&block);
         assert_eq!(shape.gas_limits, 243_000);
         assert_eq!(shape.plain_transfers, 2);
-        let mut huge = block_of(&[(1, Some(2), false); 2]);
-        for tx in &mut huge.body.transactions {
-            let TxEnvelope::Legacy(signed) = tx.inner() else {
-                unreachable!("legacy")
-            };
-            let mut legacy = signed.tx().clone();
-            legacy.gas_limit = u64::MAX;
-            let signed = Signed::new_unchecked(legacy, Signature::test_signature(), B256::ZERO);
-            *tx = Recovered::new_unchecked(TxEnvelope::Legacy(signed), tx.signer());
-        }
-        assert_eq!(BlockShape::of(&huge).gas_limits, u64::MAX);
+        block.body.transactions = vec![tx_from(1, Some(2), false, 0, u64::MAX); 2];
+        assert_eq!(BlockShape::of(&block).gas_limits, u64::MAX);
     }
 
     /// Addresses that differ in one byte, wherever it is, spread over the table's buckets.
