@@ -98,7 +98,7 @@ const GIVE_UP_REJECTED_PERCENT: usize = 50;
 /// Blocks with at most this many transactions publish their committed slots for speculations
 /// to read ([`CommittedSlots`]). Bigger ones would fill the table, and pay for publishing on the
 /// committer for every slot: gigagas blocks of independent transactions gain nothing from it.
-const PUBLISH_MAX_TXS: usize = 4096;
+pub(crate) const PUBLISH_MAX_TXS: usize = 4096;
 
 /// Transactions a thread claims at once while no speculation was rejected: threads meet on the
 /// claim counter once per chunk rather than once per transaction. Once a
