@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Instant;
 
-use common::{load_target, median};
+use common::{config, load_target, median};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -17,10 +17,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let threads: usize = args.next().map_or(2, |t| t.parse().expect("threads"));
     let repeat: usize = args.next().map_or(50, |r| r.parse().expect("repeat"));
-    let config = parevm::ExecutorConfig {
-        concurrency: std::num::NonZeroUsize::new(threads).expect("at least one thread"),
-        strategy: parevm::Strategy::Auto,
-    };
+    let config = config(threads, parevm::Strategy::Auto);
     for target in args {
         let (chain, block, storage) = load_target(&target);
         let mut times = Vec::with_capacity(repeat);

@@ -6,10 +6,10 @@
 
 mod common;
 
-use std::{num::NonZeroUsize, time::Instant};
+use std::time::Instant;
 
-use common::{load_target, median};
-use parevm::{ExecutorConfig, ParallelExecutor, Strategy};
+use common::{config, load_target, median};
+use parevm::{ParallelExecutor, Strategy};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -18,12 +18,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let threads: usize = args.next().map_or(2, |t| t.parse().expect("threads"));
     let repeat: usize = args.next().map_or(20, |r| r.parse().expect("repeat"));
-    let executor = |strategy| {
-        ParallelExecutor::new(ExecutorConfig {
-            concurrency: NonZeroUsize::new(threads).expect("threads"),
-            strategy,
-        })
-    };
+    let executor = |strategy| ParallelExecutor::new(config(threads, strategy));
     let (auto, pipeline, block_stm) = (
         executor(Strategy::Auto),
         executor(Strategy::Pipeline),

@@ -1099,9 +1099,11 @@ fn committed_slots_pay(
     giants: &[TxIdx],
 ) -> bool {
     let txs = &block.body.transactions;
-    let dominated =
-        (giants.iter()).any(|&tx| u128::from(txs[tx].gas_limit()) * 3 >= u128::from(gas) * 2);
-    threads <= 2 && txs.len() <= PUBLISH_MAX_TXS && gas >= MIN_PARALLEL_GAS && !dominated
+    let dominates = |tx: &TxIdx| u128::from(txs[*tx].gas_limit()) * 3 >= u128::from(gas) * 2;
+    threads <= 2
+        && txs.len() <= PUBLISH_MAX_TXS
+        && gas >= MIN_PARALLEL_GAS
+        && !giants.iter().any(dominates)
 }
 
 /// A block heavy enough for Block-STM whose calls (transactions with input) rarely go to a

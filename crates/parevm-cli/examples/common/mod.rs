@@ -38,13 +38,19 @@ pub(crate) fn median(mut times: Vec<f64>) -> f64 {
     times.get(times.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
+/// The configuration of `threads` workers running `strategy`.
+#[allow(dead_code)] // not every example configures one
+pub(crate) fn config(threads: usize, strategy: parevm::Strategy) -> parevm::ExecutorConfig {
+    parevm::ExecutorConfig {
+        concurrency: std::num::NonZeroUsize::new(threads).expect("at least one thread"),
+        strategy,
+    }
+}
+
 /// A parallel executor of `threads` workers running the strategy `PAREVM_STRATEGY` names.
 #[allow(dead_code)] // not every example runs one
 pub(crate) fn executor_from_env(threads: usize) -> parevm::ParallelExecutor {
-    parevm::ParallelExecutor::new(parevm::ExecutorConfig {
-        concurrency: std::num::NonZeroUsize::new(threads).expect("at least one thread"),
-        strategy: strategy_from_env(),
-    })
+    parevm::ParallelExecutor::new(config(threads, strategy_from_env()))
 }
 
 /// The strategy named by `PAREVM_STRATEGY` (`pipeline`, `auto`, `sequential`, `hand-over:TX`,
