@@ -33,7 +33,7 @@ use std::{
     sync::atomic::{AtomicUsize, Ordering},
 };
 
-use alloy_consensus::{Block, TxEnvelope, transaction::Recovered};
+use alloy_consensus::{Block, Transaction, TxEnvelope, transaction::Recovered};
 use alloy_primitives::{Address, B256, U256};
 use crossbeam_utils::CachePadded;
 use revm::{
@@ -168,7 +168,6 @@ impl HotDestinations {
 
     /// The bucket of a transaction's destination (`None` for a contract creation).
     fn bucket(tx: &Recovered<TxEnvelope>) -> Option<usize> {
-        use alloy_consensus::Transaction;
         Some(address_bucket(tx.kind().to()?, DESTINATION_BUCKETS))
     }
 
@@ -190,7 +189,6 @@ pub(crate) fn hot_from_start<'s>(
     shape: &'s BlockShape,
     basic: impl Fn(&Address) -> Result<Option<AccountBasic>, StorageError>,
 ) -> &'s [(Address, usize)] {
-    use alloy_consensus::Transaction;
     shape.hot_from_start.get_or_init(|| {
         let txs = block.body.transactions.len();
         let threshold = HOT_FROM_START_MIN.max(txs.div_ceil(HOT_FROM_START_SHARE));
@@ -537,8 +535,10 @@ struct Shared<'a, S: ?Sized> {
     /// For each transaction, the previous one of the same sender in the block (see
     /// [`speculable`]).
     previous_of_sender: &'a [Option<TxIdx>],
-    /// The giants, in order (see [`is_giant`]).
+    /// The giants, in order (see [`outweighs`]).
     giants: &'a [TxIdx],
+    /// The giants, the largest gas limit first: the order speculating threads take them in.
+    giants_largest_first: &'a [TxIdx],
     /// The committer hands the rest of the block over to Block-STM once this many transactions
     /// are committed ([`crate::Strategy::HandOver`]).
     hand_over_at: Option<TxIdx>,
@@ -601,6 +601,7 @@ impl<'a, S: Storage + ?Sized> Shared<'a, S> {
             .then_some(&slots.committed),
             previous_of_sender: &shape.previous_of_sender,
             giants: &shape.giants,
+            giants_largest_first: &shape.giants_largest_first,
             alone: match threads {
                 Threads::Alone(speculate) => Some(*speculate),
                 _ => None,
@@ -1299,7 +1300,6 @@ pub(crate) fn speculable(
     previous: &[Option<TxIdx>],
     tx: TxIdx,
 ) -> bool {
-    use alloy_consensus::Transaction;
     let Some(mut earlier) = previous[tx] else {
         return true;
     };
@@ -1332,7 +1332,6 @@ const SAME_SENDER_LOOKBACK: usize = 16;
 /// Whether `tx` looks like a plain value transfer: one whose recipient would get a lazy credit,
 /// without input (so probably no code runs).
 pub(crate) fn is_plain_transfer(tx: &Recovered<TxEnvelope>) -> bool {
-    use alloy_consensus::Transaction;
     use alloy_eips::Typed2718;
     tx.input().is_empty()
         && plain_transfer_recipient(tx.kind(), tx.value(), tx.signer(), tx.ty()).is_some()
@@ -1470,10 +1469,11 @@ fn run_thread<'a, S: Storage + ?Sized>(
         if index == 0 {
             commit_block(shared, committer, view, &mut speculator);
         } else {
-            // The giants first (see `is_giant`), then chunks, then what chunks left unclaimed,
+            // The giants first (see `outweighs`), then chunks, then what chunks left unclaimed,
             // from the end back.
             let pipelined = shared.pipelined();
-            let mut giants = (shared.giants.iter().copied()).take_while(|&tx| tx < pipelined);
+            let mut giants =
+                (shared.giants_largest_first.iter().copied()).filter(|&tx| tx < pipelined);
             while speculate_leftover(shared, &mut speculator, &mut giants).is_some() {}
             while speculate_chunk(shared, &mut speculator, None) {}
             let mut from_the_end = (0..pipelined).rev();
@@ -1527,8 +1527,8 @@ fn commit_block<'a, S: Storage + ?Sized>(
             break;
         };
         let status = &shared.slots.statuses[awaited];
-        let window = window_after(shared, awaited).filter(|&tx| !is_giant(shared, tx));
-        if !speculate_chunk(shared, speculator, Some(status))
+        let window = window_after(shared, awaited).filter(|&tx| !outweighs(shared, tx, awaited));
+        if !speculate_chunk(shared, speculator, Some(awaited))
             && speculate_leftover(shared, speculator, window).is_none()
         {
             shared.doorbell.wait_until(|| {
@@ -1552,7 +1552,7 @@ fn commit_block<'a, S: Storage + ?Sized>(
 fn speculate_chunk<'a, S: Storage + ?Sized>(
     shared: &Shared<'a, S>,
     speculator: &mut Option<Speculator<'a, S>>,
-    awaited: Option<&AtomicU8>,
+    awaited: Option<TxIdx>,
 ) -> bool {
     let txs = shared.pipelined();
     let chunk = if shared.flags.conflicts.load(Ordering::Relaxed) {
@@ -1571,12 +1571,14 @@ fn speculate_chunk<'a, S: Storage + ?Sized>(
     }
     for tx in start..txs.min(start + chunk) {
         if !shared.flags.speculating.load(Ordering::Relaxed)
-            || awaited.is_some_and(|status| status.load(Ordering::Acquire) == READY)
+            || awaited.is_some_and(|awaited| {
+                shared.slots.statuses[awaited].load(Ordering::Acquire) == READY
+            })
         {
             break;
         }
-        if awaited.is_some() && is_giant(shared, tx) {
-            continue; // Left unclaimed: see `is_giant`.
+        if awaited.is_some_and(|awaited| outweighs(shared, tx, awaited)) {
+            continue; // Left unclaimed: see `outweighs`.
         }
         speculate_unclaimed(shared, speculator, tx);
     }
@@ -1589,7 +1591,7 @@ fn speculate_chunk<'a, S: Storage + ?Sized>(
 /// (or speculation stopped, or the block is done).
 ///
 /// The committer looks at the [`STEAL_WINDOW`] after the transaction it waits for; a
-/// speculating thread takes the giants first ([`is_giant`]) and, with no chunk left, looks from
+/// speculating thread takes the giants first ([`outweighs`]) and, with no chunk left, looks from
 /// the end of the block back, the furthest from the committer (which would otherwise wait for a
 /// speculation it could have executed itself).
 fn speculate_leftover<'a, S: Storage + ?Sized>(
@@ -1608,16 +1610,20 @@ fn speculate_leftover<'a, S: Storage + ?Sized>(
     })
 }
 
-/// Whether transaction `tx` is a giant: one that may take a large share of the block (see
-/// [`BlockShape::giants`]). Speculating threads take the giants first, and the committer does not
-/// speculate one while waiting for another speculation (it commits nothing until its own ends).
+/// Whether transaction `tx` is a giant (one that may take a large share of the block: see
+/// [`BlockShape::giants`]) with a higher gas limit than `awaited`. Speculating threads take the
+/// giants first, the largest first, and the committer waiting for `awaited`'s speculation does
+/// not speculate a giant heavier than it (it commits nothing until its own speculation ends).
 /// Mainnet 16257471: waiting for transaction 1 (ready 140 us later), the committer speculated
 /// transaction 22, a 9-Mgas call of the block's 20, for 4.6 ms, while the other thread ran out of
 /// work; left to the committer in order, it started 0.6 ms later and the other thread ran out of
 /// work all the same. Speculations read the pre-block state: taken first, a giant's speculation
-/// is as usable as in order.
-fn is_giant<S: ?Sized>(shared: &Shared<'_, S>, tx: TxIdx) -> bool {
-    shared.giants.binary_search(&tx).is_ok()
+/// is as usable as in order. A giant no heavier than the one awaited is speculated in order: on
+/// 19934116, waiting for a 630-us giant, the committer skipped an 84-us one, which the other
+/// thread took only after its own and the committer waited for.
+fn outweighs<S: ?Sized>(shared: &Shared<'_, S>, tx: TxIdx, awaited: TxIdx) -> bool {
+    let txs = &shared.block.body.transactions;
+    shared.giants.binary_search(&tx).is_ok() && txs[tx].gas_limit() > txs[awaited].gas_limit()
 }
 
 /// The [`STEAL_WINDOW`] transactions after `tx` (fewer at the end of what is pipelined).

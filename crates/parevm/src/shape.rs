@@ -21,8 +21,8 @@ use crate::{
     types::{TxIdx, address_bucket},
 };
 
-/// A transaction with a gas limit above 1/`GIANT_SHARE` of its block's is a giant
-/// ([`BlockShape::giants`]).
+/// A transaction with a gas limit above 1/`GIANT_SHARE` of its block's gas used (of its gas
+/// limit while the block is built) is a giant ([`BlockShape::giants`]).
 pub(crate) const GIANT_SHARE: u64 = 8;
 
 /// Destinations are counted in this many buckets (by [`address_bucket`]).
@@ -32,9 +32,13 @@ pub(crate) const DESTINATION_BUCKETS: usize = 256;
 pub(crate) struct BlockShape {
     /// For each transaction, the previous transaction of the same sender in the block.
     pub(crate) previous_of_sender: Vec<Option<TxIdx>>,
-    /// The transactions whose gas limit is above 1/[`GIANT_SHARE`] of the block's, in order:
-    /// those that may take a large share of the block.
+    /// The transactions whose gas limit is above 1/[`GIANT_SHARE`] of the block's gas used (of
+    /// its gas limit when that is not known: a block being built), in order: those that may take
+    /// a large share of the block.
     pub(crate) giants: Vec<TxIdx>,
+    /// The giants again, by gas limit, the largest first (the order the pipeline's speculating
+    /// threads take them in).
+    pub(crate) giants_largest_first: Vec<TxIdx>,
     /// The sum of the transactions' gas limits (saturating).
     pub(crate) gas_limits: u64,
     /// How many transactions are plain transfers ([`is_plain_transfer`]).
@@ -75,10 +79,14 @@ impl BlockShape {
         let mut latest = vec![0u64; mask + 1];
         let mut calls_without_input = vec![BucketCalls::default(); DESTINATION_BUCKETS];
         let (mut giants, mut gas_limits, mut plain_transfers) = (Vec::new(), 0u64, 0);
+        let giant_base = match block.header.gas_used {
+            0 => block.header.gas_limit,
+            gas_used => gas_used,
+        };
         let previous_of_sender = (txs.iter().enumerate())
             .map(|(index, tx)| {
                 gas_limits = gas_limits.saturating_add(tx.gas_limit());
-                if tx.gas_limit().saturating_mul(GIANT_SHARE) > block.header.gas_limit {
+                if tx.gas_limit().saturating_mul(GIANT_SHARE) > giant_base {
                     giants.push(index);
                 }
                 if tx.input().is_empty()
@@ -112,9 +120,12 @@ impl BlockShape {
                 }
             })
             .collect();
+        let mut giants_largest_first = giants.clone();
+        giants_largest_first.sort_by_key(|&tx| std::cmp::Reverse(txs[tx].gas_limit()));
         Self {
             previous_of_sender,
             giants,
+            giants_largest_first,
             gas_limits,
             plain_transfers,
             calls_without_input,
@@ -249,8 +260,9 @@ pub(crate) mod tests {
         }
     }
 
-    /// The giants are the transactions whose gas limit is above an eighth of the block's (one
-    /// whose eight-fold overflows, as in some state tests, too).
+    /// While a block is built (no gas used yet), the giants are the transactions whose gas limit
+    /// is above an eighth of the block's (one whose eight-fold overflows, as in some state tests,
+    /// too); they are also listed by gas limit, the largest first.
     #[test]
     fn giants_have_more_than_an_eighth_of_the_block_gas_limit() {
         let mut block = block_of(&[]);
@@ -258,7 +270,27 @@ pub(crate) mod tests {
         block.body.transactions = [1_000_000, 1_000_001, 21_000, u64::MAX, 999_999]
             .map(|gas_limit| tx_from(1, Some(2), false, 0, gas_limit))
             .into();
-        assert_eq!(BlockShape::of(&block).giants, [1, 3]);
+        let shape = BlockShape::of(&block);
+        assert_eq!(shape.giants, [1, 3]);
+        assert_eq!(shape.giants_largest_first, [3, 1]);
+    }
+
+    /// Once the block's gas used is known, the giants are the transactions whose gas limit is
+    /// above an eighth of it: a 900,000-gas call in a block that used 2.6 Mgas of 30 is one.
+    /// Equal gas limits keep their order.
+    #[test]
+    fn giants_have_more_than_an_eighth_of_the_gas_used_when_known() {
+        let mut block = block_of(&[]);
+        block.header.gas_limit = 30_000_000;
+        block.header.gas_used = 2_600_000;
+        block.body.transactions = [
+            337_715, 21_000, 740_000, 908_006, 325_000, 3_000_000, 740_000,
+        ]
+        .map(|gas_limit| tx_from(1, Some(2), false, 0, gas_limit))
+        .into();
+        let shape = BlockShape::of(&block);
+        assert_eq!(shape.giants, [0, 2, 3, 5, 6]);
+        assert_eq!(shape.giants_largest_first, [5, 3, 2, 6, 0]);
     }
 
     /// The pass sums the gas limits (saturating) and counts the plain transfers: value to
