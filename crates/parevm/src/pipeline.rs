@@ -334,6 +334,14 @@ enum Read {
     /// (see [`crate::balance_observer`]); its pre-block value. At commit its existence, nonce and
     /// code hash must match; what it received is credited (`Speculation::contract_credits`).
     Contract(Address, AccountBasic),
+    /// An account without code and not empty (a nonce or a balance), not the sender, whose
+    /// balance the transaction's code did not observe and that it only credited (value sent to
+    /// it from code: a payout, a refund); its pre-block value. Nothing the transaction does
+    /// depends on its balance or nonce: a call's cost depends only on whether it exists (before
+    /// EIP-161) or is empty (since), and no instruction reads another account's nonce. At commit
+    /// it must still exist without code and not be empty (its own transactions may have changed
+    /// its nonce and balance meanwhile); what it received is credited, as for a contract.
+    Payee(Address, AccountBasic),
 }
 
 /// The code hash of a pre-block account (that of no code when it did not exist).
@@ -366,7 +374,7 @@ struct Speculation {
     credit: Option<(Address, U256)>,
     /// The sender's balance change from assumed funds (see [`Read::SenderFunds`]).
     sender_change: Option<SenderChange>,
-    /// What accounts read as [`Read::Contract`] received (credited at commit).
+    /// What accounts read as [`Read::Contract`] or [`Read::Payee`] received (credited at commit).
     contract_credits: SmallVec<[(Address, U256); 1]>,
     /// Accounts read as [`Read::Contract`] whose code sent value (see [`ContractSend`]); rare,
     /// so not inline.
@@ -867,6 +875,12 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
                     .is_some_and(|account| {
                         account.nonce == pre.nonce && account.code_hash == pre.code_hash
                     }),
+                Read::Payee(address, pre) => state
+                    .basic_fields_seeded(address, Some(pre))
+                    .is_some_and(|account| {
+                        account.code_hash == KECCAK_EMPTY
+                            && (account.nonce != 0 || !account.balance.is_zero())
+                    }),
                 Read::SenderFunds {
                     address,
                     nonce,
@@ -1057,18 +1071,24 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
         // (validated without it, what they received credited at commit).
         // (An account holding `HUGE` wei or more, or receiving that much from the sender,
         // counts as observed: its balance could decide whether a credit overflows.)
+        // Accounts without code, the same, as payees (not empty, and not in a transaction that
+        // authorizes code, whose authorities' nonces decide what it does).
         let sent_huge = self.evm.ctx.tx.value >= HUGE;
         let to = self.evm.ctx.tx.kind.to().copied();
+        let authorizes = !self.evm.ctx.tx.authorization_list.is_empty();
         for read in &mut reads {
             if let Read::Account(address, Some(pre)) = *read
-                && pre.code_hash != KECCAK_EMPTY
                 && pre.balance < HUGE
                 && address != caller
                 && address != beneficiary
                 && !(sent_huge && to == Some(address))
                 && !db.observed.contains(&address)
             {
-                *read = Read::Contract(address, pre);
+                if pre.code_hash != KECCAK_EMPTY {
+                    *read = Read::Contract(address, pre);
+                } else if !authorizes && (pre.nonce != 0 || !pre.balance.is_zero()) {
+                    *read = Read::Payee(address, pre);
+                }
             }
         }
         let mut contract_credits = SmallVec::new();
@@ -1112,6 +1132,34 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
                         storage,
                     } if storage.is_empty() => credit = Some((*address, amount)),
                     _ => return None,
+                }
+                continue;
+            }
+            if let Some(read) = (reads.iter_mut())
+                .find(|read| matches!(read, Read::Payee(payee, _) if payee == address))
+            {
+                let Read::Payee(_, pre) = *read else {
+                    unreachable!("found as a payee read")
+                };
+                // Only a pure balance credit is applied lazily; anything else reads it exactly.
+                match diff {
+                    AccountDiff {
+                        lifecycle: None,
+                        balance,
+                        nonce: None,
+                        code: None,
+                        ref storage,
+                    } if storage.is_empty()
+                        && balance.is_none_or(|balance| balance >= pre.balance) =>
+                    {
+                        if let Some(balance) = balance.filter(|&balance| balance > pre.balance) {
+                            contract_credits.push((*address, balance - pre.balance));
+                        }
+                    }
+                    _ => {
+                        *read = Read::Account(*address, Some(pre));
+                        writes.push((*address, diff));
+                    }
                 }
                 continue;
             }

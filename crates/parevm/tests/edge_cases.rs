@@ -270,6 +270,63 @@ fn delegation_set_in_one_transaction_is_used_by_a_later_one() {
     );
 }
 
+/// An authorization valid only after its authority's own transaction earlier in the block (it
+/// signs the nonce that transaction leaves): a speculation made on the pre-block state skips it,
+/// having read the authority's nonce, which decides it. Not a payee read (see the payments test):
+/// the pipeline on one thread rejects that speculation, and every engine gives the sequential
+/// output, the delegated code running in the last transaction.
+#[test]
+fn authorization_valid_after_its_authority_sent_a_transaction() {
+    let spec = SpecId::PRAGUE;
+    let accounts = senders(4);
+    let (authority_key, authority) = key(7);
+    let mut storage = funded(spec, &accounts);
+    fund(&mut storage, authority, ETH);
+    deploy(&mut storage, ADDER, code::ADDER);
+    let words = calldata(&[U256::from(5), U256::from(9)]);
+    let txs = vec![
+        legacy_tx(
+            authority,
+            0,
+            TxKind::Call(accounts[3]),
+            U256::from(1),
+            Bytes::new(),
+            21_000,
+        ),
+        eip7702_tx(
+            accounts[1],
+            0,
+            accounts[1],
+            Bytes::from_static(&[1]),
+            vec![authorize(&authority_key, ADDER, 1)],
+        ),
+        legacy_tx(
+            accounts[2],
+            0,
+            TxKind::Call(authority),
+            U256::ZERO,
+            words,
+            100_000,
+        ),
+    ];
+    let block = block(spec, txs);
+    let chain = ChainSpec::fixed(spec);
+    let output = assert_parallel_matches(
+        "7702 after the authority's transaction",
+        &chain,
+        &block,
+        &storage,
+    )
+    .expect("block executes");
+    let change = &output.state_changes[&authority];
+    assert_eq!(change.info.as_ref().unwrap().nonce, 2);
+    assert_eq!(change.storage.get(&U256::from(5)), Some(&U256::from(9)));
+    let (pipelined, stats) =
+        executor_with(parevm::Strategy::Pipeline, 1).execute_with_stats(&chain, &block, &storage);
+    assert_eq!(pipelined.as_ref().ok(), Some(&output));
+    assert!(stats.aborts >= 1, "{stats:?}");
+}
+
 #[test]
 fn self_sponsored_delegation_bumps_the_nonce_twice() {
     let spec = SpecId::PRAGUE;
@@ -1283,6 +1340,114 @@ fn a_contract_sending_value_is_read_as_bounds_on_its_balance() {
         executor_with(parevm::Strategy::Pipeline, 1).execute_with_stats(&chain, &block, &storage);
     assert_eq!(pipelined.as_ref().ok(), Some(&output));
     assert_eq!(stats.aborts, 0, "{stats:?}");
+}
+
+/// Contracts that pay 1 wei to an account without code on every call. The payee's balance and
+/// nonce decide nothing a payment does (only whether it exists, before EIP-161, or is empty,
+/// since): the pipeline validates a non-empty payee without them and credits what it received, so
+/// payments keep their speculations although the payee sent a transaction and was paid before
+/// them. A call that observes the payee's balance (`BALANCE`) is re-executed, and so is a
+/// payment to an account that was absent or empty before the block (the first payment created it
+/// or made it non-empty, which changes the second's gas: 25,000 for a new account). Every engine
+/// at every thread count gives the sequential output.
+#[test]
+fn payments_to_an_account_without_code_conflict_only_where_they_must() {
+    let spec = SpecId::CANCUN;
+    let accounts = senders(9);
+    let mut storage = funded(spec, &accounts);
+    let payee = accounts[0];
+    let (absent, empty) = (Address::with_last_byte(0xe0), Address::with_last_byte(0xe1));
+    storage.insert_account_with_code(empty, U256::ZERO, 0, Bytes::new(), []);
+    // `call(gas, to, 1, 0, 0, 0, 0)`.
+    let pays = |to: Address| {
+        let mut code = vec![
+            0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60, 0x01, 0x73,
+        ];
+        code.extend_from_slice(to.as_slice());
+        code.extend_from_slice(&[0x5a, 0xf1, 0x50, 0x00]);
+        code
+    };
+    let payers = [(0xf0, payee), (0xf1, absent), (0xf2, empty)].map(|(byte, to)| {
+        let payer = Address::with_last_byte(byte);
+        storage.insert_account_with_code(payer, U256::from(100), 1, Bytes::from(pays(to)), []);
+        payer
+    });
+    // `storage[0] = balance(payee)`.
+    let mut reader = vec![0x73];
+    reader.extend_from_slice(payee.as_slice());
+    reader.extend_from_slice(&[0x31, 0x60, 0x00, 0x55, 0x00]);
+    let balance_reader = Address::with_last_byte(0xbb);
+    deploy(&mut storage, balance_reader, &reader);
+    // Some input, which the code ignores: calls without input to one contract would be left to
+    // the pipeline's committer from the start.
+    let call = |from: usize, to: Address| {
+        legacy_tx(
+            accounts[from],
+            0,
+            TxKind::Call(to),
+            U256::ZERO,
+            Bytes::from_static(&[1]),
+            100_000,
+        )
+    };
+    let sent_by_payee = legacy_tx(
+        payee,
+        0,
+        TxKind::Call(Address::with_last_byte(0x99)),
+        U256::from(5),
+        Bytes::new(),
+        21_000,
+    );
+    let block = block(
+        spec,
+        vec![
+            sent_by_payee,
+            call(1, payers[0]),
+            call(2, payers[0]),
+            call(3, payers[0]),
+            // Observes the balance the payments changed.
+            call(4, balance_reader),
+            call(5, payers[1]),
+            // The account the previous payment created.
+            call(6, payers[1]),
+            call(7, payers[2]),
+            // The account the previous payment made non-empty.
+            call(8, payers[2]),
+        ],
+    );
+    let chain = ChainSpec::fixed(spec);
+    let output = assert_parallel_matches("payments", &chain, &block, &storage).expect("executes");
+    let balance = |address: Address| {
+        output.state_changes[&address]
+            .info
+            .as_ref()
+            .unwrap()
+            .balance
+    };
+    assert_eq!(balance(absent), U256::from(2));
+    assert_eq!(balance(empty), U256::from(2));
+    let paid = output.state_changes[&balance_reader].storage[&U256::ZERO];
+    assert_eq!(paid, balance(payee), "BALANCE sees every payment");
+    let gas = |tx: usize| {
+        output.receipts[tx].cumulative_gas_used - output.receipts[tx - 1].cumulative_gas_used
+    };
+    assert_eq!(
+        gas(5) - gas(6),
+        25_000,
+        "the first payment creates the account"
+    );
+    assert_eq!(
+        gas(7) - gas(8),
+        25_000,
+        "the first payment makes the account non-empty"
+    );
+    // The pipeline on one thread speculates every transaction before committing it: only the
+    // balance reader and the second payments to the absent and the empty account are rejected.
+    let (pipelined, stats) =
+        executor_with(parevm::Strategy::Pipeline, 1).execute_with_stats(&chain, &block, &storage);
+    assert_eq!(pipelined.as_ref().ok(), Some(&output));
+    assert_eq!(stats.validations, 9);
+    assert_eq!(stats.aborts, 3, "{stats:?}");
 }
 
 /// Calls that each add to the slot the call before wrote: a speculation reads the slots
