@@ -62,7 +62,9 @@ use crate::{
     },
     shape::{BlockShape, DESTINATION_BUCKETS},
     storage::{AccountBasic, OverlayStorage, Storage, StorageError},
-    sync::{AtomicBool, AtomicU8, Condvar, Mutex, PARK_TIMEOUT, SPIN_ROUNDS, spin_loop},
+    sync::{
+        AtomicBool, AtomicU8, COMMITTER_SPIN, Condvar, Mutex, PARK_TIMEOUT, SPIN_ROUNDS, spin_loop,
+    },
     types::address_bucket,
     vm::{LazyFeeHandler, lazy_recipient, plain_transfer_recipient},
     worker_pool::WorkerPool,
@@ -1731,13 +1733,19 @@ impl Doorbell {
         }
     }
 
-    /// Busy-waits a few rounds for `ready`, then parks until it holds.
+    /// Busy-waits for `ready` up to [`COMMITTER_SPIN`], then parks until it holds.
     fn wait_until(&self, ready: impl Fn() -> bool) {
-        for _ in 0..SPIN_ROUNDS {
-            if ready() {
-                return;
+        let start = std::time::Instant::now();
+        loop {
+            for _ in 0..SPIN_ROUNDS {
+                if ready() {
+                    return;
+                }
+                spin_loop();
             }
-            spin_loop();
+            if start.elapsed() >= COMMITTER_SPIN {
+                break;
+            }
         }
         while !ready() {
             let guard = self.lock.lock();
