@@ -429,6 +429,44 @@ fn block_mostly_paying_one_contract_runs_sequentially() {
     assert_eq!(planned(&block, &storage, 2), Strategy::Pipeline);
 }
 
+/// A small block of plain transfers runs the pipeline alone only if they go to accounts without
+/// code: those it speculates natively, the others it executes directly, as sequentially. The
+/// planner looks at the first 16 plain transfers: 5 of them into contracts (wallets), alone; 6,
+/// sequentially.
+#[test]
+fn small_block_of_plain_transfers_into_contracts_runs_sequentially() {
+    let block_into_code = |into_code: usize| {
+        let from = senders(144);
+        let mut storage = funded(SPEC, &from);
+        let txs = (from.iter().enumerate())
+            .map(|(index, sender)| {
+                let to = Address::with_last_byte(0xd0).create(index as u64);
+                if index < into_code {
+                    deploy(&mut storage, to, &[0x00]);
+                }
+                legacy_tx(
+                    *sender,
+                    0,
+                    TxKind::Call(to),
+                    U256::from(1),
+                    Bytes::new(),
+                    21_000,
+                )
+            })
+            .collect();
+        (block(SPEC, txs), storage)
+    };
+    let (wallets, storage) = block_into_code(5);
+    assert_eq!(
+        planned_on(SPEC, &wallets, &storage, 2),
+        (Strategy::Pipeline, 1)
+    );
+    let (wallets, storage) = block_into_code(6);
+    assert_eq!(planned(&wallets, &storage, 2), Strategy::Sequential);
+    let reason = sequential_reason_at_two_threads(&wallets, &storage);
+    assert!(reason.contains("less than 5000000"), "{reason}");
+}
+
 /// A small block of plain transfers (from 16 transactions on) runs the pipeline on one thread
 /// (each transfer speculated natively, cheaply), whatever the executor's threads; with more than
 /// one call in 20 among them, sequentially. A big one runs the pipeline on every thread.
