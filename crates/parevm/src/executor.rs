@@ -20,7 +20,7 @@ use crate::{
     output::{StateChanges, merge_changes},
     pipeline::{
         CommittedPrefix, PUBLISH_MAX_TXS, PipelineCounters, PipelineEnd, Slots, Speculate, Threads,
-        execute_pipeline, hot_from_start, is_plain_transfer, speculable,
+        code_hash_of, execute_pipeline, hot_from_start, is_plain_transfer, speculable,
     },
     pre_state::PreState,
     scheduler::{Scheduler, Task},
@@ -893,9 +893,9 @@ const INTO_CODE_SAMPLE: usize = 16;
 /// plain transfers is not looked up account by account before it runs. The pipeline speculates
 /// a plain transfer natively only between accounts without code, and executes the others
 /// directly, as sequentially: mainnet 2641321 (78 plain transfers of 83, 46 of them to distinct
-/// contracts, wallets of 2016) ran 0.94-0.97x on the calling thread alone, and 0.97-0.99x as
-/// planned sequential blocks do; 2179522 (11 of its 218 into code), 3356896 (17 of 166),
-/// 11814555 (28 of 578) and 5891667 (3 of 380) gain 1.2-1.5x alone.
+/// contracts) ran 0.93-0.97x on the calling thread alone and 0.98-1.00x planned sequential (four
+/// alternating `bench` rounds); 2179522 (11 of its 218 into code), 3356896 (17 of 166),
+/// 11814555 (28 of 578) and 5891667 (3 of 380) run 1.2-1.5x alone.
 fn transfers_go_into_code<S: Storage + ?Sized>(
     block: &Block<Recovered<TxEnvelope>>,
     storage: &S,
@@ -907,9 +907,8 @@ fn transfers_go_into_code<S: Storage + ?Sized>(
         .take(INTO_CODE_SAMPLE)
     {
         sampled += 1;
-        let codeless = storage
-            .basic(&to)
-            .is_ok_and(|account| account.is_none_or(|account| account.code_hash == KECCAK_EMPTY));
+        let codeless =
+            (storage.basic(&to)).is_ok_and(|account| code_hash_of(account) == KECCAK_EMPTY);
         into_code += usize::from(!codeless);
     }
     into_code * 3 >= sampled.max(1)

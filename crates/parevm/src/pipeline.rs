@@ -217,10 +217,8 @@ pub(crate) fn hot_from_start<'s>(
                 }
             }
         }
-        let has_code = |to: &Address| {
-            basic(to)
-                .is_ok_and(|account| account.is_some_and(|basic| basic.code_hash != KECCAK_EMPTY))
-        };
+        let has_code =
+            |to: &Address| basic(to).is_ok_and(|account| code_hash_of(account) != KECCAK_EMPTY);
         calls
             .into_iter()
             .filter(|(to, count)| *count >= threshold && has_code(to))
@@ -347,8 +345,13 @@ enum Read {
 }
 
 /// The code hash of a pre-block account (that of no code when it did not exist).
-fn code_hash_of(account: Option<AccountBasic>) -> B256 {
+pub(crate) fn code_hash_of(account: Option<AccountBasic>) -> B256 {
     account.map_or(KECCAK_EMPTY, |account| account.code_hash)
+}
+
+/// Whether an account is empty as EIP-161 defines it: no code, no nonce, no balance.
+fn is_empty(account: &AccountBasic) -> bool {
+    account.code_hash == KECCAK_EMPTY && account.nonce == 0 && account.balance.is_zero()
 }
 
 /// A speculation's reads, inline up to a token transfer's four (sender, contract, two balance
@@ -880,8 +883,7 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
                 Read::Payee(address, pre) => state
                     .basic_fields_seeded(address, Some(pre))
                     .is_some_and(|account| {
-                        account.code_hash == KECCAK_EMPTY
-                            && (account.nonce != 0 || !account.balance.is_zero())
+                        account.code_hash == KECCAK_EMPTY && !is_empty(&account)
                     }),
                 Read::SenderFunds {
                     address,
@@ -1088,7 +1090,7 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
             {
                 if pre.code_hash != KECCAK_EMPTY {
                     *read = Read::Contract(address, pre);
-                } else if !authorizes && (pre.nonce != 0 || !pre.balance.is_zero()) {
+                } else if !authorizes && !is_empty(&pre) {
                     *read = Read::Payee(address, pre);
                 }
             }
@@ -1137,76 +1139,76 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
                 }
                 continue;
             }
-            if let Some(read) = (reads.iter_mut())
-                .find(|read| matches!(read, Read::Payee(payee, _) if payee == address))
-            {
-                let Read::Payee(_, pre) = *read else {
-                    unreachable!("found as a payee read")
-                };
-                // Only a pure balance credit is applied lazily; anything else reads it exactly.
-                match diff {
-                    AccountDiff {
-                        lifecycle: None,
-                        balance,
-                        nonce: None,
-                        code: None,
-                        ref storage,
-                    } if storage.is_empty()
-                        && balance.is_none_or(|balance| balance >= pre.balance) =>
-                    {
-                        if let Some(balance) = balance.filter(|&balance| balance > pre.balance) {
-                            contract_credits.push((*address, balance - pre.balance));
+            if let Some(read) = (reads.iter_mut()).find(|read| {
+                matches!(read, Read::Payee(account, _) | Read::Contract(account, _)
+                    if account == address)
+            }) {
+                match *read {
+                    // A payee: only a pure balance credit is applied lazily; anything else reads
+                    // it exactly.
+                    Read::Payee(_, pre) => match diff {
+                        AccountDiff {
+                            lifecycle: None,
+                            balance,
+                            nonce: None,
+                            code: None,
+                            ref storage,
+                        } if storage.is_empty()
+                            && balance.is_none_or(|balance| balance >= pre.balance) =>
+                        {
+                            if let Some(credit) = balance
+                                .filter(|&balance| balance > pre.balance)
+                                .map(|balance| balance - pre.balance)
+                            {
+                                contract_credits.push((*address, credit));
+                            }
+                        }
+                        _ => {
+                            *read = Read::Account(*address, Some(pre));
+                            writes.push((*address, diff));
+                        }
+                    },
+                    Read::Contract(_, pre) => {
+                        let sent =
+                            (contract_sends.iter_mut()).find(|send| send.address == *address);
+                        match diff.balance {
+                            // It sent value: its net change, within bounds.
+                            Some(balance)
+                                if diff.lifecycle.is_none()
+                                    && let Some(send) = sent =>
+                            {
+                                send.net = balance.wrapping_sub(pre.balance);
+                                writes.push((
+                                    *address,
+                                    AccountDiff {
+                                        balance: None,
+                                        ..diff
+                                    },
+                                ));
+                            }
+                            // It only received (sending would have observed it): a credit.
+                            Some(balance) if diff.lifecycle.is_none() && balance >= pre.balance => {
+                                if balance > pre.balance {
+                                    contract_credits.push((*address, balance - pre.balance));
+                                }
+                                writes.push((
+                                    *address,
+                                    AccountDiff {
+                                        balance: None,
+                                        ..diff
+                                    },
+                                ));
+                            }
+                            // Not expected; then its balance is read exactly after all.
+                            Some(_) => {
+                                *read = Read::Account(*address, Some(pre));
+                                contract_sends.retain(|send| send.address != *address);
+                                writes.push((*address, diff));
+                            }
+                            None => writes.push((*address, diff)),
                         }
                     }
-                    _ => {
-                        *read = Read::Account(*address, Some(pre));
-                        writes.push((*address, diff));
-                    }
-                }
-                continue;
-            }
-            if let Some(read) = (reads.iter_mut())
-                .find(|read| matches!(read, Read::Contract(contract, _) if contract == address))
-            {
-                let Read::Contract(_, pre) = *read else {
-                    unreachable!("found as a contract read")
-                };
-                let sent = (contract_sends.iter_mut()).find(|send| send.address == *address);
-                match diff.balance {
-                    // It sent value: its net change, within bounds.
-                    Some(balance)
-                        if diff.lifecycle.is_none()
-                            && let Some(send) = sent =>
-                    {
-                        send.net = balance.wrapping_sub(pre.balance);
-                        writes.push((
-                            *address,
-                            AccountDiff {
-                                balance: None,
-                                ..diff
-                            },
-                        ));
-                    }
-                    // It only received (sending would have observed it): a credit.
-                    Some(balance) if diff.lifecycle.is_none() && balance >= pre.balance => {
-                        if balance > pre.balance {
-                            contract_credits.push((*address, balance - pre.balance));
-                        }
-                        writes.push((
-                            *address,
-                            AccountDiff {
-                                balance: None,
-                                ..diff
-                            },
-                        ));
-                    }
-                    // Not expected; then its balance is read exactly after all.
-                    Some(_) => {
-                        *read = Read::Account(*address, Some(pre));
-                        contract_sends.retain(|send| send.address != *address);
-                        writes.push((*address, diff));
-                    }
-                    None => writes.push((*address, diff)),
+                    _ => unreachable!("found as a payee or a contract read"),
                 }
                 continue;
             }
