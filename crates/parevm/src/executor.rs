@@ -19,8 +19,9 @@ use crate::{
     mv_memory::ReadError,
     output::{StateChanges, merge_changes},
     pipeline::{
-        CommittedPrefix, PUBLISH_MAX_TXS, PipelineCounters, PipelineEnd, Slots, Speculate, Threads,
-        code_hash_of, execute_pipeline, hot_from_start, is_plain_transfer, speculable,
+        CHAIN_FIRST_MIN, CommittedPrefix, PUBLISH_MAX_TXS, PipelineCounters, PipelineEnd, Slots,
+        Speculable, Speculate, Threads, chain_followers, code_hash_of, execute_pipeline,
+        hot_from_start, is_plain_transfer, speculability,
     },
     pre_state::PreState,
     scheduler::{Scheduler, Task},
@@ -865,7 +866,7 @@ const MIN_CHAIN_PIPELINE_GAS: u64 = MIN_PARALLEL_GAS;
 
 /// A block that one sender's chain dominates runs the pipeline only if at most one in this many
 /// of its transactions are left to the committer for following their sender's (see
-/// [`speculable`]: the committer executes those itself, in order): mainnet 12520364, a pool's
+/// [`speculability`]: the committer executes those itself, in order): mainnet 12520364, a pool's
 /// 650 payouts and one call among them, 1.34x with the pipeline forced at 2 threads
 /// (`profile_block`, 300 runs).
 const CHAIN_CALLS_TOLERATED: usize = 20;
@@ -995,11 +996,27 @@ fn plan_block<S: Storage + ?Sized>(
     let shape = shape.get_or_init(|| BlockShape::of(block));
     let previous_of_sender = &shape.previous_of_sender;
     let longest = longest_chain(previous_of_sender);
-    // The pipeline leaves to its committer a call that follows one of its sender's to a
-    // destination it already called (see `speculable`).
+    // A call that follows one of its sender's to a destination it already called is not
+    // speculated on the pre-block state (see `speculability`): `serial` counts those. The
+    // pipeline leaves to its committer those of them that are not in a long chain, speculated
+    // each on the one before (`chain_followers`): `to_committer`.
     let serial = (0..txs)
-        .filter(|&tx| !speculable(&block.body.transactions, previous_of_sender, tx))
+        .filter(|&tx| {
+            speculability(&block.body.transactions, previous_of_sender, tx) != Speculable::Yes
+        })
         .count();
+    // (Counted only where it decides: a walk over the block's chains.)
+    let to_committer = if serial * 3 > txs {
+        let next = shape.next_of_sender();
+        let chains = shape.chains(&next);
+        let chained: usize = (0..txs)
+            .map(|head| chain_followers(block, chains, head, txs))
+            .filter(|&followers| followers >= CHAIN_FIRST_MIN)
+            .sum();
+        serial - chained
+    } else {
+        serial
+    };
     if longest * 3 > txs * 2 && !(serial * CHAIN_CALLS_TOLERATED <= txs && chain_pipelined) {
         return sequential(chain_covers(longest));
     }
@@ -1019,15 +1036,16 @@ fn plan_block<S: Storage + ?Sized>(
         ));
     }
     // With a third of the block left to the pipeline's committer, the pipeline does not pay
-    // (mainnet 4370000, 37 of 97: 0.74-1.06x with the pipeline, forced).
+    // (mainnet 4370000 while its chain was left to the committer, 37 of 97: 0.74-1.06x with the
+    // pipeline, forced).
     // Where the pipeline would not pay, a block suited to Block-STM goes back to it.
-    if serial * 3 > txs {
+    if to_committer * 3 > txs {
         if suits_block_stm {
             return Plan::parallel(Strategy::BlockStm);
         }
         return sequential(format!(
-            "{gas_per_tx} gas per transaction, {serial} of {txs} transactions call what their \
-             sender called (or created) earlier in the block: too chained for either engine"
+            "{gas_per_tx} gas per transaction, {to_committer} of {txs} transactions call what \
+             their sender called (or created) earlier in the block: too chained for either engine"
         ));
     }
     // A call without input (value sent to a contract's receive code) to a contract that much of

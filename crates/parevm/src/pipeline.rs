@@ -60,7 +60,7 @@ use crate::{
         BlockStart, SequentialState, check_block_gas, execute_tx, finish_block, receipt_of,
         start_block,
     },
-    shape::{BlockShape, DESTINATION_BUCKETS},
+    shape::{BlockShape, DESTINATION_BUCKETS, SenderChains},
     storage::{AccountBasic, OverlayStorage, Storage, StorageError},
     sync::{
         AtomicBool, AtomicU8, COMMITTER_SPIN, Condvar, Mutex, PARK_TIMEOUT, SPIN_ROUNDS, spin_loop,
@@ -316,7 +316,7 @@ enum Read {
     /// pre-block account, to seed the committed state.
     CodelessRecipient(Address, Option<AccountBasic>),
     /// The sender of a transaction that follows one of its sender's, or is sent by the
-    /// beneficiary (see [`speculable`]): the speculation assumed this nonce, its pre-block code
+    /// beneficiary (see [`speculability`]): the speculation assumed this nonce, its pre-block code
     /// hash and a balance of exactly what the transaction may spend at most (`required`), and no
     /// code observed that balance (see [`crate::balance_observer`]); at commit the nonce and code
     /// hash must match and the balance cover it, and the sender's balance changes as the
@@ -386,7 +386,21 @@ struct Speculation {
     contract_sends: SmallVec<[ContractSend; 0]>,
     /// The beneficiary's fee (lazy).
     fee: U256,
+    /// For the sender's next transaction when it is speculated on this one
+    /// ([`Speculable::OnPrevious`]): the slots this speculation wrote, and those the speculations
+    /// it was made on wrote, with their latest values. `None` otherwise, or where the chain stops
+    /// ([`chain_after`]: the next one is then left to the committer).
+    chain: Option<Box<Chain>>,
 }
+
+/// The slots a sender's chain of speculations wrote ([`Speculation::chain`]); boxed there, so
+/// that the speculations of other transactions stay as small as they were (they lie in every
+/// transaction's slot: 24 bytes more measured 2-4% on gigagas blocks of plain transfers).
+#[derive(Debug, PartialEq)]
+struct Chain(Vec<ChainSlot>);
+
+/// A slot a sender's chain of speculations wrote: its address, index and value.
+type ChainSlot = (Address, U256, U256);
 
 /// How a speculation changed its sender's assumed funds ([`Read::SenderFunds`]): from `required`
 /// (what the transaction may spend at most) to `left`. Between the checks at its start and its
@@ -421,6 +435,9 @@ struct ContractSend {
 /// The revm database of a speculation: the pre-block state, every read recorded.
 struct SpeculativeDb<'a, S: ?Sized> {
     pre: &'a PreState<'a, S>,
+    /// The slots the previous speculations of the sender's chain wrote, read before anything
+    /// else (see [`Speculable::OnPrevious`]); empty for other speculations.
+    chain: Vec<ChainSlot>,
     /// The slots committed so far, read before the pre-block state (`None`: not published).
     committed: Option<&'a CommittedSlots>,
     reads: Vec<Read>,
@@ -518,6 +535,14 @@ impl<S: Storage + ?Sized> Database for SpeculativeDb<'_, S> {
     }
 
     fn storage(&mut self, address: Address, slot: U256) -> Result<U256, ReadError> {
+        if let Some(&(.., value)) = (self.chain.iter())
+            .find(|(written, written_slot, _)| *written == address && *written_slot == slot)
+        {
+            // Validated as a committed value: what the chain's commits will have left there.
+            self.reads
+                .push(Read::CommittedStorage(address, slot, value));
+            return Ok(value);
+        }
         if let Some(committed) = self.committed
             && let Some(value) = committed.get(&address, &slot)
         {
@@ -546,8 +571,10 @@ struct Shared<'a, S: ?Sized> {
     /// The slots committed so far, when published (see [`PUBLISH_MAX_TXS`]).
     committed: Option<&'a CommittedSlots>,
     /// For each transaction, the previous one of the same sender in the block (see
-    /// [`speculable`]).
+    /// [`speculability`]).
     previous_of_sender: &'a [Option<TxIdx>],
+    /// The senders' chains (see [`chain_followers`]).
+    chains: SenderChains<'a>,
     /// The giants, in order (see [`outweighs`]).
     giants: &'a [TxIdx],
     /// The giants, the largest gas limit first: the order speculating threads take them in.
@@ -572,9 +599,9 @@ struct Shared<'a, S: ?Sized> {
 }
 
 impl<S: ?Sized> Shared<'_, S> {
-    /// Whether threads speculate transaction `tx` (see [`speculable`]).
-    fn speculable(&self, tx: TxIdx) -> bool {
-        speculable(&self.block.body.transactions, self.previous_of_sender, tx)
+    /// Whether and how threads speculate transaction `tx` (see [`speculability`]).
+    fn speculability(&self, tx: TxIdx) -> Speculable {
+        speculability(&self.block.body.transactions, self.previous_of_sender, tx)
     }
 
     /// The transactions the pipeline commits: all of them, or those before the hand-over
@@ -592,7 +619,7 @@ impl<'a, S: Storage + ?Sized> Shared<'a, S> {
         block: &'a Block<Recovered<TxEnvelope>>,
         (spec, block_env, cfg): (SpecId, &'a BlockEnv, &'a CfgEnv),
         pre: &'a PreState<'a, S>,
-        (shape, slots): (&'a BlockShape, &'a Slots),
+        (shape, next_of_sender, slots): (&'a BlockShape, &'a [Option<TxIdx>], &'a Slots),
         threads: &Threads<'_>,
         hand_over_at: Option<TxIdx>,
         counters: &'a PipelineCounters,
@@ -613,6 +640,7 @@ impl<'a, S: Storage + ?Sized> Shared<'a, S> {
                 && !matches!(threads, Threads::Alone(Speculate::Natively)))
             .then_some(&slots.committed),
             previous_of_sender: &shape.previous_of_sender,
+            chains: shape.chains(next_of_sender),
             giants: &shape.giants,
             giants_largest_first: &shape.giants_largest_first,
             alone: match threads {
@@ -747,7 +775,8 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
                         shared.next_speculation.fetch_max(tx + 1, Ordering::Relaxed);
                     }
                     let envelope = &shared.block.body.transactions[tx];
-                    let speculable = shared.speculable(tx);
+                    // Alone, the previous transaction is committed: speculating on it gains nothing.
+                    let speculable = shared.speculability(tx) == Speculable::Yes;
                     let hot = speculable && shared.flags.hot.is_hot(envelope);
                     self.committer.left_to_committer += usize::from(hot);
                     own = match shared.alone {
@@ -984,6 +1013,7 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
     fn new(shared: &Shared<'a, S>) -> Self {
         let db = SpeculativeDb {
             pre: shared.pre,
+            chain: Vec::new(),
             committed: shared.committed,
             reads: Vec::new(),
             lazy_recipient: None,
@@ -1243,8 +1273,14 @@ impl<'a, S: Storage + ?Sized> Speculator<'a, S> {
         if lazy_sender.is_some() && sender_change.is_none() {
             return None;
         }
+        let chained = shared.chains.repeated > 0
+            && (shared.chains.next[tx])
+                .is_some_and(|next| follows_in_chain(shared.block, shared.chains, next));
         Some(Speculation {
             result: Some(result),
+            chain: chained
+                .then(|| chain_after(&db.chain, caller, &writes))
+                .flatten(),
             reads,
             writes,
             credit,
@@ -1333,11 +1369,51 @@ impl<S: Storage + ?Sized> Speculator<'_, S> {
             contract_credits: SmallVec::new(),
             contract_sends: SmallVec::new(),
             fee: transfer.fee,
+            chain: None,
         })
     }
 }
 
-/// Whether the pipeline speculates transaction `tx` of `txs` (`previous`: each one's previous
+/// The slots a sender's chain wrote up to a speculation ([`Speculation::chain`]): those of the
+/// chain before it (`chain`), updated with its `writes` (those of its `sender` included). `None`
+/// when it created or destroyed an account (its storage starts anew: not a list of writes), or
+/// wrote another account than its sender exactly (a balance, a nonce, code): the next one would
+/// read that account's pre-block state and be rejected (mainnet 11743952, a bot paid by its
+/// sender's calls: 9 of 32 speculations on the one before rejected so).
+fn chain_after(chain: &[ChainSlot], sender: Address, writes: &Writes) -> Option<Box<Chain>> {
+    let mut chain = chain.to_vec();
+    for (address, diff) in writes {
+        let exact = diff.balance.is_some() || diff.code.is_some() || diff.nonce.is_some();
+        if diff.lifecycle.is_some() || (exact && *address != sender) {
+            return None;
+        }
+        for &(slot, value) in &diff.storage {
+            match (chain.iter_mut())
+                .find(|(written, written_slot, _)| written == address && *written_slot == slot)
+            {
+                Some(written) => written.2 = value,
+                None => chain.push((*address, slot, value)),
+            }
+        }
+    }
+    Some(Box::new(Chain(chain)))
+}
+
+/// Whether and how the pipeline's threads speculate a transaction ([`speculability`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Speculable {
+    /// On the pre-block state (and the slots committed so far).
+    Yes,
+    /// Only on top of its sender's previous transaction's speculation, a call to the same
+    /// contract (reading first the slots it and the chain before it wrote: see
+    /// [`Speculation::chain`]), in a long chain of such calls ([`chain_followers`]); otherwise the
+    /// committer executes it.
+    OnPrevious,
+    /// Not at all: the committer executes it.
+    No,
+}
+
+/// How the pipeline speculates transaction `tx` of `txs` (`previous`: each one's previous
 /// transaction of the same sender): always the first of its sender's, and a plain value transfer
 /// (see [`is_plain_transfer`]); a later one with its sender's nonce and funds assumed (see
 /// [`Read::SenderFunds`]) unless one of its sender's [`SAME_SENDER_LOOKBACK`] previous
@@ -1346,39 +1422,45 @@ impl<S: Storage + ?Sized> Speculator<'_, S> {
 /// an allowance then a swap, a bot's own contract), and a speculation made stale that way only
 /// makes the committer wait for it before executing the transaction itself (mainnet 12520364:
 /// two 6.5-Mgas calls of one sender to one contract, 1.33x -> 1.01x when the second was
-/// speculated).
-pub(crate) fn speculable(
+/// speculated on the pre-block state). When that earlier transaction is the sender's previous
+/// one and a call, the transaction may be speculated on top of it ([`Speculable::OnPrevious`]).
+pub(crate) fn speculability(
     txs: &[Recovered<TxEnvelope>],
     previous: &[Option<TxIdx>],
     tx: TxIdx,
-) -> bool {
-    let Some(mut earlier) = previous[tx] else {
-        return true;
+) -> Speculable {
+    let Some(previous_tx) = previous[tx] else {
+        return Speculable::Yes;
     };
     let envelope = &txs[tx];
     if is_plain_transfer(envelope) {
-        return true;
+        return Speculable::Yes;
     }
     let Some(to) = envelope.kind().to().copied() else {
-        return false; // A creation: its address is likely what the sender calls next.
+        return Speculable::No; // A creation: its address is likely what the sender calls next.
     };
+    let mut earlier = previous_tx;
     for _ in 0..SAME_SENDER_LOOKBACK {
-        if txs[earlier]
-            .kind()
-            .to()
-            .is_none_or(|earlier_to| *earlier_to == to)
-        {
-            return false;
+        match txs[earlier].kind().to() {
+            None => return Speculable::No,
+            Some(earlier_to) if *earlier_to == to => {
+                return if earlier == previous_tx {
+                    Speculable::OnPrevious
+                } else {
+                    Speculable::No
+                };
+            }
+            Some(_) => {}
         }
         match previous[earlier] {
             Some(before) => earlier = before,
-            None => return true,
+            None => return Speculable::Yes,
         }
     }
-    true
+    Speculable::Yes
 }
 
-/// How many of its sender's previous transactions [`speculable`] looks at.
+/// How many of its sender's previous transactions [`speculability`] looks at.
 const SAME_SENDER_LOOKBACK: usize = 16;
 
 /// Whether `tx` looks like a plain value transfer: one whose recipient would get a lazy credit,
@@ -1403,7 +1485,7 @@ pub(crate) enum Threads<'p> {
 /// What the calling thread alone speculates before committing a transaction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Speculate {
-    /// Every transaction threads would speculate (see [`speculable`]): the speculative path
+    /// Every transaction threads would speculate (see [`speculability`]): the speculative path
     /// checked against the committed state on every such transaction (the pipeline forced on
     /// one thread, as the state tests run it).
     Every,
@@ -1438,11 +1520,12 @@ pub(crate) fn execute_pipeline<S: Storage + ?Sized>(
     let pre = PreState::new(&overlay);
     let txs = block.body.transactions.len();
     slots.prepare(txs);
+    let next_of_sender = shape.next_of_sender();
     let shared = Shared::new(
         block,
         (spec, &block_env, &cfg),
         &pre,
-        (shape, slots),
+        (shape, &next_of_sender, slots),
         &threads,
         hand_over_at,
         counters,
@@ -1521,15 +1604,19 @@ fn run_thread<'a, S: Storage + ?Sized>(
         if index == 0 {
             commit_block(shared, committer, view, &mut speculator);
         } else {
-            // The giants first (see `outweighs`), then chunks, then what chunks left unclaimed,
-            // from the end back.
+            // The heads of long chains first (see `heads_long_chain`), then the giants (see
+            // `outweighs`), then chunks, then what chunks left unclaimed, from the end back.
             let pipelined = shared.pipelined();
+            if shared.chains.repeated > 0 {
+                let mut chains = (0..pipelined).filter(|&tx| heads_long_chain(shared, tx));
+                while speculate_leftover(shared, &mut speculator, &mut chains, true).is_some() {}
+            }
             let mut giants =
                 (shared.giants_largest_first.iter().copied()).filter(|&tx| tx < pipelined);
-            while speculate_leftover(shared, &mut speculator, &mut giants).is_some() {}
+            while speculate_leftover(shared, &mut speculator, &mut giants, true).is_some() {}
             while speculate_chunk(shared, &mut speculator, None) {}
             let mut from_the_end = (0..pipelined).rev();
-            while speculate_leftover(shared, &mut speculator, &mut from_the_end).is_some() {}
+            while speculate_leftover(shared, &mut speculator, &mut from_the_end, true).is_some() {}
         }
     }));
     if let Some(speculator) = speculator {
@@ -1581,7 +1668,7 @@ fn commit_block<'a, S: Storage + ?Sized>(
         let status = &shared.slots.statuses[awaited];
         let window = window_after(shared, awaited).filter(|&tx| !outweighs(shared, tx, awaited));
         if !speculate_chunk(shared, speculator, Some(awaited))
-            && speculate_leftover(shared, speculator, window).is_none()
+            && speculate_leftover(shared, speculator, window, false).is_none()
         {
             shared.doorbell.wait_until(|| {
                 status.load(Ordering::SeqCst) == READY || shared.flags.done.load(Ordering::SeqCst)
@@ -1596,7 +1683,7 @@ fn commit_block<'a, S: Storage + ?Sized>(
 }
 
 /// Claims the next chunk of unclaimed transactions and speculates each that threads speculate
-/// (see [`speculable`], [`HotDestinations`]) and the committer has not taken meanwhile. False
+/// (see [`speculability`], [`HotDestinations`]) and the committer has not taken meanwhile. False
 /// when nothing was left to claim (or speculation stopped, or the block is done). The committer
 /// passes the status it waits for: it stops as soon as that speculation is ready, leaving the rest
 /// of its chunk unclaimed (to execute directly when it gets there, or for another thread to
@@ -1632,7 +1719,7 @@ fn speculate_chunk<'a, S: Storage + ?Sized>(
         if awaited.is_some_and(|awaited| outweighs(shared, tx, awaited)) {
             continue; // Left unclaimed: see `outweighs`.
         }
-        speculate_unclaimed(shared, speculator, tx);
+        speculate_unclaimed(shared, speculator, tx, awaited.is_none());
     }
     true
 }
@@ -1650,6 +1737,7 @@ fn speculate_leftover<'a, S: Storage + ?Sized>(
     shared: &Shared<'a, S>,
     speculator: &mut Option<Speculator<'a, S>>,
     mut candidates: impl Iterator<Item = TxIdx>,
+    follow: bool,
 ) -> Option<TxIdx> {
     if shared.flags.done.load(Ordering::Acquire)
         || !shared.flags.speculating.load(Ordering::Relaxed)
@@ -1658,7 +1746,7 @@ fn speculate_leftover<'a, S: Storage + ?Sized>(
     }
     candidates.find(|&tx| {
         shared.slots.statuses[tx].load(Ordering::Relaxed) == UNCLAIMED
-            && speculate_unclaimed(shared, speculator, tx)
+            && speculate_unclaimed(shared, speculator, tx, follow)
     })
 }
 
@@ -1684,25 +1772,124 @@ fn window_after<S: ?Sized>(shared: &Shared<'_, S>, tx: TxIdx) -> std::ops::Range
 }
 
 /// Speculates transaction `tx` and publishes the speculation if threads speculate it (see
-/// [`speculable`], [`HotDestinations`]) and nobody claimed it yet (the committer may have taken
-/// it meanwhile); whether it did.
+/// [`speculability`], [`HotDestinations`]) and nobody claimed it yet (the committer may have taken
+/// it meanwhile); whether it did. A speculating thread (`follow`) then goes on with the sender's
+/// chain if `tx` heads a long one ([`chain_followers`]): each next transaction speculated on the
+/// one before, in order, ahead of the committer.
 fn speculate_unclaimed<'a, S: Storage + ?Sized>(
     shared: &Shared<'a, S>,
     speculator: &mut Option<Speculator<'a, S>>,
+    mut tx: TxIdx,
+    follow: bool,
+) -> bool {
+    if !speculate_one(shared, speculator, tx, false) {
+        return false;
+    }
+    if !follow || !heads_long_chain(shared, tx) {
+        return true;
+    }
+    while let Some(next) = shared.chains.next[tx]
+        && follows_in_chain(shared.block, shared.chains, next)
+        && next < shared.pipelined()
+        && !shared.flags.done.load(Ordering::Relaxed)
+        && shared.flags.speculating.load(Ordering::Relaxed)
+        && speculate_one(shared, speculator, next, true)
+    {
+        tx = next;
+    }
+    true
+}
+
+/// Whether transaction `tx` heads a chain of at least [`CHAIN_FIRST_MIN`] followers
+/// ([`chain_followers`]).
+fn heads_long_chain<S: ?Sized>(shared: &Shared<'_, S>, tx: TxIdx) -> bool {
+    chain_followers(shared.block, shared.chains, tx, CHAIN_FIRST_MIN) >= CHAIN_FIRST_MIN
+}
+
+/// How many transactions follow transaction `tx` in its sender's chain (at most `at_most`): its
+/// sender's next ones, each a call to the contract the one before called
+/// ([`Speculable::OnPrevious`]) within [`FOLLOW_MAX_DISTANCE`] of it; 0 when `tx` itself follows
+/// another that way (it does not head a chain). A chain of at least [`CHAIN_FIRST_MIN`]
+/// followers is serial work that the rest of the block can go on beside: speculating threads take
+/// its head first and follow it to its end, each transaction speculated on the one before
+/// (mainnet 4370000, a sender's 32 calls to one contract, most at the end of the block: 0.99x
+/// sequential, 1.27x so). Shorter chains are left to the committer: speculated after their
+/// previous one, they were ready later than the committer would have executed them (mainnet
+/// 5283152, three calls of a sender: 1.49x -> 1.36x).
+pub(crate) fn chain_followers(
+    block: &Block<Recovered<TxEnvelope>>,
+    chains: SenderChains<'_>,
+    tx: TxIdx,
+    at_most: usize,
+) -> usize {
+    if chains.repeated == 0 || chains.next[tx].is_none() || follows_in_chain(block, chains, tx) {
+        return 0;
+    }
+    let (mut at, mut followers) = (tx, 0);
+    while followers < at_most
+        && let Some(after) = chains.next[at]
+        && follows_in_chain(block, chains, after)
+    {
+        (at, followers) = (after, followers + 1);
+    }
+    followers
+}
+
+/// Whether transaction `tx` is speculated on its sender's previous one, near enough to be
+/// followed ([`chain_followers`]).
+fn follows_in_chain(
+    block: &Block<Recovered<TxEnvelope>>,
+    chains: SenderChains<'_>,
     tx: TxIdx,
 ) -> bool {
+    let tags = chains.destination_tags;
+    chains.previous[tx].is_some_and(|previous| {
+        tx - previous <= FOLLOW_MAX_DISTANCE && tags[tx] != 0 && tags[tx] == tags[previous]
+    }) && speculability(&block.body.transactions, chains.previous, tx) == Speculable::OnPrevious
+}
+
+/// Followers that make a chain long ([`chain_followers`]).
+pub(crate) const CHAIN_FIRST_MIN: usize = 4;
+
+/// How far ahead (in transactions) of the one before a transaction of a chain may be
+/// ([`chain_followers`]).
+const FOLLOW_MAX_DISTANCE: usize = 64;
+
+/// Speculates transaction `tx` as [`speculate_unclaimed`] does, without following; a
+/// [`Speculable::OnPrevious`] one only when following (`on_previous`).
+fn speculate_one<'a, S: Storage + ?Sized>(
+    shared: &Shared<'a, S>,
+    speculator: &mut Option<Speculator<'a, S>>,
+    tx: TxIdx,
+    on_previous: bool,
+) -> bool {
     let envelope = &shared.block.body.transactions[tx];
-    if !shared.speculable(tx) || shared.flags.hot.is_hot(envelope) {
+    let speculable = shared.speculability(tx);
+    if speculable == Speculable::No
+        || (speculable == Speculable::OnPrevious && !on_previous)
+        || shared.flags.hot.is_hot(envelope)
+    {
         return false; // Left to the committer.
     }
     let status = &shared.slots.statuses[tx];
+    if status.load(Ordering::Relaxed) != UNCLAIMED {
+        return false;
+    }
+    let speculator = speculator.get_or_insert_with(|| Speculator::new(shared));
+    let chain = &mut speculator.evm.ctx.journaled_state.database.chain;
+    chain.clear();
+    if speculable == Speculable::OnPrevious {
+        let previous = shared.previous_of_sender[tx].expect("a follower has a previous one");
+        if !load_chain(shared, previous, chain) {
+            return false; // Its previous one's speculation is not there, or not usable.
+        }
+    }
     if status
         .compare_exchange(UNCLAIMED, SPECULATING, Ordering::AcqRel, Ordering::Relaxed)
         .is_err()
     {
         return false; // Claimed meanwhile.
     }
-    let speculator = speculator.get_or_insert_with(|| Speculator::new(shared));
     let speculation = speculator.speculate(shared, tx);
     // A speculation takes a while: under shuttle, other threads get to run meanwhile (the
     // committer reaches the transaction and waits for it).
@@ -1714,6 +1901,32 @@ fn speculate_unclaimed<'a, S: Storage + ?Sized>(
     status.store(READY, Ordering::SeqCst);
     shared.doorbell.ring();
     true
+}
+
+/// Loads into `chain` the slots that transaction `previous`'s chain of speculations wrote
+/// ([`Speculation::chain`]), for a speculation of its sender's next transaction to read first;
+/// whether that speculation can be made (`previous`'s is ready, usable and carries its chain).
+fn load_chain<S: ?Sized>(
+    shared: &Shared<'_, S>,
+    previous: TxIdx,
+    chain: &mut Vec<ChainSlot>,
+) -> bool {
+    // The committer holds this lock while it commits `previous`'s speculation, and marks it
+    // committed before letting go: under the lock, a ready one is not being applied.
+    let speculation = shared.slots.speculations[previous].lock();
+    if shared.slots.statuses[previous].load(Ordering::Acquire) != READY {
+        return false;
+    }
+    match speculation
+        .as_ref()
+        .and_then(|speculation| speculation.chain.as_ref())
+    {
+        Some(written) => {
+            chain.extend_from_slice(&written.0);
+            true
+        }
+        None => false,
+    }
 }
 
 /// Wakes the committer when the speculation it waits for is published.
@@ -1837,7 +2050,49 @@ mod interleavings {
     }
 
     fn explore(threads: usize, exploration: impl Exploration + 'static) {
-        let (chain, block, storage) = fixture();
+        explore_on(fixture(), threads, exploration);
+    }
+
+    /// A counter's contract (`SSTORE(0, SLOAD(0) + 1)`) at `0x…cc`; account 5 calls it five times
+    /// in a row (a chain its followers are speculated on, each on the one before), with account
+    /// 6's call to it and a transfer between them.
+    fn chained_calls() -> Fixture {
+        let (chain, mut block, mut storage) = fixture();
+        let counter = Address::with_last_byte(0xcc);
+        for account in [5, 6] {
+            let address = Address::with_last_byte(account);
+            let balance = U256::from(10u64.pow(18));
+            storage.insert_account_with_code(address, balance, 0, Bytes::new(), []);
+        }
+        let code =
+            Bytes::from_static(&[0x60, 0x00, 0x54, 0x60, 0x01, 0x01, 0x60, 0x00, 0x55, 0x00]);
+        storage.insert_account_with_code(counter, U256::ZERO, 1, code, []);
+        let call = |from: u8, nonce: u64| {
+            let tx = TxLegacy {
+                gas_price: 10,
+                gas_limit: 60_000,
+                nonce,
+                to: TxKind::Call(counter),
+                input: Bytes::from_static(&[1]),
+                ..Default::default()
+            };
+            let signed = Signed::new_unchecked(tx, Signature::test_signature(), B256::ZERO);
+            Recovered::new_unchecked(TxEnvelope::Legacy(signed), Address::with_last_byte(from))
+        };
+        block.body.transactions = vec![
+            call(5, 0),
+            call(5, 1),
+            transfer(1, 0, 2, 1_000),
+            call(5, 2),
+            call(6, 0),
+            call(5, 3),
+            call(5, 4),
+        ];
+        (chain, block, storage)
+    }
+
+    fn explore_on(fixture: Fixture, threads: usize, exploration: impl Exploration + 'static) {
+        let (chain, block, storage) = fixture;
         let expected = format!("{:?}", execute_sequential(&chain, &block, &storage));
         let fixture = Arc::new((chain, block, storage));
         let mut config = Config::new();
@@ -1882,6 +2137,12 @@ mod interleavings {
     #[test]
     fn shuttle_pipeline_dfs_interleavings_match_sequential() {
         explore(2, DfsScheduler::new(Some(300), false));
+    }
+
+    #[test]
+    fn shuttle_pipeline_chained_calls_match_sequential() {
+        explore_on(chained_calls(), 2, RandomScheduler::new(300));
+        explore_on(chained_calls(), 3, PctScheduler::new(3, 200));
     }
 }
 
@@ -2121,13 +2382,18 @@ mod native_speculation {
             let block_env = chain::block_env(&block.header, spec).unwrap();
             let cfg = chain::cfg_env(&chain, spec);
             let shape = BlockShape::of(&block);
+            let next_of_sender = shape.next_of_sender();
             let counters = PipelineCounters::default();
             let mut slots = Slots::default();
             let shared = Shared::new(
                 &block,
                 (spec, &block_env, &cfg),
                 &pre,
-                (&shape, slots.prepare(block.body.transactions.len())),
+                (
+                    &shape,
+                    &next_of_sender,
+                    slots.prepare(block.body.transactions.len()),
+                ),
                 &Threads::Alone(Speculate::Every),
                 None,
                 &counters,
@@ -2182,6 +2448,7 @@ mod native_speculation {
         let block_env = chain::block_env(&block.header, spec).unwrap();
         let cfg = chain::cfg_env(&ChainSpec::fixed(spec), spec);
         let shape = BlockShape::of(&block);
+        let next_of_sender = shape.next_of_sender();
         let counters = PipelineCounters::default();
         let mut slots = Slots::default();
         slots.prepare(block.body.transactions.len());
@@ -2190,7 +2457,7 @@ mod native_speculation {
                 &block,
                 (spec, &block_env, &cfg),
                 &pre,
-                (&shape, &slots),
+                (&shape, &next_of_sender, &slots),
                 threads,
                 None,
                 &counters,
@@ -2215,6 +2482,169 @@ mod native_speculation {
         let pooled = shared(&Threads::Pool(&pool, 2));
         assert_eq!(pooled.next_speculation.load(Ordering::Relaxed), 1);
     }
+
+    /// A block of calls that each add one to a counter's slot: a sender's first call, then
+    /// `followers` more in a row after another sender's call.
+    fn counter_calls(followers: u64) -> (Block<Recovered<TxEnvelope>>, InMemoryStorage) {
+        let spec = SpecId::CANCUN;
+        let mut storage = InMemoryStorage::new();
+        let funds = U256::from(10u64.pow(18));
+        for sender in [1, 2] {
+            storage.insert_account_with_code(account(sender), funds, 0, Bytes::new(), []);
+        }
+        // `SSTORE(0, SLOAD(0) + 1) STOP`.
+        let counter =
+            Bytes::from_static(&[0x60, 0x00, 0x54, 0x60, 0x01, 0x01, 0x60, 0x00, 0x55, 0x00]);
+        storage.insert_account_with_code(CONTRACT, U256::ZERO, 1, counter, []);
+        let call = |nonce, from| {
+            let tx = TxLegacy {
+                input: Bytes::from_static(&[1]),
+                value: U256::ZERO,
+                ..legacy(nonce, CONTRACT, 60_000, u128::from(BASEFEE) + 2)
+            };
+            signed_legacy(tx, from)
+        };
+        let transactions = [call(0, 2)]
+            .into_iter()
+            .chain((0..=followers).map(|nonce| call(nonce, 1)))
+            .collect();
+        let block = Block {
+            header: header(spec),
+            body: BlockBody {
+                transactions,
+                ommers: vec![],
+                withdrawals: None,
+            },
+        };
+        (block, storage)
+    }
+
+    /// Speculates transaction 1 of `block` (the head of its sender's chain) on a speculating
+    /// thread, and returns each transaction's status and speculation afterwards.
+    fn speculate_head(
+        block: &Block<Recovered<TxEnvelope>>,
+        storage: &InMemoryStorage,
+    ) -> Vec<(u8, Option<Speculation>)> {
+        let spec = SpecId::CANCUN;
+        let pre = PreState::new(storage);
+        let block_env = chain::block_env(&block.header, spec).unwrap();
+        let cfg = chain::cfg_env(&ChainSpec::fixed(spec), spec);
+        let shape = BlockShape::of(block);
+        let next_of_sender = shape.next_of_sender();
+        let counters = PipelineCounters::default();
+        let mut slots = Slots::default();
+        let pool = WorkerPool::new(2, crate::WorkerPlacement::Free).expect("a pool");
+        let shared = Shared::new(
+            block,
+            (spec, &block_env, &cfg),
+            &pre,
+            (
+                &shape,
+                &next_of_sender,
+                slots.prepare(block.body.transactions.len()),
+            ),
+            &Threads::Pool(&pool, 2),
+            None,
+            &counters,
+        );
+        let mut speculator = None;
+        assert!(speculate_unclaimed(&shared, &mut speculator, 1, true));
+        (shared.slots.statuses.iter().zip(&shared.slots.speculations))
+            .map(|(status, speculation)| {
+                (status.load(Ordering::Relaxed), speculation.lock().take())
+            })
+            .collect()
+    }
+
+    /// A sender's run of at least `CHAIN_FIRST_MIN` calls to one contract after its first: a
+    /// speculating thread that speculates the first goes on with the others, each on the one
+    /// before: it reads the counter the one before left (validated as a committed value) and
+    /// passes on what it wrote.
+    #[test]
+    fn a_long_chain_is_speculated_each_call_on_the_one_before() {
+        let followers = CHAIN_FIRST_MIN as u64 + 1;
+        let (block, storage) = counter_calls(followers);
+        let speculated = speculate_head(&block, &storage);
+        assert_eq!(speculated[0].0, UNCLAIMED);
+        for (tx, (status, speculation)) in speculated.iter().enumerate().skip(1) {
+            assert_eq!(*status, READY, "transaction {tx}");
+            let speculation = speculation.as_ref().expect("usable");
+            let counted = U256::from(tx);
+            let read = Read::CommittedStorage(CONTRACT, U256::ZERO, counted - U256::from(1));
+            assert_eq!(
+                speculation.reads.contains(&read),
+                tx > 1,
+                "transaction {tx}"
+            );
+            let passed_on = (speculation.chain.as_deref()).map(|chain| chain.0.as_slice());
+            let last = tx == followers as usize + 1;
+            let expected = [(CONTRACT, U256::ZERO, counted)];
+            assert_eq!(
+                passed_on,
+                (!last).then_some(&expected[..]),
+                "transaction {tx}"
+            );
+        }
+    }
+
+    /// A shorter run is left to the committer: the first call is speculated, the others not.
+    #[test]
+    fn a_short_chain_is_left_to_the_committer() {
+        let (block, storage) = counter_calls(CHAIN_FIRST_MIN as u64 - 1);
+        let speculated = speculate_head(&block, &storage);
+        let statuses: Vec<u8> = speculated.iter().map(|(status, _)| *status).collect();
+        let mut expected = vec![UNCLAIMED; statuses.len()];
+        expected[1] = READY;
+        assert_eq!(statuses, expected);
+    }
+
+    /// What a chain passes on: the slots written, the latest value of each; nothing past a
+    /// speculation that created or destroyed an account or wrote another account than its
+    /// sender exactly (a balance, a nonce or code).
+    #[test]
+    fn a_chain_passes_on_slots_and_stops_at_exact_account_writes() {
+        let sender = account(1);
+        let slots = |storage: &[(u64, u64)]| AccountDiff {
+            storage: (storage.iter())
+                .map(|&(slot, value)| (U256::from(slot), U256::from(value)))
+                .collect(),
+            ..AccountDiff::default()
+        };
+        let before = [(CONTRACT, U256::from(1), U256::from(10))];
+        let writes: Writes = smallvec![
+            (
+                sender,
+                AccountDiff {
+                    nonce: Some(3),
+                    ..AccountDiff::default()
+                }
+            ),
+            (CONTRACT, slots(&[(1, 11), (2, 20)])),
+        ];
+        assert_eq!(
+            chain_after(&before, sender, &writes).map(|chain| chain.0),
+            Some(vec![
+                (CONTRACT, U256::from(1), U256::from(11)),
+                (CONTRACT, U256::from(2), U256::from(20)),
+            ])
+        );
+        let paid: Writes = smallvec![(
+            account(2),
+            AccountDiff {
+                balance: Some(U256::from(5)),
+                ..AccountDiff::default()
+            }
+        )];
+        assert_eq!(chain_after(&before, sender, &paid), None);
+        let created: Writes = smallvec![(
+            CONTRACT,
+            AccountDiff {
+                lifecycle: Some(crate::types::Lifecycle::Created),
+                ..slots(&[(1, 1)])
+            }
+        )];
+        assert_eq!(chain_after(&before, sender, &created), None);
+    }
 }
 
 #[cfg(test)]
@@ -2231,6 +2661,7 @@ mod slots {
             contract_credits: SmallVec::new(),
             contract_sends: SmallVec::new(),
             fee: U256::from(1),
+            chain: None,
         }
     }
 

@@ -1485,3 +1485,62 @@ fn speculations_read_the_slots_committed_before_them() {
         "{stats:?}"
     );
 }
+
+/// A sender's run of calls that each add to one slot, which the pipeline speculates each on the
+/// one before (a long chain), with another sender's call to the same slot in the middle of it:
+/// the speculations after that call read what the chain wrote, not what that call left, and
+/// must be rejected. Also a run through an account it pays exactly (the chain stops there) and
+/// a nonce gap that makes a follower invalid. Checked against sequential on every engine. Calls
+/// that burn their gas come first: the committer is busy with them while a speculating thread
+/// speculates the chains (their heads first).
+#[test]
+fn chains_of_calls_speculated_each_on_the_one_before_match_sequential() {
+    let spec = SpecId::CANCUN;
+    let callers = senders(16);
+    let mut storage = funded(spec, &callers);
+    let adder = Address::with_last_byte(0xad);
+    deploy(&mut storage, adder, code::ADDER);
+    let burner = Address::with_last_byte(0xb0);
+    deploy(&mut storage, burner, code::BURNER);
+    let burn = |from: Address| {
+        legacy_tx(
+            from,
+            0,
+            TxKind::Call(burner),
+            U256::ZERO,
+            Bytes::new(),
+            300_000,
+        )
+    };
+    let add = |from: Address, nonce: u64, amount: u64, value: u64| {
+        let input = calldata(&[U256::ZERO, U256::from(amount)]);
+        legacy_tx(
+            from,
+            nonce,
+            TxKind::Call(adder),
+            U256::from(value),
+            input,
+            100_000,
+        )
+    };
+    let (chained, other) = (callers[0], callers[1]);
+    let mut txs: Vec<_> = callers[4..].iter().map(|from| burn(*from)).collect();
+    txs.extend((0..6).map(|nonce| add(chained, nonce, 1, 0)));
+    txs.insert(12 + 3, add(other, 0, 100, 0));
+    // A second run, paying the contract (its balance written exactly: the chain stops there).
+    txs.extend((0..6).map(|nonce| add(callers[2], nonce, 1_000, u64::from(nonce == 2))));
+    let block_ok = block(spec, txs.clone());
+    let chain = ChainSpec::fixed(spec);
+    let output = assert_parallel_matches("chains", &chain, &block_ok, &storage).expect("valid");
+    assert_eq!(
+        output.state_changes[&adder].storage[&U256::ZERO],
+        U256::from(6 + 100 + 6_000)
+    );
+    // A follower with a nonce gap: the block is invalid, whichever engine runs it.
+    txs.push(add(callers[3], 0, 1, 0));
+    txs.extend((2..7).map(|nonce| add(callers[3], nonce, 1, 0)));
+    let gap = block(spec, txs);
+    let error = assert_parallel_matches("nonce gap", &chain, &gap, &storage)
+        .expect_err("a nonce gap is invalid");
+    assert!(error.to_string().contains("nonce"), "{error}");
+}

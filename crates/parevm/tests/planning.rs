@@ -113,16 +113,29 @@ fn transfers_and_calls(
 }
 
 /// A heavy block of 20 calls, the first `chained` + 1 from one sender (a nonce chain), the rest
-/// each from its own.
-fn chained_calls(chained: usize) -> (Block<Recovered<TxEnvelope>>, parevm::InMemoryStorage) {
+/// each from its own; the chain's calls go to `contracts` contracts in turn (one: a run of calls
+/// to one contract, which the pipeline speculates each on the one before).
+fn chained_calls(
+    chained: usize,
+    contracts: u8,
+) -> (Block<Recovered<TxEnvelope>>, parevm::InMemoryStorage) {
     let from = senders(20);
     let mut storage = funded(SPEC, &from);
-    let adder = Address::with_last_byte(0xad);
-    deploy(&mut storage, adder, code::ADDER);
+    let adders: Vec<Address> = (0..contracts)
+        .map(|index| Address::with_last_byte(0xad + index))
+        .collect();
+    for adder in &adders {
+        deploy(&mut storage, *adder, code::ADDER);
+    }
     let txs = (0..20)
         .map(|index| match index <= chained {
-            true => add(from[0], index as u64, adder, index as u64),
-            false => add(from[index], 0, adder, index as u64),
+            true => add(
+                from[0],
+                index as u64,
+                adders[index % adders.len()],
+                index as u64,
+            ),
+            false => add(from[index], 0, adders[0], index as u64),
         })
         .collect();
     (block(SPEC, txs), storage)
@@ -271,21 +284,27 @@ fn big_blocks_and_dominated_ones_share_contracts_as_before_at_two_threads() {
 }
 
 /// A heavy block where more than 2 in 5 transactions follow one of their sender's does not run
-/// Block-STM: with those followers calls (left to the pipeline's committer), it runs
-/// sequentially. With 8 followers of 20 it runs Block-STM.
+/// Block-STM: with those followers calls that the pipeline leaves to its committer (each calls
+/// what its sender called two transactions before), it runs sequentially; with 8 followers of 20
+/// it runs Block-STM. A run of calls to one contract, which the pipeline speculates each on the
+/// one before, runs the pipeline.
 #[test]
 fn heavy_block_of_chained_calls_avoids_block_stm() {
-    let (block, storage) = chained_calls(9);
+    let (block, storage) = chained_calls(9, 2);
     for threads in [2, 8] {
         assert_eq!(planned(&block, &storage, threads), Strategy::Sequential);
     }
     let reason = sequential_reason_at_two_threads(&block, &storage);
     assert!(
-        reason.contains("9 of 20 transactions call what their sender called"),
+        reason.contains("8 of 20 transactions call what their sender called"),
         "{reason}"
     );
-    let (block, storage) = chained_calls(8);
+    let (block, storage) = chained_calls(8, 2);
     assert_eq!(planned(&block, &storage, 2), Strategy::BlockStm);
+    let (block, storage) = chained_calls(9, 1);
+    for threads in [2, 8] {
+        assert_eq!(planned(&block, &storage, threads), Strategy::Pipeline);
+    }
 }
 
 /// From Berlin on, a block of 1.5-5 Mgas whose transactions are heavy runs Block-STM; before
