@@ -191,16 +191,19 @@ impl Scheduler {
     }
 
     fn try_incarnate(&self, tx: TxIdx) -> Option<TxVersion> {
-        if tx < self.txs {
-            let mut state = self.states[tx].lock();
-            if state.status == Status::ReadyToExecute {
-                state.status = Status::Executing;
-                return Some(TxVersion {
-                    tx_idx: tx,
-                    incarnation: state.incarnation,
-                });
-            }
+        if tx >= self.txs {
+            self.release_claim_past_the_end();
+            return None;
         }
+        let mut state = self.states[tx].lock();
+        if state.status == Status::ReadyToExecute {
+            state.status = Status::Executing;
+            return Some(TxVersion {
+                tx_idx: tx,
+                incarnation: state.incarnation,
+            });
+        }
+        drop(state);
         self.num_active_tasks.fetch_sub(1, Ordering::SeqCst);
         None
     }
@@ -222,17 +225,31 @@ impl Scheduler {
         }
         self.num_active_tasks.fetch_add(1, Ordering::SeqCst);
         let tx = self.validation_idx.fetch_add(1, Ordering::SeqCst);
-        if tx < self.txs {
-            let state = self.states[tx].lock();
-            if state.status == Status::Executed {
-                return Some(TxVersion {
-                    tx_idx: tx,
-                    incarnation: state.incarnation,
-                });
-            }
+        if tx >= self.txs {
+            self.release_claim_past_the_end();
+            return None;
         }
+        let state = self.states[tx].lock();
+        if state.status == Status::Executed {
+            return Some(TxVersion {
+                tx_idx: tx,
+                incarnation: state.incarnation,
+            });
+        }
+        drop(state);
         self.num_active_tasks.fetch_sub(1, Ordering::SeqCst);
         None
+    }
+
+    /// Releases a claim whose index was past the end of the block (another worker took the last
+    /// one meanwhile), then checks whether the block is done, as a worker that read the index
+    /// past the end does. The claim counted as an active task: a worker that checked meanwhile
+    /// did not mark the block done, and may be parked by now; without this check, both workers
+    /// could park with the block finished (a deadlock under shuttle's random scheduler, where
+    /// parking never times out; a stall of `PARK_TIMEOUT` on OS threads).
+    fn release_claim_past_the_end(&self) {
+        self.num_active_tasks.fetch_sub(1, Ordering::SeqCst);
+        self.check_done();
     }
 
     /// The next task, or `None` when there is nothing to do right now (or the block is done).
