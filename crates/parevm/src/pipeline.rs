@@ -2330,6 +2330,21 @@ mod native_speculation {
         }
     }
 
+    /// A block of `transactions` under [`header`].
+    fn block_of(
+        spec: SpecId,
+        transactions: Vec<Recovered<TxEnvelope>>,
+    ) -> Block<Recovered<TxEnvelope>> {
+        Block {
+            header: header(spec),
+            body: BlockBody {
+                transactions,
+                ommers: vec![],
+                withdrawals: None,
+            },
+        }
+    }
+
     /// `speculation` with its writes in address order (revm's come in its state map's order).
     fn in_address_order(mut speculation: Speculation) -> Speculation {
         speculation.writes.sort_by_key(|(address, _)| *address);
@@ -2371,14 +2386,7 @@ mod native_speculation {
         ] {
             let chain = ChainSpec::fixed(spec);
             let (transactions, natives): (Vec<_>, Vec<_>) = transactions(spec).into_iter().unzip();
-            let block = Block {
-                header: header(spec),
-                body: BlockBody {
-                    transactions,
-                    ommers: vec![],
-                    withdrawals: None,
-                },
-            };
+            let block = block_of(spec, transactions);
             let block_env = chain::block_env(&block.header, spec).unwrap();
             let cfg = chain::cfg_env(&chain, spec);
             let shape = BlockShape::of(&block);
@@ -2431,19 +2439,15 @@ mod native_speculation {
         let observer = Bytes::from_static(&[0x32, 0x31, 0x50, 0x00]);
         storage.insert_account_with_code(account(0xcd), funds, 1, observer, []);
         let price = u128::from(BASEFEE) + 2;
-        let block = Block {
-            header: header(spec),
-            body: BlockBody {
-                transactions: vec![
-                    signed_legacy(legacy(0, account(0x71), 21_000, price), 1),
-                    // Its sender's second and third: funds assumed, into code.
-                    signed_legacy(legacy(1, CONTRACT, 50_000, price), 1),
-                    signed_legacy(legacy(2, account(0xcd), 50_000, price), 1),
-                ],
-                ommers: vec![],
-                withdrawals: None,
-            },
-        };
+        let block = block_of(
+            spec,
+            vec![
+                signed_legacy(legacy(0, account(0x71), 21_000, price), 1),
+                // Its sender's second and third: funds assumed, into code.
+                signed_legacy(legacy(1, CONTRACT, 50_000, price), 1),
+                signed_legacy(legacy(2, account(0xcd), 50_000, price), 1),
+            ],
+        );
         let pre = PreState::new(&storage);
         let block_env = chain::block_env(&block.header, spec).unwrap();
         let cfg = chain::cfg_env(&ChainSpec::fixed(spec), spec);
@@ -2508,15 +2512,7 @@ mod native_speculation {
             .into_iter()
             .chain((0..=followers).map(|nonce| call(nonce, 1)))
             .collect();
-        let block = Block {
-            header: header(spec),
-            body: BlockBody {
-                transactions,
-                ommers: vec![],
-                withdrawals: None,
-            },
-        };
-        (block, storage)
+        (block_of(spec, transactions), storage)
     }
 
     /// Speculates transaction 1 of `block` (the head of its sender's chain) on a speculating
