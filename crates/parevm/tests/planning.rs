@@ -463,14 +463,7 @@ fn small_block_of_plain_transfers_into_contracts_runs_sequentially() {
                 if index < into_code {
                     deploy(&mut storage, to, &[0x00]);
                 }
-                legacy_tx(
-                    *sender,
-                    0,
-                    TxKind::Call(to),
-                    U256::from(1),
-                    Bytes::new(),
-                    21_000,
-                )
+                transfer(*sender, 0, to)
             })
             .collect();
         (block(SPEC, txs), storage)
@@ -542,17 +535,7 @@ fn small_block_of_plain_transfers_runs_the_pipeline_alone() {
         let from = senders(1);
         let storage = funded(SPEC, &from);
         let txs = (0..count)
-            .map(|nonce| {
-                let to = Address::repeat_byte(0xd0);
-                legacy_tx(
-                    from[0],
-                    nonce,
-                    TxKind::Call(to),
-                    U256::from(1),
-                    Bytes::new(),
-                    21_000,
-                )
-            })
+            .map(|nonce| transfer(from[0], nonce, Address::repeat_byte(0xd0)))
             .collect();
         (block(SPEC, txs), storage)
     };
