@@ -112,6 +112,30 @@ const CLAIM_CHUNK: usize = 8;
 /// rejected, and more than half of those validated.
 const HOT_MIN_REJECTED: u32 = 2;
 
+/// A transaction to a hot destination is speculated once the previous transaction to that
+/// destination is committed, if the committer has at least this many transactions to commit
+/// before it ([`is_ripe`]).
+const RIPE_MARGIN: usize = 2;
+
+/// How far back [`is_ripe`] looks for the previous transaction to the same destination (beyond,
+/// the transaction is left to the committer).
+const RIPE_LOOKBACK: usize = 256;
+
+/// Speculations of transactions to one destination (bucket) rejected before threads refresh
+/// stale ones to it ([`Refresher`]).
+const REFRESH_MIN_REJECTED: u32 = 2;
+
+/// How many transactions after the committer's next (and [`RIPE_MARGIN`]) a speculating thread
+/// looks at for stale speculations ([`Refresher`]).
+const REFRESH_WINDOW: usize = 16;
+
+/// A speculating thread refreshes stale speculations ([`Refresher`]) once it speculates this many
+/// transactions ahead of the committer: the committer, not speculation, is then the limit.
+const REFRESH_AHEAD: usize = 32;
+
+/// Hot transactions a speculating thread keeps to speculate once ripe ([`Deferred`]).
+const DEFERRED_MAX: usize = 64;
+
 /// A contract called without input by at least one in this many of a block's transactions is
 /// hot from the start (see [`HotDestinations::new`]).
 const HOT_FROM_START_SHARE: usize = 8;
@@ -144,7 +168,14 @@ pub(crate) enum PipelineEnd {
 /// transactions to the committer too (slower, never wrong). Only the committer marks a bucket,
 /// from its own counts ([`DestinationCounts`]); threads only read: the flags stay in every
 /// core's cache.
-struct HotDestinations(Box<[AtomicBool]>);
+struct HotDestinations {
+    hot: Box<[AtomicBool]>,
+    /// Buckets of destinations with [`REFRESH_MIN_REJECTED`] rejected speculations (see
+    /// [`Refresher`]).
+    conflicted: Box<[AtomicBool]>,
+    /// Whether any bucket is conflicted.
+    any_conflicted: AtomicBool,
+}
 
 impl HotDestinations {
     /// No destination hot yet, except the contracts `block` calls without input in at least one
@@ -157,13 +188,18 @@ impl HotDestinations {
         shape: &BlockShape,
         pre: &PreState<'_, S>,
     ) -> Self {
-        let hot = Self(
+        let flags = || {
             (0..DESTINATION_BUCKETS)
                 .map(|_| AtomicBool::new(false))
-                .collect(),
-        );
+                .collect()
+        };
+        let hot = Self {
+            hot: flags(),
+            conflicted: flags(),
+            any_conflicted: AtomicBool::new(false),
+        };
         for (to, _) in hot_from_start(block, shape, |to| pre.basic(to)) {
-            hot.0[address_bucket(to, DESTINATION_BUCKETS)].store(true, Ordering::Relaxed);
+            hot.hot[address_bucket(to, DESTINATION_BUCKETS)].store(true, Ordering::Relaxed);
         }
         hot
     }
@@ -175,7 +211,13 @@ impl HotDestinations {
 
     /// Whether speculating `tx` is likely to be wasted.
     fn is_hot(&self, tx: &Recovered<TxEnvelope>) -> bool {
-        Self::bucket(tx).is_some_and(|bucket| self.0[bucket].load(Ordering::Relaxed))
+        Self::bucket(tx).is_some_and(|bucket| self.hot[bucket].load(Ordering::Relaxed))
+    }
+
+    /// Whether a speculation of a transaction to `tx`'s destination (or one sharing its bucket)
+    /// was rejected.
+    fn is_conflicted(&self, tx: &Recovered<TxEnvelope>) -> bool {
+        Self::bucket(tx).is_some_and(|bucket| self.conflicted[bucket].load(Ordering::Relaxed))
     }
 }
 
@@ -243,8 +285,12 @@ impl DestinationCounts {
         let (validated, rejections) = &mut self.0[bucket];
         *validated += 1;
         *rejections += u32::from(rejected);
+        if rejected && *rejections == REFRESH_MIN_REJECTED {
+            hot.conflicted[bucket].store(true, Ordering::Relaxed);
+            hot.any_conflicted.store(true, Ordering::Relaxed);
+        }
         if rejected && *rejections >= HOT_MIN_REJECTED && *rejections * 2 > *validated {
-            hot.0[bucket].store(true, Ordering::Relaxed);
+            hot.hot[bucket].store(true, Ordering::Relaxed);
         }
     }
 }
@@ -255,9 +301,10 @@ const UNCLAIMED: u8 = 0;
 const SPECULATING: u8 = 1;
 /// Its speculation is ready (possibly unusable: `None`).
 const READY: u8 = 2;
-/// The committer took it: executed directly.
+/// The committer took it: executing it directly.
 const TAKEN: u8 = 3;
-/// Its speculation was committed (or rejected) and dropped by the committer.
+/// Committed: its speculation applied (or rejected and dropped) or its direct execution done.
+/// Transactions are committed in order: every one before a committed one is committed.
 const COMMITTED: u8 = 4;
 
 /// Each transaction's place in the pipeline, kept from block to block (emptied, not freed): its
@@ -391,6 +438,21 @@ struct Speculation {
     /// it was made on wrote, with their latest values. `None` otherwise, or where the chain stops
     /// ([`chain_after`]: the next one is then left to the committer).
     chain: Option<Box<Chain>>,
+}
+
+impl Speculation {
+    /// Whether a slot it read has since been committed with another value: its validation
+    /// would fail, unless the slot is written back before.
+    fn is_stale(&self, committed: &CommittedSlots) -> bool {
+        self.reads.iter().any(|read| match read {
+            Read::Storage(address, slot, value) | Read::CommittedStorage(address, slot, value) => {
+                committed
+                    .get(address, slot)
+                    .is_some_and(|now| now != *value)
+            }
+            _ => false,
+        })
+    }
 }
 
 /// The slots a sender's chain of speculations wrote ([`Speculation::chain`]); boxed there, so
@@ -587,6 +649,9 @@ struct Shared<'a, S: ?Sized> {
     /// Transactions a thread claims at once while no speculation was rejected
     /// ([`CLAIM_CHUNK`]; fewer under shuttle, so that small blocks have several chunks).
     claim_chunk: usize,
+    /// How far ahead of the committer a thread refreshes stale speculations ([`REFRESH_AHEAD`];
+    /// nearer under shuttle, so that small blocks refresh).
+    refresh_ahead: usize,
     /// The next transaction to offer for speculation (claimed by every thread: a line of its
     /// own).
     next_speculation: CachePadded<crate::sync::AtomicUsize>,
@@ -651,6 +716,11 @@ impl<'a, S: Storage + ?Sized> Shared<'a, S> {
                 #[cfg(all(test, feature = "shuttle"))]
                 Threads::Shuttle(_) => 2,
                 _ => CLAIM_CHUNK,
+            },
+            refresh_ahead: match threads {
+                #[cfg(all(test, feature = "shuttle"))]
+                Threads::Shuttle(_) => 1,
+                _ => REFRESH_AHEAD,
             },
             // With other threads, the first transaction is the committer's from the start: valid
             // on the committed state by construction, so speculating it would only make the
@@ -795,19 +865,27 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
                     };
                     own.as_mut()
                 }
-                READY => ready.insert(shared.slots.speculations[tx].lock()).as_mut(),
+                READY => {
+                    let speculation = shared.slots.speculations[tx].lock();
+                    if status.load(Ordering::Acquire) != READY {
+                        continue; // A thread took it back to speculate it again (`Refresher`).
+                    }
+                    ready.insert(speculation).as_mut()
+                }
                 _ => return Stop::Speculating(tx),
             };
             let committed = self.commit(shared, tx, speculation);
             if let Some(mut ready) = ready {
                 // Dropped while in this core's cache, not in `Slots::empty`'s sweep.
                 *ready = None;
-                status.store(COMMITTED, Ordering::Relaxed);
             }
             if let Err(error) = committed {
                 self.committer.error = Some(error);
                 return Stop::Finished;
             }
+            // After the commit's slots are published: a thread that sees this status reads
+            // them (see `is_ripe`).
+            status.store(COMMITTED, Ordering::Release);
             self.committer.next += 1;
         }
         Stop::Finished
@@ -1614,9 +1692,33 @@ fn run_thread<'a, S: Storage + ?Sized>(
             let mut giants =
                 (shared.giants_largest_first.iter().copied()).filter(|&tx| tx < pipelined);
             while speculate_leftover(shared, &mut speculator, &mut giants, true).is_some() {}
-            while speculate_chunk(shared, &mut speculator, None) {}
+            // Before each claim, what is near the committer: a stale speculation to refresh, or a
+            // transaction to a hot destination that has ripened.
+            let (mut deferred, mut refresher) = (Deferred::default(), Refresher::default());
+            let mut near_the_committer = |speculator: &mut _, deferred: &mut Deferred| {
+                (refresher.ahead(shared) && refresher.refresh(shared, speculator))
+                    || deferred.speculate_ripe(shared, speculator)
+            };
+            while {
+                near_the_committer(&mut speculator, &mut deferred);
+                speculate_chunk(shared, &mut speculator, None, Some(&mut deferred))
+            } {}
             let mut from_the_end = (0..pipelined).rev();
-            while speculate_leftover(shared, &mut speculator, &mut from_the_end, true).is_some() {}
+            while {
+                near_the_committer(&mut speculator, &mut deferred);
+                speculate_leftover(shared, &mut speculator, &mut from_the_end, true).is_some()
+            } {}
+            // Nothing left to claim: the kept transactions ripen as the committer goes on (or it
+            // takes them), and speculations ahead of it turn stale meanwhile. (Watching for stale
+            // speculations until the block's end, with nothing kept, slowed the committer: the
+            // statuses it writes are the ones watched.)
+            while !deferred.0.is_empty() {
+                if !refresher.refresh(shared, &mut speculator)
+                    && !deferred.speculate_ripe(shared, &mut speculator)
+                {
+                    spin_loop();
+                }
+            }
         }
     }));
     if let Some(speculator) = speculator {
@@ -1667,7 +1769,7 @@ fn commit_block<'a, S: Storage + ?Sized>(
         };
         let status = &shared.slots.statuses[awaited];
         let window = window_after(shared, awaited).filter(|&tx| !outweighs(shared, tx, awaited));
-        if !speculate_chunk(shared, speculator, Some(awaited))
+        if !speculate_chunk(shared, speculator, Some(awaited), None)
             && speculate_leftover(shared, speculator, window, false).is_none()
         {
             shared.doorbell.wait_until(|| {
@@ -1692,6 +1794,7 @@ fn speculate_chunk<'a, S: Storage + ?Sized>(
     shared: &Shared<'a, S>,
     speculator: &mut Option<Speculator<'a, S>>,
     awaited: Option<TxIdx>,
+    mut deferred: Option<&mut Deferred>,
 ) -> bool {
     let txs = shared.pipelined();
     let chunk = if shared.flags.conflicts.load(Ordering::Relaxed) {
@@ -1719,7 +1822,11 @@ fn speculate_chunk<'a, S: Storage + ?Sized>(
         if awaited.is_some_and(|awaited| outweighs(shared, tx, awaited)) {
             continue; // Left unclaimed: see `outweighs`.
         }
-        speculate_unclaimed(shared, speculator, tx, awaited.is_none());
+        if !speculate_unclaimed(shared, speculator, tx, awaited.is_none())
+            && let Some(deferred) = deferred.as_deref_mut()
+        {
+            deferred.keep(shared, tx);
+        }
     }
     true
 }
@@ -1855,6 +1962,171 @@ pub(crate) const CHAIN_FIRST_MIN: usize = 4;
 /// ([`chain_followers`]).
 const FOLLOW_MAX_DISTANCE: usize = 64;
 
+/// Whether transaction `tx`, to a hot destination ([`HotDestinations`]), is ripe for
+/// speculation: the previous transaction to the same destination (by
+/// [`BlockShape::destination_tags`], within [`RIPE_LOOKBACK`]) is committed, so that a
+/// speculation made now reads what it wrote ([`CommittedSlots`]), and the committer still has
+/// at least [`RIPE_MARGIN`] transactions to commit before `tx` (nearer, it would wait for the
+/// speculation rather than execute `tx` itself). A hot destination's transactions depend on one
+/// another, not on the rest of the block: mainnet 8889776, deposits of ten tokens each to one
+/// exchange, interleaved — each transfer is ripe once the one before of its token is committed.
+fn is_ripe<S: ?Sized>(shared: &Shared<'_, S>, tx: TxIdx) -> bool {
+    shared.committed.is_some() && ripe(&shared.slots.statuses, shared.chains.destination_tags, tx)
+}
+
+/// [`is_ripe`] on the transactions' statuses and destination tags.
+fn ripe(statuses: &[AtomicU8], tags: &[u32], tx: TxIdx) -> bool {
+    let committed = |at: TxIdx| statuses[at].load(Ordering::Acquire) == COMMITTED;
+    if tx < RIPE_MARGIN || committed(tx - RIPE_MARGIN) {
+        return false;
+    }
+    for at in (tx.saturating_sub(RIPE_LOOKBACK)..tx).rev() {
+        if tags[at] == tags[tx] {
+            return committed(at);
+        }
+        if committed(at) {
+            return true; // So is every transaction before.
+        }
+    }
+    tx <= RIPE_LOOKBACK
+}
+
+/// Transactions to hot destinations that a speculating thread passed before they were ripe
+/// ([`is_ripe`]), in order: it looks at them again before each claim, and waits for them once
+/// nothing is left to claim.
+#[derive(Default)]
+struct Deferred(std::collections::VecDeque<TxIdx>);
+
+impl Deferred {
+    /// Keeps `tx` (if there is room) when threads pass it only for its hot destination.
+    #[cold]
+    #[inline(never)]
+    fn keep<S: ?Sized>(&mut self, shared: &Shared<'_, S>, tx: TxIdx) {
+        if self.0.len() < DEFERRED_MAX
+            && shared.committed.is_some()
+            && shared.speculability(tx) == Speculable::Yes
+            && shared.flags.hot.is_hot(&shared.block.body.transactions[tx])
+            && shared.slots.statuses[tx].load(Ordering::Relaxed) == UNCLAIMED
+        {
+            self.0.push_back(tx);
+        }
+    }
+
+    /// Speculates the first kept transaction that is ripe, dropping those claimed meanwhile;
+    /// whether one was speculated.
+    fn speculate_ripe<'a, S: Storage + ?Sized>(
+        &mut self,
+        shared: &Shared<'a, S>,
+        speculator: &mut Option<Speculator<'a, S>>,
+    ) -> bool {
+        if shared.flags.done.load(Ordering::Acquire)
+            || !shared.flags.speculating.load(Ordering::Relaxed)
+        {
+            self.0.clear();
+            return false;
+        }
+        let unclaimed = |tx: TxIdx| shared.slots.statuses[tx].load(Ordering::Relaxed) == UNCLAIMED;
+        self.0.retain(|&tx| unclaimed(tx));
+        // The first few only: the nearest the committer, whose previous ones commit first.
+        let Some(at) = (self.0.iter().take(4)).position(|&tx| is_ripe(shared, tx)) else {
+            return false;
+        };
+        let tx = self.0.remove(at).expect("a position in the list");
+        speculate_one(shared, speculator, tx, false)
+    }
+}
+
+/// A speculating thread's watch over the speculations just ahead of the committer: one that read
+/// a slot since committed with another value is stale (the committer would reject it and
+/// execute the transaction itself, serially), so the thread takes it back and speculates it
+/// again on the committed values. Block-STM's re-execution, for the pipeline: the committer's
+/// direct executions of stale speculations were its work beyond sequential's (mainnet 8889776,
+/// 10760440, 16146267: 9-16% of their transactions).
+#[derive(Default)]
+struct Refresher {
+    /// The first transaction not seen committed.
+    committed: TxIdx,
+    /// The committer's next transaction when this thread last looked for stale speculations:
+    /// until it commits another, none turns stale.
+    looked_at: Option<TxIdx>,
+}
+
+impl Refresher {
+    /// The committer's next transaction, as far as the statuses show.
+    fn committer_next<S: ?Sized>(&mut self, shared: &Shared<'_, S>) -> TxIdx {
+        let statuses = &shared.slots.statuses;
+        while self.committed < statuses.len()
+            && statuses[self.committed].load(Ordering::Acquire) == COMMITTED
+        {
+            self.committed += 1;
+        }
+        self.committed
+    }
+
+    /// Whether this thread runs at least [`REFRESH_AHEAD`] transactions ahead of the committer.
+    fn ahead<S: ?Sized>(&mut self, shared: &Shared<'_, S>) -> bool {
+        shared.flags.hot.any_conflicted.load(Ordering::Relaxed)
+            && shared.next_speculation.load(Ordering::Relaxed)
+                >= self.committer_next(shared) + shared.refresh_ahead
+    }
+
+    /// Speculates again the first stale speculation among the [`REFRESH_WINDOW`] transactions
+    /// from [`RIPE_MARGIN`] after the committer's next; whether there was one.
+    fn refresh<'a, S: Storage + ?Sized>(
+        &mut self,
+        shared: &Shared<'a, S>,
+        speculator: &mut Option<Speculator<'a, S>>,
+    ) -> bool {
+        let Some(committed) = shared.committed else {
+            return false;
+        };
+        if shared.flags.done.load(Ordering::Acquire)
+            || !shared.flags.speculating.load(Ordering::Relaxed)
+        {
+            return false;
+        }
+        let next = self.committer_next(shared);
+        if self.looked_at.replace(next) == Some(next) {
+            return false; // Nothing committed since.
+        }
+        let from = next + RIPE_MARGIN;
+        let window = from..shared.pipelined().min(from + REFRESH_WINDOW).max(from);
+        for (tx, status) in window.clone().zip(&shared.slots.statuses[window]) {
+            if status.load(Ordering::Acquire) != READY
+                || !(shared.flags.hot).is_conflicted(&shared.block.body.transactions[tx])
+            {
+                continue;
+            }
+            // The committer locks a ready speculation to validate it: never wait for it.
+            let Some(mut speculation) = shared.slots.speculations[tx].try_lock() else {
+                continue;
+            };
+            let stale = status.load(Ordering::Acquire) == READY
+                && (speculation.as_ref()).is_some_and(|speculation| {
+                    speculation.chain.is_none() && speculation.is_stale(committed)
+                })
+                && shared.speculability(tx) == Speculable::Yes
+                && is_ripe(shared, tx);
+            if !stale {
+                continue;
+            }
+            // Under the lock: the committer, once it holds it, sees the status again.
+            status.store(SPECULATING, Ordering::SeqCst);
+            let stale = speculation.take();
+            drop(speculation);
+            drop(stale);
+            let speculator = speculator.get_or_insert_with(|| Speculator::new(shared));
+            let speculation = speculator.speculate(shared, tx);
+            *shared.slots.speculations[tx].lock() = speculation;
+            status.store(READY, Ordering::SeqCst);
+            shared.doorbell.ring();
+            self.looked_at = None; // The rest of the window is still to look at.
+            return true;
+        }
+        false
+    }
+}
+
 /// Speculates transaction `tx` as [`speculate_unclaimed`] does, without following; a
 /// [`Speculable::OnPrevious`] one only when following (`on_previous`).
 fn speculate_one<'a, S: Storage + ?Sized>(
@@ -1867,7 +2139,7 @@ fn speculate_one<'a, S: Storage + ?Sized>(
     let speculable = shared.speculability(tx);
     if speculable == Speculable::No
         || (speculable == Speculable::OnPrevious && !on_previous)
-        || shared.flags.hot.is_hot(envelope)
+        || (shared.flags.hot.is_hot(envelope) && !is_ripe(shared, tx))
     {
         return false; // Left to the committer.
     }
@@ -2091,6 +2363,41 @@ mod interleavings {
         (chain, block, storage)
     }
 
+    /// `count` counters' contracts (as in [`chained_calls`]) at `0x…c0` on, called in turn by
+    /// sixteen senders: each call reads what the one before to its counter wrote, so that
+    /// speculations go stale (and are refreshed), destinations turn hot (and their calls ripen
+    /// once the one before is committed). Over 500 explorations: 2 counters ripened calls 7
+    /// times (refreshed none: a call's previous one to its counter is never committed while the
+    /// committer is far enough), 4 counters refreshed 99 (ripened none).
+    fn interleaved_counters(count: u8) -> Fixture {
+        let (chain, mut block, mut storage) = fixture();
+        let code =
+            Bytes::from_static(&[0x60, 0x00, 0x54, 0x60, 0x01, 0x01, 0x60, 0x00, 0x55, 0x00]);
+        let counters: Vec<Address> = (0..count)
+            .map(|n| Address::with_last_byte(0xc0 + n))
+            .collect();
+        for &counter in &counters {
+            storage.insert_account_with_code(counter, U256::ZERO, 1, code.clone(), []);
+        }
+        block.body.transactions = (0..16u8)
+            .map(|index| {
+                let from = Address::with_last_byte(0x10 + index);
+                let balance = U256::from(10u64.pow(18));
+                storage.insert_account_with_code(from, balance, 0, Bytes::new(), []);
+                let tx = TxLegacy {
+                    gas_price: 10,
+                    gas_limit: 60_000,
+                    to: TxKind::Call(counters[usize::from(index % count)]),
+                    input: Bytes::from_static(&[1]),
+                    ..Default::default()
+                };
+                let signed = Signed::new_unchecked(tx, Signature::test_signature(), B256::ZERO);
+                Recovered::new_unchecked(TxEnvelope::Legacy(signed), from)
+            })
+            .collect();
+        (chain, block, storage)
+    }
+
     fn explore_on(fixture: Fixture, threads: usize, exploration: impl Exploration + 'static) {
         let (chain, block, storage) = fixture;
         let expected = format!("{:?}", execute_sequential(&chain, &block, &storage));
@@ -2120,6 +2427,14 @@ mod interleavings {
                 "{threads} threads: output differs from sequential"
             );
         });
+    }
+
+    #[test]
+    fn shuttle_pipeline_refreshed_and_ripened_speculations_match_sequential() {
+        for counters in [2, 4] {
+            explore_on(interleaved_counters(counters), 2, RandomScheduler::new(300));
+            explore_on(interleaved_counters(counters), 3, PctScheduler::new(3, 200));
+        }
     }
 
     #[test]
@@ -2684,6 +2999,69 @@ mod slots {
         }
         assert_eq!(slots.prepare(6).len(), 6);
         assert_eq!(slots.prepare(2).len(), 2);
+    }
+
+    /// A transaction to a hot destination ripens once the previous one to its destination is
+    /// committed, while the committer still has [`RIPE_MARGIN`] transactions to commit before
+    /// it; one whose destination is not among the [`RIPE_LOOKBACK`] before it, once every one
+    /// of those it looked at is committed.
+    #[test]
+    fn a_transaction_ripens_once_the_one_before_to_its_destination_is_committed() {
+        let statuses = |committed: TxIdx, txs: TxIdx| -> Vec<AtomicU8> {
+            (0..txs)
+                .map(|tx| AtomicU8::new(if tx < committed { COMMITTED } else { READY }))
+                .collect()
+        };
+        let tags = [1, 2, 1, 3, 3, 1];
+        // Transaction 5's previous one to its destination is transaction 2.
+        assert!(!ripe(&statuses(0, 6), &tags, 5), "2 not committed");
+        assert!(!ripe(&statuses(2, 6), &tags, 5), "2 not committed");
+        assert!(ripe(&statuses(3, 6), &tags, 5));
+        assert!(
+            !ripe(&statuses(4, 6), &tags, 5),
+            "the committer is too near"
+        );
+        // No transaction before 3 goes to its destination; 4 follows 3.
+        assert!(ripe(&statuses(0, 6), &tags, 3));
+        assert!(!ripe(&statuses(0, 6), &tags, 4));
+        assert!(
+            !ripe(&statuses(0, 6), &tags, 1),
+            "the committer is too near"
+        );
+        // Beyond the lookback, nothing committed: unknown, not ripe.
+        let txs = RIPE_LOOKBACK + 8;
+        let distinct: Vec<u32> = (1..=txs as u32).collect();
+        assert!(!ripe(&statuses(0, txs), &distinct, txs - 1));
+        assert!(ripe(&statuses(8, txs), &distinct, txs - 1));
+    }
+
+    /// A speculation is stale once a slot it read is committed with another value, whether it
+    /// read the pre-block value or one committed earlier; not while the slot is unpublished or
+    /// holds the value read.
+    #[test]
+    fn a_speculation_is_stale_once_a_slot_it_read_is_committed_otherwise() {
+        let mut committed = CommittedSlots::default();
+        committed.next_block();
+        let (contract, slot, other) = (Address::with_last_byte(0xcc), U256::from(7), U256::from(8));
+        let mut speculation = speculation();
+        speculation.reads.push(Read::Account(contract, None));
+        speculation
+            .reads
+            .push(Read::Storage(contract, slot, U256::from(1)));
+        assert!(!speculation.is_stale(&committed), "nothing published");
+        committed.publish(&contract, &other, &U256::from(5));
+        assert!(!speculation.is_stale(&committed), "another slot");
+        committed.publish(&contract, &slot, &U256::from(1));
+        assert!(!speculation.is_stale(&committed), "the value read");
+        committed.publish(&contract, &slot, &U256::from(2));
+        assert!(speculation.is_stale(&committed));
+        let mut read_committed = self::speculation();
+        read_committed
+            .reads
+            .push(Read::CommittedStorage(contract, slot, U256::from(2)));
+        assert!(!read_committed.is_stale(&committed));
+        committed.publish(&contract, &slot, &U256::from(3));
+        assert!(read_committed.is_stale(&committed));
     }
 
     /// The contracts hot from the start are counted exactly whether their bucket holds calls to

@@ -62,6 +62,14 @@ mod imp {
             self.0.lock().unwrap_or_else(PoisonError::into_inner)
         }
 
+        pub(crate) fn try_lock(&self) -> Option<MutexGuard<'_, T>> {
+            match self.0.try_lock() {
+                Ok(guard) => Some(guard),
+                Err(shuttle::sync::TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+                Err(shuttle::sync::TryLockError::WouldBlock) => None,
+            }
+        }
+
         pub(crate) fn into_inner(self) -> T {
             self.0.into_inner().unwrap_or_else(PoisonError::into_inner)
         }

@@ -1486,6 +1486,42 @@ fn speculations_read_the_slots_committed_before_them() {
     );
 }
 
+/// Deposits of several tokens into one exchange (mainnet 8889776): each call adds to slot 0 of
+/// one of four contracts, in turn, from distinct senders, so that each depends on the one four
+/// before it. The pipeline's speculating thread refreshes speculations gone stale and speculates
+/// the calls to contracts turned hot once the one before is committed; the output is the
+/// sequential one on every engine and thread count.
+#[test]
+fn interleaved_deposits_into_one_slot_per_contract_match_sequential() {
+    let spec = SpecId::CANCUN;
+    let callers = senders(64);
+    let mut storage = funded(spec, &callers);
+    let tokens: Vec<Address> = (0..4).map(|n| Address::with_last_byte(0xd0 + n)).collect();
+    for &token in &tokens {
+        deploy(&mut storage, token, code::ADDER);
+    }
+    let txs: Vec<_> = (callers.iter().enumerate())
+        .map(|(index, from)| {
+            let input = calldata(&[U256::ZERO, U256::from(index + 1)]);
+            let to = TxKind::Call(tokens[index % 4]);
+            legacy_tx(*from, 0, to, U256::ZERO, input, 100_000)
+        })
+        .collect();
+    let block = block(spec, txs);
+    let chain = ChainSpec::fixed(spec);
+    let output =
+        assert_parallel_matches("deposits", &chain, &block, &storage).expect("all succeed");
+    for (n, token) in tokens.iter().enumerate() {
+        // Token n got 1 + n, 5 + n, ..., 61 + n: 16 deposits.
+        let total: usize = (0..16).map(|k| 4 * k + n + 1).sum();
+        assert_eq!(
+            output.state_changes[token].storage[&U256::ZERO],
+            U256::from(total),
+            "token {n}"
+        );
+    }
+}
+
 /// A sender's run of calls that each add to one slot, which the pipeline speculates each on the
 /// one before (a long chain), with another sender's call to the same slot in the middle of it:
 /// the speculations after that call read what the chain wrote, not what that call left, and
