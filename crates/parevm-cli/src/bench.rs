@@ -178,6 +178,15 @@ fn measure(
                     actual[index] = Some(fingerprint(
                         result.map_err(|error| format!("parallel: {error}"))?,
                     ));
+                    if let Some(error) = &run_stats.internal_error {
+                        let configured = &executors[index];
+                        return Err(format!(
+                            "parallel engine ({} threads, {}) failed internally (re-executed \
+                             sequentially): {error}",
+                            configured.threads(),
+                            strategy_name(configured.strategy)
+                        ));
+                    }
                     stats[index] = run_stats;
                 }
             }

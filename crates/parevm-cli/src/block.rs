@@ -122,6 +122,12 @@ impl Run {
                 "block {number}: parallel execution failed: {error}"
             ));
         }
+        if let Some(error) = &self.stats.internal_error {
+            problems.push(format!(
+                "block {number}: the parallel engine failed internally (re-executed \
+                 sequentially): {error}"
+            ));
+        }
         if !self.equal() {
             problems.push(format!(
                 "block {number}: parallel output differs from sequential{}",

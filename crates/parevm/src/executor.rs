@@ -210,6 +210,10 @@ pub struct ExecutionStats {
     /// Set when Block-STM met so many conflicts that it gave way: transactions before this index
     /// kept their parallel results, the rest ran sequentially on top of them.
     pub sequential_from: Option<TxIdx>,
+    /// Set when a parallel engine failed internally (a panic, a broken invariant) and the block
+    /// was executed again sequentially: the output is still the sequential one, but the engine
+    /// has a bug worth reporting (the message says where).
+    pub internal_error: Option<String>,
 }
 
 /// The parallel block executor. Create one and reuse it across blocks: its worker threads are
@@ -513,6 +517,7 @@ fn re_execute_sequentially<S: Storage + ?Sized>(
     stats.sequential_reason = Some(format!(
         "internal error, re-executed sequentially: {reason}"
     ));
+    stats.internal_error = Some(reason);
     let sequential = std::panic::catch_unwind(AssertUnwindSafe(|| {
         crate::execute_sequential(chain, block, storage)
     }))

@@ -2089,8 +2089,9 @@ impl Refresher {
         if self.looked_at.replace(next) == Some(next) {
             return false; // Nothing committed since.
         }
-        let from = next + RIPE_MARGIN;
-        let window = from..shared.pipelined().min(from + REFRESH_WINDOW).max(from);
+        let pipelined = shared.pipelined();
+        let from = (next + RIPE_MARGIN).min(pipelined);
+        let window = from..pipelined.min(from + REFRESH_WINDOW);
         for (tx, status) in window.clone().zip(&shared.slots.statuses[window]) {
             if status.load(Ordering::Acquire) != READY
                 || !(shared.flags.hot).is_conflicted(&shared.block.body.transactions[tx])

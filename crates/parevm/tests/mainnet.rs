@@ -107,10 +107,11 @@ fn run_determinism(dir: &Path) -> Result<(), Failed> {
             strategy,
         });
         for run in 0..DETERMINISM_RUNS {
-            let actual = format!(
-                "{:?}",
-                executor.execute(&chain, &block.block, &block.storage)
-            );
+            let (output, stats) = executor.execute_with_stats(&chain, &block.block, &block.storage);
+            if let Some(error) = stats.internal_error {
+                return Err(format!("{strategy} run {run} at {threads} threads: {error}").into());
+            }
+            let actual = format!("{output:?}");
             if actual != expected {
                 return Err(format!(
                     "{strategy} run {run} at {threads} threads differs from sequential"
@@ -153,7 +154,11 @@ fn run_block(dir: &Path) -> Result<(), Failed> {
             strategy,
         });
         let run = format!("{threads} threads ({strategy})");
-        match executor.execute(&chain, &block.block, &block.storage) {
+        let (output, stats) = executor.execute_with_stats(&chain, &block.block, &block.storage);
+        if let Some(error) = stats.internal_error {
+            problems.push(format!("{run}: failed internally: {error}"));
+        }
+        match output {
             Err(error) => problems.push(format!("{run}: execution failed: {error}")),
             Ok(parallel) => {
                 if parallel != sequential {

@@ -110,7 +110,15 @@ fn run_engine(
         concurrency: NonZeroUsize::new(threads).unwrap_or(NonZeroUsize::MIN),
         strategy,
     });
-    let execute = |chain: &_, block: &_, storage: &_| executor.execute(chain, block, storage);
+    // An engine's internal failure (re-executed sequentially, so with a correct output) fails
+    // the case.
+    let execute = |chain: &_, block: &_, storage: &_| {
+        let (output, stats) = executor.execute_with_stats(chain, block, storage);
+        match stats.internal_error {
+            Some(error) => Err(parevm::ExecutionError::Internal(error)),
+            None => output,
+        }
+    };
     let report = run_file(path, skips, &execute);
     let lines = report.failure_lines();
     if lines.is_empty() {
