@@ -2070,8 +2070,9 @@ impl Refresher {
                 >= self.committer_next(shared) + shared.refresh_ahead
     }
 
-    /// Speculates again the first stale speculation among the [`REFRESH_WINDOW`] transactions
-    /// from [`RIPE_MARGIN`] after the committer's next; whether there was one.
+    /// Speculates again the first stale and ripe speculation ([`is_ripe`]) to a destination with
+    /// [`REFRESH_MIN_REJECTED`] rejections among the [`REFRESH_WINDOW`] transactions from
+    /// [`RIPE_MARGIN`] after the committer's next; whether there was one.
     fn refresh<'a, S: Storage + ?Sized>(
         &mut self,
         shared: &Shared<'a, S>,
@@ -2117,10 +2118,9 @@ impl Refresher {
             drop(speculation);
             drop(stale);
             let speculator = speculator.get_or_insert_with(|| Speculator::new(shared));
-            let speculation = speculator.speculate(shared, tx);
-            *shared.slots.speculations[tx].lock() = speculation;
-            status.store(READY, Ordering::SeqCst);
-            shared.doorbell.ring();
+            // Not on a chain (see above): nothing a chain wrote is to be read first.
+            speculator.evm.ctx.journaled_state.database.chain.clear();
+            speculate_claimed(shared, speculator, tx);
             self.looked_at = None; // The rest of the window is still to look at.
             return true;
         }
@@ -2163,6 +2163,18 @@ fn speculate_one<'a, S: Storage + ?Sized>(
     {
         return false; // Claimed meanwhile.
     }
+    speculate_claimed(shared, speculator, tx);
+    true
+}
+
+/// Speculates transaction `tx`, which this thread has marked `SPECULATING` (its chain loaded
+/// into the speculator's database, or cleared), publishes the speculation and wakes the
+/// committer.
+fn speculate_claimed<'a, S: Storage + ?Sized>(
+    shared: &Shared<'a, S>,
+    speculator: &mut Speculator<'a, S>,
+    tx: TxIdx,
+) {
     let speculation = speculator.speculate(shared, tx);
     // A speculation takes a while: under shuttle, other threads get to run meanwhile (the
     // committer reaches the transaction and waits for it).
@@ -2171,9 +2183,8 @@ fn speculate_one<'a, S: Storage + ?Sized>(
         spin_loop();
     }
     *shared.slots.speculations[tx].lock() = speculation;
-    status.store(READY, Ordering::SeqCst);
+    shared.slots.statuses[tx].store(READY, Ordering::SeqCst);
     shared.doorbell.ring();
-    true
 }
 
 /// Loads into `chain` the slots that transaction `previous`'s chain of speculations wrote
