@@ -5,7 +5,9 @@
 //!
 //! The fixtures live in `../shared/fixtures` relative to the repository root; `PAREVM_FIXTURES`
 //! overrides the path. Files and tests on the skip list (`parevm-workloads/statetest-skips.txt`)
-//! are listed as ignored. A missing fixtures directory is a failure, never a silent pass.
+//! are listed as ignored, and so are the few files that take minutes (`SLOW_FILES`, kind `slow`:
+//! `cargo test -p parevm --test statetests -- --ignored` runs them). A missing fixtures directory
+//! is a failure, never a silent pass.
 
 use std::{
     num::NonZeroUsize,
@@ -62,6 +64,9 @@ fn trials() -> Vec<Trial> {
         }
     };
 
+    for (file, why) in SLOW_FILES {
+        eprintln!("ignored as slow (run them with `-- --ignored`): {file}: {why}");
+    }
     let mut trials: Vec<Trial> = files
         .into_iter()
         .map(|path| {
@@ -70,9 +75,15 @@ fn trials() -> Vec<Trial> {
                 .unwrap_or(&path)
                 .to_string_lossy()
                 .replace('\\', "/");
-            let ignored = skips.file_skip(&path).is_some();
+            let slow = SLOW_FILES.iter().any(|(suffix, _)| name.ends_with(suffix));
+            let ignored = slow || skips.file_skip(&path).is_some();
             let skips = Arc::clone(&skips);
-            Trial::test(name, move || run_trial(&path, &skips)).with_ignored_flag(ignored)
+            let trial = Trial::test(name, move || run_trial(&path, &skips));
+            if slow {
+                trial.with_kind("slow").with_ignored_flag(true)
+            } else {
+                trial.with_ignored_flag(ignored)
+            }
         })
         .collect();
 
@@ -89,6 +100,21 @@ fn trials() -> Vec<Trial> {
     }
     trials
 }
+
+/// Files that take minutes through each engine (one transaction looping in the interpreter or a
+/// precompile until its gas runs out): listed as ignored trials of kind `slow`, run with
+/// `cargo test -p parevm --test statetests -- --ignored` (revm's, reth's and the execution specs'
+/// runners skip them too). Each is named, with why, on stderr when the suite starts.
+const SLOW_FILES: [(&str, &str); 2] = [
+    (
+        "stTimeConsuming/CALLBlake2f_MaxRounds.json",
+        "BLAKE2f at 2^32-1 rounds, 6 cases: about 50 s a case in a release build, sequentially",
+    ),
+    (
+        "VMTests/vmPerformance/loopMul.json",
+        "MUL loops to the gas limit, 18 cases: 248 s for both engines in this test build",
+    ),
+];
 
 /// The engines every case runs through: (strategy, threads).
 const ENGINES: [(Strategy, usize); 2] = [(Strategy::BlockStm, 2), (Strategy::Pipeline, 1)];
