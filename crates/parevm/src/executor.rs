@@ -275,14 +275,14 @@ const GIVE_WAY_MIN_EXECUTIONS: usize = 32;
 
 /// The most executions per thread Block-STM runs before it may give way, however big the block:
 /// a sixteenth of a gigagas block of swaps through one pool (7,176) is 448 executions, and at two
-/// threads it gave way at transaction 122-139 having executed 7,500 (4-5% of the block wasted);
-/// judged after 128 it gave way at transaction 38-42 having executed 7,266 (exec/tx 1.04 ->
-/// 1.01). Its time gain is below this host's noise: 0.953 -> 0.983 and 0.935 -> 0.979 of
-/// sequential run by run in one process, where a block the change does not touch moved 4%;
-/// `bench` medians 1.01 -> 0.98 (twenty-sixth session). No mainnet
-/// fixture is big enough to meet the bound (2,048 transactions at two threads); the mixed
-/// workload (4,936 and 25,051 transactions) gives way under neither. More threads keep judging
-/// longer, as measured on 16 cores before the bound.
+/// threads it gave way at transaction 122-142 having executed about 7,500 (4-5% of the block
+/// wasted); judged after 128 it gave way at transaction 38-42 having executed 7,266 (exec/tx
+/// 1.04 -> 1.01). Its time gain is below this host's noise: 0.953 -> 0.983 and 0.935 -> 0.979
+/// of sequential run by run in one process, where a block the change does not touch moved 4%;
+/// `bench` medians 1.01 -> 0.98 (twenty-sixth session). No mainnet fixture is big enough to meet
+/// the bound (2,048 transactions at two threads); the mixed workload (4,936 and 25,051
+/// transactions) gives way under neither. More threads keep judging longer, as measured on 16
+/// cores before the bound.
 const GIVE_WAY_JUDGE_PER_THREAD: usize = 64;
 
 /// The share of wasted executions (aborted by validation, or stopped at an ESTIMATE), in percent
