@@ -169,24 +169,22 @@ fn measure(
                 _ => {
                     let index = run - 2;
                     let start = Instant::now();
-                    let (result, run_stats) = executors[index].executor.execute_with_stats(
+                    // Strict: an engine's internal failure stops the benchmark, rather than
+                    // timing its sequential re-execution.
+                    let configured = &executors[index];
+                    let (result, run_stats) = configured.executor.execute_strict(
                         &workload.chain,
                         &workload.block,
                         &workload.storage,
                     );
                     parallel[index].push(millis(start));
-                    actual[index] = Some(fingerprint(
-                        result.map_err(|error| format!("parallel: {error}"))?,
-                    ));
-                    if let Some(error) = &run_stats.internal_error {
-                        let configured = &executors[index];
-                        return Err(format!(
-                            "parallel engine ({} threads, {}) failed internally (re-executed \
-                             sequentially): {error}",
+                    actual[index] = Some(fingerprint(result.map_err(|error| {
+                        format!(
+                            "parallel ({} threads, {}): {error}",
                             configured.threads(),
                             strategy_name(configured.strategy)
-                        ));
-                    }
+                        )
+                    })?));
                     stats[index] = run_stats;
                 }
             }

@@ -71,7 +71,7 @@ impl Run {
             execute_sequential(&chain, &block.block, &block.storage)
         });
         let ((parallel, stats), parallel_ms) = timed(runs, || {
-            executor.execute_with_stats(&chain, &block.block, &block.storage)
+            executor.execute_strict(&chain, &block.block, &block.storage)
         });
         Self {
             threads: executor.config().concurrency.get(),
@@ -120,12 +120,6 @@ impl Run {
         if let Err(error) = &self.parallel {
             problems.push(format!(
                 "block {number}: parallel execution failed: {error}"
-            ));
-        }
-        if let Some(error) = &self.stats.internal_error {
-            problems.push(format!(
-                "block {number}: the parallel engine failed internally (re-executed \
-                 sequentially): {error}"
             ));
         }
         if !self.equal() {

@@ -457,6 +457,22 @@ impl ParallelExecutor {
         )
     }
 
+    /// Like [`Self::execute_with_stats`], but an engine's internal failure is returned as
+    /// [`ExecutionError::Internal`] instead of being covered by the sequential re-execution: for
+    /// test suites and audits, where the correct output would hide the engine's bug.
+    pub fn execute_strict<S: Storage + ?Sized>(
+        &self,
+        chain: &ChainSpec,
+        block: &Block<Recovered<TxEnvelope>>,
+        storage: &S,
+    ) -> (Result<BlockOutput, ExecutionError>, ExecutionStats) {
+        let (output, stats) = self.execute_with_stats(chain, block, storage);
+        match &stats.internal_error {
+            Some(error) => (Err(ExecutionError::Internal(error.clone())), stats),
+            None => (output, stats),
+        }
+    }
+
     /// Runs `block` through Block-STM, on top of the pipeline's committed `prefix` if there is
     /// one; an internal error (a panic) falls back to sequential execution.
     fn run_block_stm<S: Storage + ?Sized>(

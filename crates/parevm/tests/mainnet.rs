@@ -107,14 +107,14 @@ fn run_determinism(dir: &Path) -> Result<(), Failed> {
             strategy,
         });
         for run in 0..DETERMINISM_RUNS {
-            let (output, stats) = executor.execute_with_stats(&chain, &block.block, &block.storage);
-            if let Some(error) = stats.internal_error {
-                return Err(format!("{strategy} run {run} at {threads} threads: {error}").into());
-            }
+            // Strict: an engine's internal failure is an error, not its sequential re-execution.
+            let (output, _) = executor.execute_strict(&chain, &block.block, &block.storage);
             let actual = format!("{output:?}");
             if actual != expected {
+                let error = output.err().map(|error| format!(": {error}"));
                 return Err(format!(
-                    "{strategy} run {run} at {threads} threads differs from sequential"
+                    "{strategy} run {run} at {threads} threads differs from sequential{}",
+                    error.unwrap_or_default()
                 )
                 .into());
             }
@@ -154,11 +154,11 @@ fn run_block(dir: &Path) -> Result<(), Failed> {
             strategy,
         });
         let run = format!("{threads} threads ({strategy})");
-        let (output, stats) = executor.execute_with_stats(&chain, &block.block, &block.storage);
-        if let Some(error) = stats.internal_error {
-            problems.push(format!("{run}: failed internally: {error}"));
-        }
-        match output {
+        // Strict: an engine's internal failure is an error, not its sequential re-execution.
+        match executor
+            .execute_strict(&chain, &block.block, &block.storage)
+            .0
+        {
             Err(error) => problems.push(format!("{run}: execution failed: {error}")),
             Ok(parallel) => {
                 if parallel != sequential {

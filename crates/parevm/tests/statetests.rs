@@ -77,13 +77,11 @@ fn trials() -> Vec<Trial> {
                 .replace('\\', "/");
             let slow = SLOW_FILES.iter().any(|(suffix, _)| name.ends_with(suffix));
             let ignored = slow || skips.file_skip(&path).is_some();
+            let kind = if slow { "slow" } else { "" };
             let skips = Arc::clone(&skips);
-            let trial = Trial::test(name, move || run_trial(&path, &skips));
-            if slow {
-                trial.with_kind("slow").with_ignored_flag(true)
-            } else {
-                trial.with_ignored_flag(ignored)
-            }
+            Trial::test(name, move || run_trial(&path, &skips))
+                .with_kind(kind)
+                .with_ignored_flag(ignored)
         })
         .collect();
 
@@ -136,15 +134,10 @@ fn run_engine(
         concurrency: NonZeroUsize::new(threads).unwrap_or(NonZeroUsize::MIN),
         strategy,
     });
-    // An engine's internal failure (re-executed sequentially, so with a correct output) fails
-    // the case.
-    let execute = |chain: &_, block: &_, storage: &_| {
-        let (output, stats) = executor.execute_with_stats(chain, block, storage);
-        match stats.internal_error {
-            Some(error) => Err(parevm::ExecutionError::Internal(error)),
-            None => output,
-        }
-    };
+    // Strict: an engine's internal failure (re-executed sequentially, so with a correct output)
+    // fails the case.
+    let execute =
+        |chain: &_, block: &_, storage: &_| executor.execute_strict(chain, block, storage).0;
     let report = run_file(path, skips, &execute);
     let lines = report.failure_lines();
     if lines.is_empty() {

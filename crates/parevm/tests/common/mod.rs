@@ -323,8 +323,10 @@ pub fn assert_parallel_matches(
     let sequential = parevm::execute_sequential(chain, block, storage);
     for strategy in engines(block) {
         for threads in [1, 2, 4, 8, 16] {
-            let parallel =
-                execute_checked(&executor_with(strategy, threads), chain, block, storage);
+            // Strict: an engine's internal failure is an error, not its sequential re-execution.
+            let parallel = executor_with(strategy, threads)
+                .execute_strict(chain, block, storage)
+                .0;
             if let Some(difference) = first_difference(&sequential, &parallel) {
                 panic!(
                     "{context}: {strategy} at {threads} threads differs from sequential: \
@@ -334,21 +336,6 @@ pub fn assert_parallel_matches(
         }
     }
     sequential
-}
-
-/// Runs `block` on `executor`, failing the test if an engine failed internally: the executor
-/// then executes the block again sequentially, whose correct output would hide the engine's bug.
-pub fn execute_checked(
-    executor: &ParallelExecutor,
-    chain: &ChainSpec,
-    block: &Block<Recovered<TxEnvelope>>,
-    storage: &InMemoryStorage,
-) -> Result<BlockOutput, ExecutionError> {
-    let (output, stats) = executor.execute_with_stats(chain, block, storage);
-    if let Some(error) = &stats.internal_error {
-        panic!("{} failed internally: {error}", stats.strategy);
-    }
-    output
 }
 
 /// The first difference between two results, described briefly.
