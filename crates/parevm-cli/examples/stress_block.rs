@@ -1,5 +1,6 @@
 //! Runs one block in parallel many times and compares every output with the sequential one,
-//! printing the first difference of the first mismatch: a hunt for rare interleavings.
+//! printing the first difference of the first mismatch, or the engine's internal error (no
+//! sequential re-execution covers it): a hunt for rare interleavings.
 //! `cargo run --release -p parevm-cli --example stress_block -- DIR|@NAME [THREADS] [RUNS]`
 //! (`PAREVM_STRATEGY=pipeline|auto|sequential|hand-over:TX|give-way:N` for another strategy
 //! than Block-STM).
@@ -21,8 +22,14 @@ fn main() {
     let executor = executor_from_env(threads);
     let expected = parevm::execute_sequential(&chain, &block, &storage).expect("sequential");
     for run in 0..runs {
-        let (actual, stats) = executor.execute_with_stats(&chain, &block, &storage);
-        let actual = actual.expect("parallel");
+        let (actual, stats) = executor.execute_strict(&chain, &block, &storage);
+        let actual = match actual {
+            Ok(actual) => actual,
+            Err(error) => {
+                println!("run {run}: {error} ({stats:?})");
+                std::process::exit(1);
+            }
+        };
         if let Some(difference) = expected.first_difference(&actual) {
             println!("run {run}: differs ({stats:?})\n{difference}");
             std::process::exit(1);

@@ -18,7 +18,7 @@ use revm::{
     Database, ExecuteEvm,
     bytecode::Bytecode,
     context::{
-        BlockEnv, Cfg, CfgEnv, ContextTr, TxEnv,
+        BlockEnv, Cfg, CfgEnv, ContextTr, JournalTr, LocalContextTr, TxEnv,
         result::{EVMError, ExecutionResult, HaltReason, InvalidTransaction},
     },
     context_interface::{Block, Transaction},
@@ -349,6 +349,25 @@ where
         self.fee.set(fee);
         Ok(())
     }
+
+    /// revm's cleanup after a failed run, which also clears the database error an instruction
+    /// left in the context. An instruction that fails to read (an ESTIMATE) parks the error in
+    /// `Context::error` and halts its frame; revm takes it back only when the transaction reaches
+    /// its result. When a later step fails first (with a zero fee, revm's own load of the
+    /// beneficiary), its cleanup left the parked error behind, and the next transaction run on
+    /// this EVM failed with it: a transaction blocked on itself or on a later one, never
+    /// resumed, until Block-STM finished without it (mainnet 19929064, zero-tip swaps).
+    fn catch_error(
+        &self,
+        evm: &mut Self::Evm,
+        error: Self::Error,
+    ) -> Result<ExecutionResult<Self::HaltReason>, Self::Error> {
+        *evm.ctx().error() = Ok(());
+        evm.ctx().local_mut().clear();
+        evm.ctx().journal_mut().discard_tx();
+        evm.frame_stack().clear();
+        Err(error)
+    }
 }
 
 /// What a transaction's final incarnation produced.
@@ -599,5 +618,93 @@ pub(crate) fn plain_transfer_recipient(
             Some(to)
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use revm::{context::TxEnv, primitives::keccak256};
+
+    use super::*;
+
+    /// A pre-state of funded accounts and one contract, whose slot reads and the beneficiary's
+    /// load fail (blocked on tx 7) while `blocking`.
+    struct BlockingDb {
+        blocking: bool,
+        contract: Address,
+        code: Bytecode,
+        beneficiary: Address,
+    }
+
+    impl Database for BlockingDb {
+        type Error = ReadError;
+
+        fn basic(&mut self, address: Address) -> Result<Option<AccountInfo>, ReadError> {
+            if self.blocking && address == self.beneficiary {
+                return Err(ReadError::Blocked(7));
+            }
+            if address == self.contract {
+                return Ok(Some(AccountInfo::default().with_code(self.code.clone())));
+            }
+            Ok(Some(AccountInfo::from_balance(
+                U256::from(10).pow(U256::from(20)),
+            )))
+        }
+
+        fn code_by_hash(&mut self, _: B256) -> Result<Bytecode, ReadError> {
+            Ok(self.code.clone())
+        }
+
+        fn storage(&mut self, _: Address, _: U256) -> Result<U256, ReadError> {
+            if self.blocking {
+                return Err(ReadError::Blocked(7));
+            }
+            Ok(U256::ZERO)
+        }
+
+        fn block_hash(&mut self, number: u64) -> Result<B256, ReadError> {
+            Ok(keccak256(number.to_be_bytes()))
+        }
+    }
+
+    /// A run that fails on a read after an instruction failed on one leaves the EVM clean: the
+    /// next transaction on it runs, instead of failing with the first run's parked error.
+    #[test]
+    fn a_failed_run_leaves_no_error_for_the_next() {
+        let (contract, beneficiary) = (Address::repeat_byte(0xc0), Address::repeat_byte(0xbe));
+        let db = BlockingDb {
+            blocking: true,
+            contract,
+            // PUSH1 0, SLOAD, STOP: the SLOAD fails inside the interpreter.
+            code: Bytecode::new_raw([0x60, 0x00, 0x54, 0x00].into()),
+            beneficiary,
+        };
+        let block_env = BlockEnv {
+            beneficiary,
+            basefee: 0,
+            gas_limit: 30_000_000,
+            ..Default::default()
+        };
+        let mut evm = chain::build_evm(db, block_env, CfgEnv::new_with_spec(SpecId::CANCUN));
+        // A zero fee: revm itself loads the beneficiary, which fails after the SLOAD did.
+        evm.ctx.tx = TxEnv {
+            caller: Address::repeat_byte(0xca),
+            kind: TxKind::Call(contract),
+            gas_limit: 100_000,
+            gas_price: 0,
+            ..Default::default()
+        };
+        let first = LazyFeeHandler::default().run(&mut evm);
+        assert!(
+            matches!(first, Err(EVMError::Database(ReadError::Blocked(7)))),
+            "{first:?}"
+        );
+        evm.finalize();
+        evm.ctx.journaled_state.database.blocking = false;
+        let second = LazyFeeHandler::default().run(&mut evm);
+        assert!(
+            matches!(second, Ok(ExecutionResult::Success { .. })),
+            "{second:?}"
+        );
     }
 }
