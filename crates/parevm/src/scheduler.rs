@@ -273,7 +273,17 @@ impl Scheduler {
 
     /// Parks `tx` until `blocking` finishes executing. Returns `false` when `blocking` already has
     /// (the caller re-executes right away).
+    ///
+    /// # Panics
+    ///
+    /// If `blocking` is not below `tx`: such a wait could never end, and the block would be
+    /// declared done without `tx` (a parked transaction is no active task). The panic becomes the
+    /// block's internal error.
     pub(crate) fn add_dependency(&self, tx: TxIdx, blocking: TxIdx) -> bool {
+        assert!(
+            blocking < tx,
+            "tx {tx} would wait for tx {blocking}, not below it"
+        );
         let mut dependents = self.dependents[blocking].lock();
         if self.states[blocking].lock().status == Status::Executed {
             return false;
@@ -344,5 +354,18 @@ impl Scheduler {
         }
         self.num_active_tasks.fetch_sub(1, Ordering::SeqCst);
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A wait that could never end (on the transaction itself or a later one) is refused loudly
+    /// instead of parking the transaction for good.
+    #[test]
+    #[should_panic(expected = "not below it")]
+    fn a_wait_on_itself_or_a_later_transaction_is_refused() {
+        Scheduler::new(3).add_dependency(1, 2);
     }
 }
