@@ -1,7 +1,7 @@
 //! Runs one incarnation of one transaction with revm against the multi-version memory, recording
 //! what it read and deriving what it wrote.
 //!
-//! Two EVM-specific rules keep unrelated transactions from conflicting:
+//! EVM-specific rules keep unrelated transactions from conflicting:
 //! - the beneficiary's fee is not paid inside revm but written as a lazy [`MemoryValue::BalanceDelta`]
 //!   (unless the fee is zero, when revm's exact touch semantics are needed);
 //! - the recipient of a plain value transfer to an account without code is given a balance of
@@ -9,7 +9,10 @@
 //! - an account with code whose balance the transaction's code did not observe (see
 //!   [`crate::balance_observer`]; WETH, payable contracts) is read as [`ReadValue::BalanceIn`]
 //!   `0..HUGE`, narrowed by the checks that it could pay what its code sent — valid whatever
-//!   earlier transactions credited it — and its net change is written as a delta.
+//!   earlier transactions credited it — and its net change is written as a delta;
+//! - so is the beneficiary when it has no code and a balance (`1..HUGE`, so that it stays
+//!   non-empty), unless it sends the transaction: code paying the builder, and revm's touch of it
+//!   when the fee is zero, do not wait for every earlier fee.
 
 use std::cell::Cell;
 
@@ -140,12 +143,13 @@ struct VmDb<'a, S: ?Sized> {
     /// The recipient eligible for a lazy balance, and whether it got one.
     lazy_recipient: Option<Address>,
     lazy_recipient_applied: bool,
-    /// The transaction's sender and the block's beneficiary, whose balances are always read
-    /// exactly.
+    /// The transaction's sender, whose balance is always read exactly.
     caller: Address,
+    /// The block's beneficiary, whose balance is read as bounds when it has no code (see
+    /// [`VmDb::exact_basic`]).
     beneficiary: Address,
-    /// Accounts with code read with a balance below [`HUGE`] (other than the sender and the
-    /// beneficiary).
+    /// Accounts read with a balance below [`HUGE`] whose balance may be bounds instead: those
+    /// with code, and the beneficiary without code with a balance (never the sender).
     contracts: Vec<ContractRead>,
     /// Accounts whose balance the code observed (see [`crate::balance_observer`]).
     observed: Vec<Address>,
@@ -257,16 +261,27 @@ impl<S: Storage + ?Sized> VmDb<'_, S> {
             return Ok(None);
         };
         self.record(MemoryLocation::Lifecycle(address), ReadValue::Exists(true));
-        if code.hash != KECCAK_EMPTY
+        // The beneficiary without code is read like an account with code: a CALL paying the
+        // builder, or revm's touch when the fee is zero, need not wait for every earlier fee.
+        // Its balance stays above zero, so that it stays non-empty (touching an empty account
+        // deletes it).
+        let bounds = if address == self.beneficiary && code.hash == KECCAK_EMPTY {
+            (!balance.is_zero()).then_some(BalanceBounds {
+                low: U256::from(1),
+                high: HUGE,
+            })
+        } else {
+            (code.hash != KECCAK_EMPTY && address != self.beneficiary).then(BalanceBounds::default)
+        };
+        if let Some(bounds) = bounds
             && balance < HUGE
             && address != self.caller
-            && address != self.beneficiary
         {
             self.contracts.push(ContractRead {
                 address,
                 index: self.read_set.len(),
                 balance,
-                bounds: BalanceBounds::default(),
+                bounds,
             });
         }
         self.record(

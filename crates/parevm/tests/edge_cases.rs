@@ -1450,6 +1450,116 @@ fn payments_to_an_account_without_code_conflict_only_where_they_must() {
     assert_eq!(stats.aborts, 3, "{stats:?}");
 }
 
+/// Code paying the builder (a CALL with value to the beneficiary) and revm's touch of the
+/// beneficiary when a transaction pays no priority fee, with the beneficiary absent, empty and
+/// funded at first: every engine gives the sequential output, and Block-STM reads the balance of a
+/// beneficiary it can tell is not empty only as bounds (the trace leaves those reads out). Then an
+/// empty beneficiary that a slow first transaction's fee makes non-empty: a payment that saw it
+/// empty (and paid for a new account) must fail validation; reading an empty beneficiary as
+/// bounds too fails this at 2 threads.
+#[test]
+fn the_beneficiary_paid_by_code_and_touched_without_a_fee() {
+    let spec = SpecId::CANCUN;
+    let accounts = senders(8);
+    let base_fee = u128::from(header(spec).base_fee_per_gas.expect("London on"));
+    // `call(gas, coinbase, 1, 0, 0, 0, 0)`.
+    let pays_builder = [
+        0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60, 0x01, 0x41, 0x5a, 0xf1, 0x50, 0x00,
+    ];
+    let (payer, idle) = (Address::with_last_byte(0xf0), Address::with_last_byte(0xf1));
+    let call = |from: usize, to: Address, gas_price: u128| {
+        priced_legacy_tx(
+            accounts[from],
+            0,
+            TxKind::Call(to),
+            U256::ZERO,
+            Bytes::from_static(&[1]),
+            100_000,
+            gas_price,
+        )
+    };
+    let tipped = 10 * GWEI;
+    let txs = vec![
+        call(0, idle, base_fee),
+        call(1, idle, tipped),
+        call(2, payer, tipped),
+        call(3, payer, base_fee),
+        call(4, idle, base_fee),
+        call(5, READER, tipped),
+        call(6, idle, tipped),
+        call(7, payer, base_fee),
+    ];
+    let block = block(spec, txs);
+    let chain = ChainSpec::fixed(spec);
+    for start in ["absent", "empty", "funded"] {
+        let mut storage = funded(spec, &accounts);
+        match start {
+            "empty" => {
+                storage.insert_account_with_code(BENEFICIARY, U256::ZERO, 0, Bytes::new(), [])
+            }
+            "funded" => fund(&mut storage, BENEFICIARY, ETH),
+            _ => {}
+        }
+        storage.insert_account_with_code(
+            payer,
+            U256::from(100),
+            1,
+            Bytes::copy_from_slice(&pays_builder),
+            [],
+        );
+        deploy(&mut storage, idle, &[0x00]);
+        deploy(&mut storage, READER, code::COINBASE_BALANCE);
+        let output = assert_parallel_matches(start, &chain, &block, &storage).expect("executes");
+        let gas = |tx: usize| {
+            output.receipts[tx].cumulative_gas_used
+                - tx.checked_sub(1)
+                    .map_or(0, |previous| output.receipts[previous].cumulative_gas_used)
+        };
+        let tip = U256::from(tipped - base_fee);
+        let initial = if start == "funded" {
+            U256::from(ETH)
+        } else {
+            U256::ZERO
+        };
+        let seen = initial + U256::from(1 + 1) + U256::from(gas(1) + gas(2)) * tip;
+        assert_eq!(
+            output.state_changes[&READER].storage[&U256::ZERO],
+            seen,
+            "{start}: COINBASE BALANCE sees the payments and the fees"
+        );
+        let trace = parevm::analysis::trace_block(&chain, &block, &storage).expect("traced");
+        let reads_balance =
+            |tx: usize| (trace.txs[tx].reads).contains(&MemoryLocation::Balance(BENEFICIARY));
+        assert!(reads_balance(5), "{start}: BALANCE reads it exactly");
+        for tx in [3, 4, 7] {
+            assert!(!reads_balance(tx), "{start}: tx {tx} reads it as bounds");
+        }
+    }
+    // An empty beneficiary made non-empty by a slow first transaction's fee: a payment running
+    // meanwhile sees it empty (a new account, 25,000 gas more), and must not pass validation.
+    let mut storage = funded(spec, &accounts);
+    storage.insert_account_with_code(BENEFICIARY, U256::ZERO, 0, Bytes::new(), []);
+    storage.insert_account_with_code(
+        payer,
+        U256::from(100),
+        1,
+        Bytes::copy_from_slice(&pays_builder),
+        [],
+    );
+    deploy(&mut storage, idle, code::BURNER);
+    let slow_fee = priced_legacy_tx(
+        accounts[0],
+        0,
+        TxKind::Call(idle),
+        U256::ZERO,
+        Bytes::new(),
+        5_000_000,
+        tipped,
+    );
+    let slow_block = common::block(spec, vec![slow_fee, call(1, payer, base_fee)]);
+    assert_parallel_matches("slow fee", &chain, &slow_block, &storage).expect("executes");
+}
+
 /// Calls that each add to the slot the call before wrote: a speculation reads the slots
 /// committed before it started (published by the committer) instead of their pre-block values,
 /// so on one thread, where each speculation runs right after the commits before it, none is

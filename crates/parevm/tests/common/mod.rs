@@ -65,11 +65,24 @@ pub fn legacy_tx(
     input: Bytes,
     gas_limit: u64,
 ) -> Recovered<TxEnvelope> {
+    priced_legacy_tx(sender, nonce, to, value, input, gas_limit, 10 * GWEI)
+}
+
+/// [`legacy_tx`] at `gas_price` per gas.
+pub fn priced_legacy_tx(
+    sender: Address,
+    nonce: u64,
+    to: TxKind,
+    value: U256,
+    input: Bytes,
+    gas_limit: u64,
+    gas_price: u128,
+) -> Recovered<TxEnvelope> {
     // Pre-EIP-155 form (no chain id): valid on every fork.
     let tx = TxLegacy {
         chain_id: None,
         nonce,
-        gas_price: 10 * GWEI,
+        gas_price,
         gas_limit,
         to,
         value,
