@@ -32,11 +32,12 @@
 //!
 //! - **Lazy balances.** Every tx pays the beneficiary, and many send to the same hot address.
 //!   Those credits are written as deltas ([`MemoryValue::BalanceDelta`]) and folded in block order
-//!   only when someone reads the balance exactly (`BALANCE`, a call into the account, a tx from
-//!   it). The fee is computed by a revm handler that skips revm's own beneficiary reward; a plain
+//!   only when someone reads the balance exactly (`BALANCE` of the account, an account that may be
+//!   empty). The fee is computed by a revm handler that skips revm's own beneficiary reward; a plain
 //!   transfer's recipient without code is given a zero balance, which no code can observe; a
 //!   contract's balance is read only as the bounds its code's outcome depends on
-//!   ([`ReadValue::BalanceIn`]: WETH deposits and withdrawals do not conflict).
+//!   ([`ReadValue::BalanceIn`]: WETH deposits and withdrawals do not conflict), and so are the
+//!   beneficiary's and a sender's that can pay (only revm's funds check depends on it).
 //! - **Same-sender chains** are known from the transaction list: tx `j` waits for the previous tx
 //!   of its sender instead of discovering the nonce dependency by an abort; a block dominated by
 //!   one chain runs sequentially. In the pipeline, a transaction that follows one of its

@@ -11,8 +11,10 @@
 //!   `0..HUGE`, narrowed by the checks that it could pay what its code sent — valid whatever
 //!   earlier transactions credited it — and its net change is written as a delta;
 //! - so is the beneficiary when it has no code and a balance (`1..HUGE`, so that it stays
-//!   non-empty), unless it sends the transaction: code paying the builder, and revm's touch of it
-//!   when the fee is zero, do not wait for every earlier fee.
+//!   non-empty): code paying the builder, and revm's touch of it when the fee is zero, do not
+//!   wait for every earlier fee;
+//! - and the sender that can pay (`required..HUGE`, `required` the most its transaction can
+//!   spend): revm only checks that it covers that, then changes it by a sum independent of it.
 
 use std::cell::Cell;
 
@@ -143,13 +145,15 @@ struct VmDb<'a, S: ?Sized> {
     /// The recipient eligible for a lazy balance, and whether it got one.
     lazy_recipient: Option<Address>,
     lazy_recipient_applied: bool,
-    /// The transaction's sender, whose balance is always read exactly.
+    /// The transaction's sender, and the most its transaction can spend (gas limit × max fee +
+    /// value + blob fees; `U256::MAX` when that overflows).
     caller: Address,
+    caller_spending: U256,
     /// The block's beneficiary, whose balance is read as bounds when it has no code (see
     /// [`VmDb::exact_basic`]).
     beneficiary: Address,
     /// Accounts read with a balance below [`HUGE`] whose balance may be bounds instead: those
-    /// with code, and the beneficiary without code with a balance (never the sender).
+    /// with code, the beneficiary without code with a balance, and the sender that can pay.
     contracts: Vec<ContractRead>,
     /// Accounts whose balance the code observed (see [`crate::balance_observer`]).
     observed: Vec<Address>,
@@ -261,11 +265,17 @@ impl<S: Storage + ?Sized> VmDb<'_, S> {
             return Ok(None);
         };
         self.record(MemoryLocation::Lifecycle(address), ReadValue::Exists(true));
-        // The beneficiary without code is read like an account with code: a CALL paying the
-        // builder, or revm's touch when the fee is zero, need not wait for every earlier fee.
-        // Its balance stays above zero, so that it stays non-empty (touching an empty account
-        // deletes it).
-        let bounds = if address == self.beneficiary && code.hash == KECCAK_EMPTY {
+        // Whose balance may be bounds (see `contracts`). The sender: revm's one use of its balance
+        // is the check that it covers the most the transaction can spend, after which the
+        // transaction changes it by a sum that does not depend on it; so any balance from that
+        // amount on (and from 1: non-empty) gives the same outcome. The beneficiary without code
+        // is read the same way: a CALL paying the builder, or revm's touch when the fee is zero,
+        // need not wait for every earlier fee; its balance stays above zero, so that it stays
+        // non-empty (touching an empty account deletes it, paying one costs more).
+        let bounds = if address == self.caller {
+            let low = self.caller_spending.max(U256::from(1));
+            (balance >= low).then_some(BalanceBounds { low, high: HUGE })
+        } else if address == self.beneficiary && code.hash == KECCAK_EMPTY {
             (!balance.is_zero()).then_some(BalanceBounds {
                 low: U256::from(1),
                 high: HUGE,
@@ -275,7 +285,6 @@ impl<S: Storage + ?Sized> VmDb<'_, S> {
         };
         if let Some(bounds) = bounds
             && balance < HUGE
-            && address != self.caller
         {
             self.contracts.push(ContractRead {
                 address,
@@ -431,6 +440,7 @@ impl<'a, S: Storage + ?Sized> VmWorker<'a, S> {
             lazy_recipient: None,
             lazy_recipient_applied: false,
             caller: Address::ZERO,
+            caller_spending: U256::MAX,
             beneficiary: block.block_env.beneficiary,
             contracts: Vec::new(),
             observed: Vec::new(),
@@ -475,6 +485,7 @@ impl<'a, S: Storage + ?Sized> VmWorker<'a, S> {
             db.lazy_recipient = lazy_recipient;
             db.lazy_recipient_applied = false;
             db.caller = tx_env.caller;
+            db.caller_spending = tx_env.max_balance_spending().unwrap_or(U256::MAX);
             db.contracts.clear();
             db.observed.clear();
         }

@@ -811,6 +811,82 @@ fn sender_chain_funded_within_the_block() {
     );
 }
 
+/// A sender whose funds an earlier transaction of the block changes. Block-STM reads the balance
+/// of a sender that can pay as bounds (from what the transaction can spend at most: the trace
+/// leaves the read out), and the balance of one that cannot exactly: a sender that a slow earlier
+/// transaction funds, run meanwhile, fails its funds check and must be re-executed once funded.
+/// Reading that sender as bounds from zero fails this at 2 threads.
+#[test]
+fn a_sender_reads_its_balance_as_bounds_only_when_it_can_pay() {
+    let spec = SpecId::CANCUN;
+    let accounts = senders(4);
+    let mut storage = funded(spec, &accounts);
+    let (poor, rich) = (Address::with_last_byte(0x90), Address::with_last_byte(0x91));
+    fund(&mut storage, poor, transfer_cost(1) - 1);
+    fund(&mut storage, rich, 10 * ETH);
+    // Counts 8,192 down, then `call(gas, poor, callvalue, 0, 0, 0, 0)`.
+    let mut slow_forwarder = vec![
+        0x61, 0x20, 0x00, 0x5b, 0x60, 0x01, 0x90, 0x03, 0x80, 0x60, 0x03, 0x57, 0x50, 0x60, 0x00,
+        0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x34, 0x73,
+    ];
+    slow_forwarder.extend_from_slice(poor.as_slice());
+    slow_forwarder.extend_from_slice(&[0x5a, 0xf1, 0x50, 0x00]);
+    let forwarder = Address::with_last_byte(0xf5);
+    deploy(&mut storage, forwarder, &slow_forwarder);
+    let pay = |from: Address, nonce: u64, to: u8| {
+        legacy_tx(
+            from,
+            nonce,
+            TxKind::Call(Address::with_last_byte(to)),
+            U256::from(1),
+            Bytes::new(),
+            21_000,
+        )
+    };
+    let txs = vec![
+        legacy_tx(
+            accounts[0],
+            0,
+            TxKind::Call(forwarder),
+            U256::from(ETH),
+            Bytes::new(),
+            1_000_000,
+        ),
+        pay(poor, 0, 0xd0),
+        legacy_tx(
+            accounts[1],
+            0,
+            TxKind::Call(rich),
+            U256::from(ETH),
+            Bytes::new(),
+            21_000,
+        ),
+        pay(rich, 0, 0xd1),
+        pay(poor, 1, 0xd2),
+    ];
+    let block = block(spec, txs);
+    let chain = ChainSpec::fixed(spec);
+    let output = assert_parallel_matches("funded sender", &chain, &block, &storage)
+        .expect("every sender can pay once funded");
+    let balance = |address: Address| {
+        output.state_changes[&address]
+            .info
+            .as_ref()
+            .unwrap()
+            .balance
+    };
+    assert_eq!(
+        balance(poor),
+        U256::from(ETH + transfer_cost(1) - 1 - 2 * transfer_cost(1))
+    );
+    assert_eq!(balance(rich), U256::from(11 * ETH - transfer_cost(1)));
+    let trace = parevm::analysis::trace_block(&chain, &block, &storage).expect("traced");
+    let reads_balance =
+        |tx: usize, of: Address| trace.txs[tx].reads.contains(&MemoryLocation::Balance(of));
+    assert!(!reads_balance(3, rich), "a sender that can pay: bounds");
+    assert!(!reads_balance(4, poor), "funded by then: bounds");
+}
+
 /// The beneficiary pays out in the block it collects fees in (a pool's payout block): its
 /// transfers are affordable only with the fees of the transactions before them.
 #[test]
