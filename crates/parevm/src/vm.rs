@@ -154,16 +154,16 @@ struct VmDb<'a, S: ?Sized> {
     beneficiary: Address,
     /// Accounts read with a balance below [`HUGE`] whose balance may be bounds instead: those
     /// with code, the beneficiary without code with a balance, and the sender that can pay.
-    contracts: Vec<ContractRead>,
+    bounded: Vec<BoundedRead>,
     /// Accounts whose balance the code observed (see [`crate::balance_observer`]).
     observed: Vec<Address>,
     /// The code this worker ran.
     codes: ThreadCode,
 }
 
-/// The balance read of an account with code, and the balances that give the incarnation's
-/// outcome: `low..high`.
-struct ContractRead {
+/// The balance read of an account whose balance may be bounds (an account with code, the
+/// beneficiary, the sender), and the balances that give the incarnation's outcome: `low..high`.
+struct BoundedRead {
     address: Address,
     /// Its index in the read set.
     index: usize,
@@ -179,7 +179,7 @@ impl<S: ?Sized> BalanceObserver for VmDb<'_, S> {
     }
 
     fn require_balance(&mut self, address: Address, balance: U256, value: U256) {
-        let narrowed = (self.contracts.iter_mut())
+        let narrowed = (self.bounded.iter_mut())
             .find(|read| read.address == address)
             .is_some_and(|read| read.bounds.require(read.balance, balance, value));
         if !narrowed {
@@ -265,7 +265,7 @@ impl<S: Storage + ?Sized> VmDb<'_, S> {
             return Ok(None);
         };
         self.record(MemoryLocation::Lifecycle(address), ReadValue::Exists(true));
-        // Whose balance may be bounds (see `contracts`). The sender: revm's one use of its balance
+        // Whose balance may be bounds (see `bounded`). The sender: revm's one use of its balance
         // is the check that it covers the most the transaction can spend, after which the
         // transaction changes it by a sum that does not depend on it; so any balance from that
         // amount on (and from 1: non-empty) gives the same outcome. The beneficiary without code
@@ -286,7 +286,7 @@ impl<S: Storage + ?Sized> VmDb<'_, S> {
         if let Some(bounds) = bounds
             && balance < HUGE
         {
-            self.contracts.push(ContractRead {
+            self.bounded.push(BoundedRead {
                 address,
                 index: self.read_set.len(),
                 balance,
@@ -442,7 +442,7 @@ impl<'a, S: Storage + ?Sized> VmWorker<'a, S> {
             caller: Address::ZERO,
             caller_spending: U256::MAX,
             beneficiary: block.block_env.beneficiary,
-            contracts: Vec::new(),
+            bounded: Vec::new(),
             observed: Vec::new(),
             codes: ThreadCode::default(),
         };
@@ -486,7 +486,7 @@ impl<'a, S: Storage + ?Sized> VmWorker<'a, S> {
             db.lazy_recipient_applied = false;
             db.caller = tx_env.caller;
             db.caller_spending = tx_env.max_balance_spending().unwrap_or(U256::MAX);
-            db.contracts.clear();
+            db.bounded.clear();
             db.observed.clear();
         }
         self.evm.ctx.tx = tx_env.clone();
@@ -499,12 +499,12 @@ impl<'a, S: Storage + ?Sized> VmWorker<'a, S> {
             return Err(Blocked(blocking));
         }
         let mut read_set = std::mem::take(&mut db.read_set);
-        // Accounts with code whose balance the code did not observe: read as any balance below
-        // `HUGE` (one that received `HUGE` wei or more from the sender counts as observed: its
-        // balance could decide whether the credit overflows).
+        // Bounded accounts whose balance the code did not observe: read as their bounds (one that
+        // received `HUGE` wei or more from the sender counts as observed: its balance could decide
+        // whether the credit overflows).
         let sent_huge_to = tx_env.kind.to().filter(|_| tx_env.value >= HUGE);
         let observed = &db.observed;
-        db.contracts.retain(|read| {
+        db.bounded.retain(|read| {
             let unobserved =
                 !observed.contains(&read.address) && sent_huge_to != Some(&read.address);
             if unobserved {
@@ -515,7 +515,7 @@ impl<'a, S: Storage + ?Sized> VmWorker<'a, S> {
             }
             unobserved
         });
-        let contracts = &db.contracts;
+        let bounded = &db.bounded;
         let lazy_recipient = lazy_recipient.filter(|_| db.lazy_recipient_applied);
         let mut write_set = std::mem::take(&mut self.write_set);
         write_set.clear();
@@ -555,7 +555,7 @@ impl<'a, S: Storage + ?Sized> VmWorker<'a, S> {
             if let Some(balance) = diff.balance {
                 let value = if lazy {
                     MemoryValue::BalanceDelta(balance)
-                } else if let Some(read) = contracts.iter().find(|read| read.address == *address) {
+                } else if let Some(read) = bounded.iter().find(|read| read.address == *address) {
                     // Its net change, a decrease modulo 2^256 if it sent more than it received.
                     MemoryValue::BalanceDelta(balance.wrapping_sub(read.balance))
                 } else {

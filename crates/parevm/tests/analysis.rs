@@ -84,15 +84,28 @@ fn a_sender_chain_is_a_chain_of_nonce_and_balance_edges() {
 
 #[test]
 fn reading_an_exact_balance_depends_on_every_lazy_credit_before_it() {
-    // Txs 0..8 credit HOT lazily; tx 8 is sent by HOT, whose balance the sender checks read
-    // exactly.
-    let accounts = senders(8);
+    // Txs 0..8 credit HOT lazily; tx 8 stores `BALANCE(HOT)`, which reads it exactly; tx 9 is
+    // sent by HOT, which can pay without them: its balance is read as bounds, no dependency.
+    let accounts = senders(9);
     let mut storage = funded(SPEC, &accounts);
     fund(&mut storage, HOT, ETH);
-    let mut transactions: Vec<_> = accounts
+    let reader = Address::with_last_byte(0xbb);
+    let mut code = vec![0x73];
+    code.extend_from_slice(HOT.as_slice());
+    code.extend_from_slice(&[0x31, 0x60, 0x00, 0x55, 0x00]);
+    deploy(&mut storage, reader, &code);
+    let mut transactions: Vec<_> = accounts[..8]
         .iter()
         .map(|sender| transfer(*sender, 0, HOT))
         .collect();
+    transactions.push(legacy_tx(
+        accounts[8],
+        0,
+        TxKind::Call(reader),
+        U256::ZERO,
+        Default::default(),
+        100_000,
+    ));
     transactions.push(transfer(HOT, 0, accounts[0]));
     let graph = graph_of(transactions, &storage);
     let writers: Vec<usize> = graph.dependencies(8).iter().map(|d| d.tx).collect();
@@ -102,6 +115,11 @@ fn reading_an_exact_balance_depends_on_every_lazy_credit_before_it() {
             .dependencies(8)
             .iter()
             .all(|d| d.locations == [MemoryLocation::Balance(HOT)])
+    );
+    assert!(
+        graph.dependencies(9).is_empty(),
+        "{:?}",
+        graph.dependencies(9)
     );
     assert_eq!(
         graph.hot_locations(1)[0].location,

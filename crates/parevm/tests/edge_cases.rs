@@ -843,24 +843,20 @@ fn a_sender_reads_its_balance_as_bounds_only_when_it_can_pay() {
             21_000,
         )
     };
+    let send_eth = |from: Address, to: Address, gas_limit: u64| {
+        legacy_tx(
+            from,
+            0,
+            TxKind::Call(to),
+            U256::from(ETH),
+            Bytes::new(),
+            gas_limit,
+        )
+    };
     let txs = vec![
-        legacy_tx(
-            accounts[0],
-            0,
-            TxKind::Call(forwarder),
-            U256::from(ETH),
-            Bytes::new(),
-            1_000_000,
-        ),
+        send_eth(accounts[0], forwarder, 1_000_000),
         pay(poor, 0, 0xd0),
-        legacy_tx(
-            accounts[1],
-            0,
-            TxKind::Call(rich),
-            U256::from(ETH),
-            Bytes::new(),
-            21_000,
-        ),
+        send_eth(accounts[1], rich, 21_000),
         pay(rich, 0, 0xd1),
         pay(poor, 1, 0xd2),
     ];
