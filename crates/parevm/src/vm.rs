@@ -266,8 +266,9 @@ impl<S: Storage + ?Sized> VmDb<'_, S> {
         };
         self.record(MemoryLocation::Lifecycle(address), ReadValue::Exists(true));
         // Whose balance may be bounds (see `bounded`). The sender: revm's one use of its balance
-        // is the check that it covers the most the transaction can spend, after which the
-        // transaction changes it by a sum that does not depend on it; so any balance from that
+        // is the check that it covers the most the transaction can spend (`chain::cfg_env` never
+        // disables it), after which the transaction changes it by a sum that does not depend on
+        // it (revm's fee deduction saturates only below that amount); so any balance from that
         // amount on (and from 1: non-empty) gives the same outcome. The beneficiary without code
         // is read the same way: a CALL paying the builder, or revm's touch when the fee is zero,
         // need not wait for every earlier fee; its balance stays above zero, so that it stays

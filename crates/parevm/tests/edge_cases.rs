@@ -883,6 +883,72 @@ fn a_sender_reads_its_balance_as_bounds_only_when_it_can_pay() {
     assert!(!reads_balance(4, poor), "funded by then: bounds");
 }
 
+/// A sender whose own code (an EIP-7702 delegation) sends value: its bounds are narrowed by that
+/// send's check like a contract's. The send of 1 ETH fails on its pre-block balance and succeeds
+/// once a slow earlier transaction has paid it; a run that saw it fail must not validate after
+/// the payment (without the narrowing, Block-STM at 2 threads keeps the failed send).
+#[test]
+fn a_delegated_sender_sending_value_is_bounded_by_its_send() {
+    let spec = SpecId::PRAGUE;
+    let accounts = senders(1);
+    let mut storage = funded(spec, &accounts);
+    let (sender, delegate) = (Address::with_last_byte(0x70), Address::with_last_byte(0x71));
+    let recipient = Address::with_last_byte(0x72);
+    // Paid (a call with value): accepts. Otherwise `storage[0] = call(gas, recipient, 1 ether,
+    // 0, 0, 0, 0)`.
+    let mut sends = vec![
+        0x34, 0x60, 0x30, 0x57, 0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x67, 0x0d, 0xe0,
+        0xb6, 0xb3, 0xa7, 0x64, 0x00, 0x00, 0x73,
+    ];
+    sends.extend_from_slice(recipient.as_slice());
+    sends.extend_from_slice(&[0x5a, 0xf1, 0x60, 0x00, 0x55, 0x00, 0x5b, 0x00]);
+    assert_eq!(sends[0x30], 0x5b, "the jump lands on its JUMPDEST");
+    deploy(&mut storage, delegate, &sends);
+    let mut designator = vec![0xef, 0x01, 0x00];
+    designator.extend_from_slice(delegate.as_slice());
+    storage.insert_account_with_code(sender, U256::from(ETH / 2), 0, Bytes::from(designator), []);
+    // Counts 8,192 down, then `call(gas, sender, callvalue, 0, 0, 0, 0)`.
+    let mut slow_forwarder = vec![
+        0x61, 0x20, 0x00, 0x5b, 0x60, 0x01, 0x90, 0x03, 0x80, 0x60, 0x03, 0x57, 0x50, 0x60, 0x00,
+        0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x34, 0x73,
+    ];
+    slow_forwarder.extend_from_slice(sender.as_slice());
+    slow_forwarder.extend_from_slice(&[0x5a, 0xf1, 0x50, 0x00]);
+    let forwarder = Address::with_last_byte(0xf5);
+    deploy(&mut storage, forwarder, &slow_forwarder);
+    let txs = vec![
+        legacy_tx(
+            accounts[0],
+            0,
+            TxKind::Call(forwarder),
+            U256::from(ETH),
+            Bytes::new(),
+            1_000_000,
+        ),
+        legacy_tx(
+            sender,
+            0,
+            TxKind::Call(sender),
+            U256::ZERO,
+            Bytes::new(),
+            100_000,
+        ),
+    ];
+    let block = block(spec, txs);
+    let output = assert_parallel_matches(
+        "delegated sender",
+        &ChainSpec::fixed(spec),
+        &block,
+        &storage,
+    )
+    .expect("executes");
+    assert_eq!(
+        output.state_changes[&sender].storage[&U256::ZERO],
+        U256::from(1),
+        "the send succeeds once paid"
+    );
+}
+
 /// The beneficiary pays out in the block it collects fees in (a pool's payout block): its
 /// transfers are affordable only with the fees of the transactions before them.
 #[test]
