@@ -69,11 +69,7 @@ fn transaction_reads_beneficiary_balance_mid_block() {
     let expected = U256::from(ETH) + U256::from(fees_before) * tip_per_gas(spec);
     assert_eq!(output.state_changes[&READER].storage[&U256::ZERO], expected);
     let all_fees: u64 = output.receipts.iter().map(|receipt| receipt.gas_used).sum();
-    let final_balance = output.state_changes[&BENEFICIARY]
-        .info
-        .as_ref()
-        .unwrap()
-        .balance;
+    let final_balance = balance_of(&output, BENEFICIARY);
     assert_eq!(
         final_balance,
         U256::from(ETH) + U256::from(all_fees) * tip_per_gas(spec)
@@ -103,11 +99,7 @@ fn transfers_to_the_beneficiary() {
         assert_parallel_matches("pay beneficiary", &ChainSpec::fixed(spec), &block, &storage)
             .expect("block executes");
     let fees = U256::from(6 * 21_000u64) * tip_per_gas(spec);
-    let balance = output.state_changes[&BENEFICIARY]
-        .info
-        .as_ref()
-        .unwrap()
-        .balance;
+    let balance = balance_of(&output, BENEFICIARY);
     assert_eq!(balance, U256::from(6_000) + fees);
 }
 
@@ -824,15 +816,8 @@ fn a_sender_reads_its_balance_as_bounds_only_when_it_can_pay() {
     let (poor, rich) = (Address::with_last_byte(0x90), Address::with_last_byte(0x91));
     fund(&mut storage, poor, transfer_cost(1) - 1);
     fund(&mut storage, rich, 10 * ETH);
-    // Counts 8,192 down, then `call(gas, poor, callvalue, 0, 0, 0, 0)`.
-    let mut slow_forwarder = vec![
-        0x61, 0x20, 0x00, 0x5b, 0x60, 0x01, 0x90, 0x03, 0x80, 0x60, 0x03, 0x57, 0x50, 0x60, 0x00,
-        0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x34, 0x73,
-    ];
-    slow_forwarder.extend_from_slice(poor.as_slice());
-    slow_forwarder.extend_from_slice(&[0x5a, 0xf1, 0x50, 0x00]);
     let forwarder = Address::with_last_byte(0xf5);
-    deploy(&mut storage, forwarder, &slow_forwarder);
+    deploy(&mut storage, forwarder, &code::slow_forwarder(poor));
     let pay = |from: Address, nonce: u64, to: u8| {
         legacy_tx(
             from,
@@ -864,13 +849,7 @@ fn a_sender_reads_its_balance_as_bounds_only_when_it_can_pay() {
     let chain = ChainSpec::fixed(spec);
     let output = assert_parallel_matches("funded sender", &chain, &block, &storage)
         .expect("every sender can pay once funded");
-    let balance = |address: Address| {
-        output.state_changes[&address]
-            .info
-            .as_ref()
-            .unwrap()
-            .balance
-    };
+    let balance = |address: Address| balance_of(&output, address);
     assert_eq!(
         balance(poor),
         U256::from(ETH + transfer_cost(1) - 1 - 2 * transfer_cost(1))
@@ -907,15 +886,8 @@ fn a_delegated_sender_sending_value_is_bounded_by_its_send() {
     let mut designator = vec![0xef, 0x01, 0x00];
     designator.extend_from_slice(delegate.as_slice());
     storage.insert_account_with_code(sender, U256::from(ETH / 2), 0, Bytes::from(designator), []);
-    // Counts 8,192 down, then `call(gas, sender, callvalue, 0, 0, 0, 0)`.
-    let mut slow_forwarder = vec![
-        0x61, 0x20, 0x00, 0x5b, 0x60, 0x01, 0x90, 0x03, 0x80, 0x60, 0x03, 0x57, 0x50, 0x60, 0x00,
-        0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x34, 0x73,
-    ];
-    slow_forwarder.extend_from_slice(sender.as_slice());
-    slow_forwarder.extend_from_slice(&[0x5a, 0xf1, 0x50, 0x00]);
     let forwarder = Address::with_last_byte(0xf5);
-    deploy(&mut storage, forwarder, &slow_forwarder);
+    deploy(&mut storage, forwarder, &code::slow_forwarder(sender));
     let txs = vec![
         legacy_tx(
             accounts[0],
@@ -1245,11 +1217,7 @@ fn giving_way_drops_what_discarded_incarnations_wrote() {
     let chain = ChainSpec::fixed(spec);
     let expected = parevm::execute_sequential(&chain, &block, &storage).expect("valid block");
     assert!(!expected.state_changes.contains_key(&SWITCHED_TO));
-    let switch_balance = expected.state_changes[&SWITCH]
-        .info
-        .as_ref()
-        .unwrap()
-        .balance;
+    let switch_balance = balance_of(&expected, SWITCH);
     assert_eq!(
         switch_balance,
         U256::from(5),
@@ -1344,13 +1312,7 @@ fn value_sent_to_a_contract_conflicts_only_where_its_balance_is_observed() {
         U256::from(7),
         "BALANCE sees the deposit"
     );
-    let balance = |address: Address| {
-        output.state_changes[&address]
-            .info
-            .as_ref()
-            .unwrap()
-            .balance
-    };
+    let balance = |address: Address| balance_of(&output, address);
     assert_eq!(balance(adder), U256::from(12));
     assert_eq!(balance(rich_adder), (U256::from(1) << 200) + U256::from(3));
     // The pipeline on one thread speculates every transaction before committing it: only the two
@@ -1555,13 +1517,7 @@ fn payments_to_an_account_without_code_conflict_only_where_they_must() {
     );
     let chain = ChainSpec::fixed(spec);
     let output = assert_parallel_matches("payments", &chain, &block, &storage).expect("executes");
-    let balance = |address: Address| {
-        output.state_changes[&address]
-            .info
-            .as_ref()
-            .unwrap()
-            .balance
-    };
+    let balance = |address: Address| balance_of(&output, address);
     assert_eq!(balance(absent), U256::from(2));
     assert_eq!(balance(empty), U256::from(2));
     let paid = output.state_changes[&balance_reader].storage[&U256::ZERO];
@@ -1605,6 +1561,16 @@ fn the_beneficiary_paid_by_code_and_touched_without_a_fee() {
         0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60, 0x01, 0x41, 0x5a, 0xf1, 0x50, 0x00,
     ];
     let (payer, idle) = (Address::with_last_byte(0xf0), Address::with_last_byte(0xf1));
+    // 100 wei to pay with.
+    let deploy_payer = |storage: &mut InMemoryStorage| {
+        storage.insert_account_with_code(
+            payer,
+            U256::from(100),
+            1,
+            Bytes::copy_from_slice(&pays_builder),
+            [],
+        )
+    };
     let call = |from: usize, to: Address, gas_price: u128| {
         priced_legacy_tx(
             accounts[from],
@@ -1638,13 +1604,7 @@ fn the_beneficiary_paid_by_code_and_touched_without_a_fee() {
             "funded" => fund(&mut storage, BENEFICIARY, ETH),
             _ => {}
         }
-        storage.insert_account_with_code(
-            payer,
-            U256::from(100),
-            1,
-            Bytes::copy_from_slice(&pays_builder),
-            [],
-        );
+        deploy_payer(&mut storage);
         deploy(&mut storage, idle, &[0x00]);
         deploy(&mut storage, READER, code::COINBASE_BALANCE);
         let output = assert_parallel_matches(start, &chain, &block, &storage).expect("executes");
@@ -1677,13 +1637,7 @@ fn the_beneficiary_paid_by_code_and_touched_without_a_fee() {
     // meanwhile sees it empty (a new account, 25,000 gas more), and must not pass validation.
     let mut storage = funded(spec, &accounts);
     storage.insert_account_with_code(BENEFICIARY, U256::ZERO, 0, Bytes::new(), []);
-    storage.insert_account_with_code(
-        payer,
-        U256::from(100),
-        1,
-        Bytes::copy_from_slice(&pays_builder),
-        [],
-    );
+    deploy_payer(&mut storage);
     deploy(&mut storage, idle, code::BURNER);
     let slow_fee = priced_legacy_tx(
         accounts[0],

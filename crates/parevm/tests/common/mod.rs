@@ -185,6 +185,13 @@ pub fn transfer(from: Address, nonce: u64, to: Address) -> Recovered<TxEnvelope>
     )
 }
 
+/// The balance `address` ends the block with (it must be in the changes).
+pub fn balance_of(output: &BlockOutput, address: Address) -> U256 {
+    (output.state_changes[&address].info.as_ref())
+        .expect("the account exists after the block")
+        .balance
+}
+
 pub fn fund(storage: &mut InMemoryStorage, address: Address, wei: u128) {
     storage.insert_account_with_code(address, U256::from(wei), 0, Bytes::new(), HashMap::new());
 }
@@ -263,6 +270,23 @@ pub mod code {
         ]);
         debug_assert_eq!(code.len(), prefix_len);
         code.extend_from_slice(runtime);
+        code
+    }
+
+    /// Counts 8,192 down (some 250,000 gas: a transaction that is still running when the ones
+    /// after it start), then forwards its call value to `to`.
+    pub fn slow_forwarder(to: super::Address) -> Vec<u8> {
+        let mut code = vec![
+            0x61, 0x20, 0x00, // PUSH2 8192                  [n]
+            0x5b, 0x60, 0x01, 0x90, 0x03, // JUMPDEST PUSH1 1 SWAP1 SUB   [n-1]
+            0x80, 0x60, 0x03, 0x57, // DUP1 PUSH1 3 JUMPI   (n-1 != 0: loop)
+            0x50, // POP
+            0x60, 0x00, 0x60, 0x00, 0x60, 0x00, 0x60,
+            0x00, // retSize retOffset argsSize argsOffset
+            0x34, 0x73, // CALLVALUE PUSH20 to
+        ];
+        code.extend_from_slice(to.as_slice());
+        code.extend_from_slice(&[0x5a, 0xf1, 0x50, 0x00]); // GAS CALL POP STOP
         code
     }
 
