@@ -107,6 +107,7 @@ pub mod chain;
 mod committed_slots;
 mod error;
 mod executor;
+mod keccak_memo;
 #[cfg(test)]
 mod model_tests;
 mod mv_memory;

@@ -15,7 +15,7 @@ use revm::{
     primitives::hardfork::SpecId,
 };
 
-use crate::ExecutionError;
+use crate::{ExecutionError, keccak_memo::memoize_keccak};
 
 pub use block_rewards::{
     BlockRewards, DAO_FORK_BLOCK, block_reward, dao_fork_accounts, dao_fork_beneficiary,
@@ -116,14 +116,17 @@ pub fn block_env(header: &Header, spec: SpecId) -> Result<BlockEnv, ExecutionErr
     })
 }
 
-/// A mainnet revm instance over `db` for one block.
+/// A mainnet revm instance over `db` for one block, its `KECCAK256` memoized
+/// ([`crate::keccak_memo`]).
 pub(crate) fn build_evm<DB: Database>(
     db: DB,
     block_env: BlockEnv,
     cfg: CfgEnv,
 ) -> MainnetEvm<MainnetContext<DB>> {
-    MainnetContext::new(db, cfg.spec)
+    let mut evm = MainnetContext::new(db, cfg.spec)
         .with_block(block_env)
         .with_cfg(cfg)
-        .build_mainnet()
+        .build_mainnet();
+    memoize_keccak(evm.instruction.instruction_table_mut());
+    evm
 }

@@ -1,0 +1,149 @@
+//! `KECCAK256` with a per-thread memo of recent inputs.
+//!
+//! Contracts hash the same short inputs again and again: Solidity computes a mapping entry's slot
+//! (`keccak256(key . slot)`) once to read it and again to write it, and a hot account's balance
+//! slot in a token is hashed by every transaction touching it. A Keccak permutation costs some
+//! 5,000 instructions; looking an input of up to [`MAX_INPUT`] bytes up in a small direct-mapped
+//! table costs a few dozen. The table is per thread (no sharing between cores) and lives as long
+//! as the thread: a worker of the pool keeps it across blocks. Keccak is a pure function, so an
+//! entry never goes stale: the memo needs no invalidation, and an entry is trusted only after its
+//! whole input compares equal.
+//!
+//! The instruction is revm's in everything but the hash: the fast path applies only when both
+//! operands are on the stack, the input is 1 to [`MAX_INPUT`] bytes already in memory (no
+//! expansion) and the gas suffices; every other case — an empty input, memory to expand, too
+//! little gas, a stack underflow, operands beyond `usize` — runs revm's own instruction.
+
+use std::cell::RefCell;
+
+use alloy_primitives::{B256, U256, keccak256 as hash};
+use revm::{
+    bytecode::opcode,
+    interpreter::{
+        Host, Instruction, InstructionContext, InstructionExecResult, InstructionTable,
+        instructions::system, interpreter::EthInterpreter, interpreter_types::MemoryTr,
+    },
+};
+
+/// The longest input memoized: two words, a mapping entry's key and slot (nested mappings hash
+/// a word and a hash: two words too).
+const MAX_INPUT: usize = 64;
+
+/// Entries of the table (a power of two): 128 KiB per thread.
+const ENTRIES: usize = 1024;
+
+/// One memoized hash: the input, zero-padded, its length (0: empty entry) and its hash.
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Entry {
+    input: [u8; MAX_INPUT],
+    hash: B256,
+    len: u8,
+}
+
+const EMPTY: Entry = Entry {
+    input: [0; MAX_INPUT],
+    hash: B256::ZERO,
+    len: 0,
+};
+
+thread_local! {
+    /// This thread's memo, allocated on its first `KECCAK256`.
+    static MEMO: RefCell<Option<Box<[Entry; ENTRIES]>>> = const { RefCell::new(None) };
+}
+
+/// Replaces `KECCAK256` in `table` by the memoizing instruction.
+pub(crate) fn memoize_keccak<H: Host>(table: &mut InstructionTable<EthInterpreter, H>) {
+    table[opcode::KECCAK256 as usize] = Instruction::new(keccak256);
+}
+
+/// The hash of `input` (1 to [`MAX_INPUT`] bytes), from this thread's memo when it holds it.
+fn memoized(input: &[u8]) -> B256 {
+    debug_assert!((1..=MAX_INPUT).contains(&input.len()));
+    let mut padded = [0u8; MAX_INPUT];
+    padded[..input.len()].copy_from_slice(input);
+    let index = slot_of(&padded, input.len());
+    MEMO.with_borrow_mut(|memo| {
+        let memo = memo.get_or_insert_with(|| Box::new([EMPTY; ENTRIES]));
+        let entry = &mut memo[index];
+        if usize::from(entry.len) == input.len() && entry.input == padded {
+            return entry.hash;
+        }
+        let computed = hash(input);
+        *entry = Entry {
+            input: padded,
+            hash: computed,
+            len: input.len() as u8,
+        };
+        computed
+    })
+}
+
+/// The table index of a padded input: its eight words mixed (multiply and rotate), top bits.
+fn slot_of(padded: &[u8; MAX_INPUT], len: usize) -> usize {
+    const K: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut mixed = len as u64;
+    for word in padded.chunks_exact(8) {
+        let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
+        mixed = (mixed ^ word).wrapping_mul(K).rotate_left(29);
+    }
+    (mixed.wrapping_mul(K) >> (64 - ENTRIES.trailing_zeros())) as usize
+}
+
+/// `KECCAK256` through the memo where the operands allow it (see the module's documentation),
+/// revm's instruction otherwise.
+fn keccak256<H: Host + ?Sized>(
+    context: InstructionContext<'_, H, EthInterpreter>,
+) -> InstructionExecResult {
+    let interpreter = &mut *context.interpreter;
+    let (Ok(offset), Ok(len)) = (interpreter.stack.peek(0), interpreter.stack.peek(1)) else {
+        return system::keccak256(context);
+    };
+    let (Some(offset), Some(len)) = (small(offset), small(len)) else {
+        return system::keccak256(context);
+    };
+    let end = offset + len;
+    let in_memory =
+        end.div_ceil(32) <= interpreter.gas.memory().words_num && end <= interpreter.memory.size();
+    if !(1..=MAX_INPUT).contains(&len) || !in_memory {
+        return system::keccak256(context);
+    }
+    let cost = context.host.gas_params().keccak256_cost(len);
+    if !interpreter.gas.record_regular_cost(cost) {
+        // Leaves the gas as it was: revm's instruction fails it the same way.
+        return system::keccak256(context);
+    }
+    let hashed = memoized(&interpreter.memory.slice_len(offset, len));
+    let Some(([_offset], top)) = interpreter.stack.popn_top::<1>() else {
+        unreachable!("two operands were peeked");
+    };
+    *top = U256::from_be_bytes(hashed.0);
+    Ok(())
+}
+
+/// `value` as a `usize` when it is below 2^32 (memory offsets beyond fail elsewhere).
+fn small(value: U256) -> Option<usize> {
+    let limbs = value.as_limbs();
+    (limbs[1..].iter().all(|limb| *limb == 0) && limbs[0] < 1 << 32).then_some(limbs[0] as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memoized_hashes_equal_keccak_for_every_length_and_collision() {
+        // Every length, and more inputs than entries: collisions overwrite, never mix up.
+        for round in 0..2 {
+            for n in 0..(4 * ENTRIES) {
+                let len = 1 + n % MAX_INPUT;
+                let input: Vec<u8> = (0..len).map(|i| (n * 31 + i * 7) as u8).collect();
+                assert_eq!(memoized(&input), hash(&input), "round {round} input {n}");
+            }
+        }
+        // Equal prefixes of different lengths are different inputs (zero padding).
+        assert_eq!(memoized(&[0; 32]), hash([0u8; 32]));
+        assert_eq!(memoized(&[0; 31]), hash([0u8; 31]));
+        assert_eq!(memoized(&[0; 32]), hash([0u8; 32]));
+    }
+}
