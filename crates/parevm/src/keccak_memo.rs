@@ -1,13 +1,17 @@
-//! `KECCAK256` with a per-thread memo of recent inputs.
+//! `KECCAK256` with a per-thread memo of the block's inputs.
 //!
 //! Contracts hash the same short inputs again and again: Solidity computes a mapping entry's slot
 //! (`keccak256(key . slot)`) once to read it and again to write it, and a hot account's balance
 //! slot in a token is hashed by every transaction touching it. A Keccak permutation costs some
-//! 5,000 instructions; looking an input of up to [`MAX_INPUT`] bytes up in a small direct-mapped
-//! table costs a few dozen. The table is per thread (no sharing between cores) and lives as long
-//! as the thread: a worker of the pool keeps it across blocks. Keccak is a pure function, so an
-//! entry never goes stale: the memo needs no invalidation, and an entry is trusted only after its
-//! whole input compares equal.
+//! 5,000 instructions; looking an input of up to [`MAX_INPUT`] bytes up in a direct-mapped table
+//! costs a few dozen. The table is per thread (no sharing between cores), allocated once per
+//! thread; an entry is trusted only after its whole input compares equal.
+//!
+//! Its scope is one EVM: building one ([`crate::chain::build_evm`], once per block on each
+//! thread) starts a new generation, and entries of an earlier one miss. Keccak being a pure
+//! function, an older entry would still be right; the scope keeps a benchmark that runs one block
+//! again and again from finding every hash of the run before, which no node executing a chain
+//! would.
 //!
 //! The instruction is revm's in everything but the hash: the fast path applies only when both
 //! operands are on the stack, the input is 1 to [`MAX_INPUT`] bytes already in memory (no
@@ -32,24 +36,41 @@ const MAX_INPUT: usize = 64;
 /// Entries of the table (a power of two): 128 KiB per thread.
 const ENTRIES: usize = 1024;
 
-/// One memoized hash: the input, zero-padded, its length (0: empty entry) and its hash.
+/// One memoized hash: the input, zero-padded, its length (0: empty entry), its hash and the
+/// generation that stored it.
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
 struct Entry {
     input: [u8; MAX_INPUT],
     hash: B256,
+    generation: u32,
     len: u8,
 }
 
 const EMPTY: Entry = Entry {
     input: [0; MAX_INPUT],
     hash: B256::ZERO,
+    generation: 0,
     len: 0,
 };
 
+/// One thread's memo.
+struct Memo {
+    /// The current generation: only entries stored in it hit.
+    generation: u32,
+    /// Allocated on the thread's first `KECCAK256`.
+    entries: Option<Box<[Entry; ENTRIES]>>,
+}
+
 thread_local! {
-    /// This thread's memo, allocated on its first `KECCAK256`.
-    static MEMO: RefCell<Option<Box<[Entry; ENTRIES]>>> = const { RefCell::new(None) };
+    static MEMO: RefCell<Memo> = const {
+        RefCell::new(Memo { generation: 0, entries: None })
+    };
+}
+
+/// Starts a new generation of this thread's memo: what it holds no longer hits.
+pub(crate) fn start_generation() {
+    MEMO.with_borrow_mut(|memo| memo.generation = memo.generation.wrapping_add(1));
 }
 
 /// Replaces `KECCAK256` in `table` by the memoizing instruction.
@@ -60,23 +81,36 @@ pub(crate) fn memoize_keccak<H: Host>(table: &mut InstructionTable<EthInterprete
 /// The hash of `input` (1 to [`MAX_INPUT`] bytes), from this thread's memo when it holds it.
 fn memoized(input: &[u8]) -> B256 {
     debug_assert!((1..=MAX_INPUT).contains(&input.len()));
-    let mut padded = [0u8; MAX_INPUT];
-    padded[..input.len()].copy_from_slice(input);
+    let padded = padded(input);
     let index = slot_of(&padded, input.len());
     MEMO.with_borrow_mut(|memo| {
-        let memo = memo.get_or_insert_with(|| Box::new([EMPTY; ENTRIES]));
-        let entry = &mut memo[index];
-        if usize::from(entry.len) == input.len() && entry.input == padded {
+        let generation = memo.generation;
+        let entries = memo
+            .entries
+            .get_or_insert_with(|| Box::new([EMPTY; ENTRIES]));
+        let entry = &mut entries[index];
+        if entry.generation == generation
+            && usize::from(entry.len) == input.len()
+            && entry.input == padded
+        {
             return entry.hash;
         }
         let computed = hash(input);
         *entry = Entry {
             input: padded,
             hash: computed,
+            generation,
             len: input.len() as u8,
         };
         computed
     })
+}
+
+/// `input` zero-padded to [`MAX_INPUT`] bytes.
+fn padded(input: &[u8]) -> [u8; MAX_INPUT] {
+    let mut padded = [0u8; MAX_INPUT];
+    padded[..input.len()].copy_from_slice(input);
+    padded
 }
 
 /// The table index of a padded input: its eight words mixed (multiply and rotate), top bits.
@@ -145,5 +179,22 @@ mod tests {
         assert_eq!(memoized(&[0; 32]), hash([0u8; 32]));
         assert_eq!(memoized(&[0; 31]), hash([0u8; 31]));
         assert_eq!(memoized(&[0; 32]), hash([0u8; 32]));
+    }
+
+    #[test]
+    fn a_new_generation_misses_what_the_last_one_stored() {
+        let stored = |input: &[u8]| {
+            let index = slot_of(&padded(input), input.len());
+            MEMO.with_borrow(|memo| {
+                let entry = &memo.entries.as_ref().expect("allocated")[index];
+                entry.generation == memo.generation && &entry.input[..input.len()] == input
+            })
+        };
+        memoized(b"the block before");
+        assert!(stored(b"the block before"));
+        start_generation();
+        assert!(!stored(b"the block before"));
+        assert_eq!(memoized(b"the block before"), hash(b"the block before"));
+        assert!(stored(b"the block before"));
     }
 }

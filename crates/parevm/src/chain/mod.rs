@@ -15,7 +15,10 @@ use revm::{
     primitives::hardfork::SpecId,
 };
 
-use crate::{ExecutionError, keccak_memo::memoize_keccak};
+use crate::{
+    ExecutionError,
+    keccak_memo::{memoize_keccak, start_generation},
+};
 
 pub use block_rewards::{
     BlockRewards, DAO_FORK_BLOCK, block_reward, dao_fork_accounts, dao_fork_beneficiary,
@@ -117,12 +120,13 @@ pub fn block_env(header: &Header, spec: SpecId) -> Result<BlockEnv, ExecutionErr
 }
 
 /// A mainnet revm instance over `db` for one block, its `KECCAK256` memoized
-/// ([`crate::keccak_memo`]).
+/// ([`crate::keccak_memo`]: a new generation of this thread's memo).
 pub(crate) fn build_evm<DB: Database>(
     db: DB,
     block_env: BlockEnv,
     cfg: CfgEnv,
 ) -> MainnetEvm<MainnetContext<DB>> {
+    start_generation();
     let mut evm = MainnetContext::new(db, cfg.spec)
         .with_block(block_env)
         .with_cfg(cfg)
