@@ -413,6 +413,38 @@ fn mixed() {
     assert!(runs > 0, "same-sender runs");
 }
 
+/// An oracle independent of parevm's EVM: plain revm, which hashes every `KECCAK256` itself
+/// (parevm's engines and sequential executor alike memoize it), gives each transaction the same
+/// status, gas and logs on the workloads that hash mapping slots.
+#[test]
+fn receipts_equal_plain_revm_which_memoizes_no_keccak() {
+    for name in [
+        "erc20",
+        "erc20-clusters",
+        "uniswap",
+        "uniswap-hot-pool",
+        "mixed",
+    ] {
+        let workload = workload(name, GAS, SEED).expect("a known workload");
+        let mut results = Vec::new();
+        parevm_workloads::baseline::run_revm_with(
+            &workload.chain,
+            &workload.block,
+            &workload.storage,
+            |result| results.push(result),
+        )
+        .expect("plain revm executes the block");
+        let output = execute_sequential(&workload.chain, &workload.block, &workload.storage)
+            .expect("the sequential executor executes the block");
+        assert_eq!(output.receipts.len(), results.len(), "{name}");
+        for (tx, (receipt, result)) in output.receipts.iter().zip(&results).enumerate() {
+            let expected = (result.is_success(), result.tx_gas_used(), result.logs());
+            let actual = (receipt.success, receipt.gas_used, &receipt.logs[..]);
+            assert_eq!(actual, expected, "{name}: transaction {tx}");
+        }
+    }
+}
+
 #[test]
 fn every_name_resolves_and_a_tiny_budget_still_has_a_transaction() {
     assert_eq!(NAMES.len(), 8);
