@@ -16,7 +16,7 @@
 //! The instruction is revm's in everything but the hash: the fast path applies only when both
 //! operands are on the stack, the input is 1 to [`MAX_INPUT`] bytes already in memory (no
 //! expansion) and the gas suffices; every other case — an empty input, memory to expand, too
-//! little gas, a stack underflow, operands beyond `usize` — runs revm's own instruction.
+//! little gas, a stack underflow, an operand of 2^32 or more — runs revm's own instruction.
 
 use std::cell::RefCell;
 
