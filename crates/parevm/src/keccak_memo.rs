@@ -24,8 +24,9 @@ use alloy_primitives::{B256, U256, keccak256 as hash};
 use revm::{
     bytecode::opcode,
     interpreter::{
-        Host, Instruction, InstructionContext, InstructionExecResult, InstructionTable,
-        instructions::system, interpreter::EthInterpreter, interpreter_types::MemoryTr,
+        Host, Instruction, InstructionContext, InstructionExecResult, InstructionResult,
+        InstructionTable, instructions::system, interpreter::EthInterpreter,
+        interpreter_types::MemoryTr,
     },
 };
 
@@ -148,8 +149,9 @@ fn keccak256<H: Host + ?Sized>(
         return system::keccak256(context);
     }
     let hashed = memoized(&interpreter.memory.slice_len(offset, len));
+    // Both operands were peeked: the pop cannot fail (it would fail as revm's does).
     let Some(([_offset], top)) = interpreter.stack.popn_top::<1>() else {
-        unreachable!("two operands were peeked");
+        return Err(InstructionResult::StackUnderflow);
     };
     *top = U256::from_be_bytes(hashed.0);
     Ok(())
