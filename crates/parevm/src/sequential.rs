@@ -1,5 +1,7 @@
-//! The sequential reference executor: plain revm, one transaction after another, over a cache of
-//! the pre-block state. It is the oracle the parallel engine is checked against.
+//! The sequential reference executor: revm, one transaction after another, over a cache of the
+//! pre-block state. It is the oracle the parallel engine is checked against. Its `KECCAK256` is
+//! memoized as in every engine ([`crate::keccak_memo`]); plain revm, in the workloads' tests,
+//! checks it independently.
 
 use std::borrow::BorrowMut;
 
