@@ -10,7 +10,7 @@ use parevm::{
     alloy_consensus::{TxEnvelope, transaction::Recovered},
     alloy_eips::eip7702::{Authorization, SignedAuthorization},
     alloy_primitives::{Address, Bytes, Signature, TxKind, U256, keccak256},
-    revm::primitives::hardfork::SpecId,
+    revm::{bytecode::Bytecode, primitives::hardfork::SpecId},
 };
 
 /// The fee a legacy transaction paid the beneficiary under `header(spec)`.
@@ -248,11 +248,9 @@ fn delegation_set_in_one_transaction_is_used_by_a_later_one() {
         assert_parallel_matches("7702 later use", &ChainSpec::fixed(spec), &block, &storage)
             .expect("block executes");
     let change = &output.state_changes[&authority];
-    let mut designation = vec![0xef, 0x01, 0x00];
-    designation.extend_from_slice(ADDER.as_slice());
     assert_eq!(
         change.info.as_ref().unwrap().code_hash,
-        keccak256(&designation)
+        keccak256(Bytecode::new_eip7702(ADDER).original_bytes())
     );
     assert_eq!(change.info.as_ref().unwrap().nonce, 1);
     assert_eq!(
@@ -883,9 +881,8 @@ fn a_delegated_sender_sending_value_is_bounded_by_its_send() {
     sends.extend_from_slice(&[0x5a, 0xf1, 0x60, 0x00, 0x55, 0x00, 0x5b, 0x00]);
     assert_eq!(sends[0x30], 0x5b, "the jump lands on its JUMPDEST");
     deploy(&mut storage, delegate, &sends);
-    let mut designator = vec![0xef, 0x01, 0x00];
-    designator.extend_from_slice(delegate.as_slice());
-    storage.insert_account_with_code(sender, U256::from(ETH / 2), 0, Bytes::from(designator), []);
+    let designator = Bytecode::new_eip7702(delegate).original_bytes();
+    storage.insert_account_with_code(sender, U256::from(ETH / 2), 0, designator, []);
     let forwarder = Address::with_last_byte(0xf5);
     deploy(&mut storage, forwarder, &code::slow_forwarder(sender));
     let txs = vec![
