@@ -672,6 +672,49 @@ fn erc20_pre_state_reads_back_through_the_getters() {
     assert!(call("totalSupply()", &[])[0] > balance);
 }
 
+/// A block too big to publish every slot its committer writes (more than 4,096 transactions)
+/// publishes the slots of transactions to hot destinations, its table starting over when half
+/// full, and speculates a hot destination's transactions once ripe: `mixed` at 400 Mgas (some
+/// 10,000 transactions, four pools swapped hundreds of times each) through the pipeline at 2
+/// and 4 threads, five runs each, gives the sequential output, and the planner gives it the
+/// pipeline at 2 threads (Block-STM to a block as big whose swaps all go through one pool).
+#[test]
+fn big_blocks_with_hot_pools_match_sequential_through_the_pipeline() {
+    let mixed = workload("mixed", 400_000_000, SEED).expect("a known workload");
+    assert!(mixed.block.body.transactions.len() > 4096);
+    let expected =
+        execute_sequential(&mixed.chain, &mixed.block, &mixed.storage).expect("the block runs");
+    for threads in [2, 4] {
+        let executor = ParallelExecutor::new(ExecutorConfig {
+            concurrency: NonZeroUsize::new(threads).unwrap(),
+            strategy: Strategy::Pipeline,
+        });
+        for run in 0..5 {
+            let (output, stats) =
+                executor.execute_with_stats(&mixed.chain, &mixed.block, &mixed.storage);
+            assert!(
+                output.as_ref().ok() == Some(&expected),
+                "run {run} at {threads} threads differs"
+            );
+            assert!(stats.validations > 0, "run {run}: nothing speculated");
+        }
+    }
+    let planned = |name, gas| {
+        let block = workload(name, gas, SEED).expect("a known workload");
+        assert!(block.block.body.transactions.len() > 4096);
+        ExecutorConfig {
+            concurrency: NonZeroUsize::new(2).unwrap(),
+            strategy: Strategy::Auto,
+        }
+        .strategy_for(&block.chain, &block.block, &block.storage)
+    };
+    assert_eq!(planned("mixed", 400_000_000), Strategy::Pipeline);
+    assert_eq!(
+        planned("uniswap-hot-pool", 1_000_000_000),
+        Strategy::BlockStm
+    );
+}
+
 /// Every workload executed 50 times at 2, 4, 8 and 16 threads by each engine gives
 /// byte-identical output: the `Debug` rendering of every run equals the sequential one.
 #[test]

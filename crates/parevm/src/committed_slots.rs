@@ -52,8 +52,9 @@ struct Entry {
 /// The committed slots of the current block (see the module documentation).
 pub(crate) struct CommittedSlots {
     entries: Box<[Entry]>,
-    /// The current block's epoch, 1 to [`EPOCH_BITS`].
-    epoch: u64,
+    /// The current epoch, 1 to [`EPOCH_BITS`]: a new one for each block, and a new one within a
+    /// block once half the entries are filled (written by the committer only).
+    epoch: AtomicU64,
     /// Entries filled in the current block (written by the committer only).
     filled: AtomicUsize,
     /// A bit per bucket of addresses (by [`address_bucket`]) set once a slot of one of them is
@@ -77,7 +78,7 @@ impl Default for CommittedSlots {
     fn default() -> Self {
         Self {
             entries: Box::default(),
-            epoch: 1,
+            epoch: AtomicU64::new(1),
             filled: AtomicUsize::new(0),
             addresses: Default::default(),
         }
@@ -91,12 +92,13 @@ impl CommittedSlots {
         if self.entries.is_empty() {
             self.entries = (0..ENTRIES).map(|_| Entry::default()).collect();
         }
-        self.epoch += 1;
-        if self.epoch > EPOCH_BITS {
+        let epoch = self.epoch.get_mut();
+        *epoch += 1;
+        if *epoch > EPOCH_BITS {
             for entry in self.entries.iter_mut() {
                 *entry.key.get_mut() = 0;
             }
-            self.epoch = 1;
+            *epoch = 1;
         }
         *self.filled.get_mut() = 0;
         for bits in &mut self.addresses {
@@ -108,22 +110,48 @@ impl CommittedSlots {
     pub(crate) fn publish(&self, address: &Address, slot: &U256, value: &U256) {
         let bucket = address_bucket(address, ADDRESS_BUCKETS);
         self.addresses[bucket / 64].fetch_or(1 << (bucket % 64), Ordering::Relaxed);
-        let key = self.key_of(address, slot);
-        let mut index = self.start_of(key);
+        let mut epoch = self.epoch.load(Ordering::Relaxed);
+        if self.filled.load(Ordering::Relaxed) >= ENTRIES / 2 {
+            // Full: start over in a new epoch (what the table held reads as absent: readers
+            // read the pre-block state, and validation rejects what that makes stale, until
+            // it is written again); at the last epoch, publish nothing new.
+            if epoch == EPOCH_BITS {
+                return self.update(address, slot, value, epoch);
+            }
+            epoch += 1;
+            self.epoch.store(epoch, Ordering::Release);
+            self.filled.store(0, Ordering::Relaxed);
+        }
+        let key = key_of(address, slot, epoch);
+        let mut index = start_of(key);
         loop {
             let entry = &self.entries[index];
             let stored = entry.key.load(Ordering::Relaxed);
             if stored == key {
                 return write(entry, value);
             }
-            if stored & EPOCH_BITS != self.epoch {
-                // Free in this block: the value first, then the key that makes it visible.
-                if self.filled.load(Ordering::Relaxed) >= ENTRIES / 2 {
-                    return;
-                }
+            if stored & EPOCH_BITS != epoch {
+                // Free in this epoch: the value first, then the key that makes it visible.
                 self.filled.fetch_add(1, Ordering::Relaxed);
                 write(entry, value);
                 return entry.key.store(key, Ordering::Release);
+            }
+            index = (index + 1) % ENTRIES;
+        }
+    }
+
+    /// Updates `slot` of `address` if the table holds it in `epoch` (the last one, full).
+    fn update(&self, address: &Address, slot: &U256, value: &U256, epoch: u64) {
+        let key = key_of(address, slot, epoch);
+        let mut index = start_of(key);
+        loop {
+            let entry = &self.entries[index];
+            let stored = entry.key.load(Ordering::Relaxed);
+            if stored == key {
+                return write(entry, value);
+            }
+            if stored & EPOCH_BITS != epoch {
+                return;
             }
             index = (index + 1) % ENTRIES;
         }
@@ -136,8 +164,9 @@ impl CommittedSlots {
         if self.addresses[bucket / 64].load(Ordering::Relaxed) & 1 << (bucket % 64) == 0 {
             return None;
         }
-        let key = self.key_of(address, slot);
-        let mut index = self.start_of(key);
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let key = key_of(address, slot, epoch);
+        let mut index = start_of(key);
         loop {
             let entry = &self.entries[index];
             let stored = entry.key.load(Ordering::Acquire);
@@ -148,36 +177,36 @@ impl CommittedSlots {
                 return (before == after && before.is_multiple_of(2))
                     .then(|| U256::from_limbs(limbs));
             }
-            if stored & EPOCH_BITS != self.epoch {
+            if stored & EPOCH_BITS != epoch {
                 return None;
             }
             index = (index + 1) % ENTRIES;
         }
     }
+}
 
-    /// The slot's key: a hash of its address and index, the epoch in its low bits.
-    fn key_of(&self, address: &Address, slot: &U256) -> u64 {
-        let word = |at: usize| u64::from_le_bytes(address[at..at + 8].try_into().expect("8 bytes"));
-        let limbs = slot.as_limbs();
-        let mut z = word(0) ^ word(8).rotate_left(21) ^ word(12).rotate_left(42);
-        for (limb, multiplier) in limbs.iter().zip([
-            0x9e37_79b9_7f4a_7c15_u64,
-            0xc2b2_ae3d_27d4_eb4f,
-            0x1656_67b1_9e37_79f9,
-            0x27d4_eb2f_1656_67c5,
-        ]) {
-            z = (z ^ limb).wrapping_mul(multiplier).rotate_left(31);
-        }
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        (z & !EPOCH_BITS) | self.epoch
+/// A slot's key in `epoch`: a hash of its address and index, the epoch in its low bits.
+fn key_of(address: &Address, slot: &U256, epoch: u64) -> u64 {
+    let word = |at: usize| u64::from_le_bytes(address[at..at + 8].try_into().expect("8 bytes"));
+    let limbs = slot.as_limbs();
+    let mut z = word(0) ^ word(8).rotate_left(21) ^ word(12).rotate_left(42);
+    for (limb, multiplier) in limbs.iter().zip([
+        0x9e37_79b9_7f4a_7c15_u64,
+        0xc2b2_ae3d_27d4_eb4f,
+        0x1656_67b1_9e37_79f9,
+        0x27d4_eb2f_1656_67c5,
+    ]) {
+        z = (z ^ limb).wrapping_mul(multiplier).rotate_left(31);
     }
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^= z >> 31;
+    (z & !EPOCH_BITS) | epoch
+}
 
-    /// Where `key`'s probe starts (from its hash bits, above the epoch).
-    fn start_of(&self, key: u64) -> usize {
-        (key >> 16) as usize % ENTRIES
-    }
+/// Where `key`'s probe starts (from its hash bits, above the epoch).
+fn start_of(key: u64) -> usize {
+    (key >> 16) as usize % ENTRIES
 }
 
 /// Writes `value` into `entry` behind its sequence number (odd while writing).
@@ -215,28 +244,44 @@ mod tests {
         assert_eq!(slots.get(&b, &U256::from(7)), None);
     }
 
-    /// Filled to half, the table takes no new slot (those read the pre-block state), but still
-    /// updates the slots it holds; the epochs wrap around to an emptied table.
+    /// Filled to half, the table starts over in a new epoch: what it held is gone (readers
+    /// read the pre-block state), the slot that did not fit is found, and so is what is
+    /// published next. At the last epoch a full table takes no new slot, but still updates the
+    /// slots it holds. The epochs wrap around to an emptied table.
     #[test]
-    fn a_half_full_table_takes_no_new_slot_and_epochs_wrap() {
+    fn a_half_full_table_starts_over_and_epochs_wrap() {
         let mut slots = CommittedSlots::default();
         slots.next_block();
         let address = Address::with_last_byte(9);
-        for slot in 0..ENTRIES / 2 + 10 {
-            slots.publish(&address, &U256::from(slot), &U256::from(slot + 1));
-        }
+        let fill = |slots: &CommittedSlots| {
+            for slot in 0..ENTRIES / 2 {
+                slots.publish(&address, &U256::from(slot), &U256::from(slot + 1));
+            }
+        };
+        fill(&slots);
         assert_eq!(slots.get(&address, &U256::from(0)), Some(U256::from(1)));
-        let last = U256::from(ENTRIES / 2 + 9);
-        assert_eq!(slots.get(&address, &last), None);
+        let over = U256::from(ENTRIES / 2);
+        slots.publish(&address, &over, &U256::from(7));
+        assert_eq!(slots.get(&address, &U256::from(0)), None);
+        assert_eq!(slots.get(&address, &over), Some(U256::from(7)));
         slots.publish(&address, &U256::from(0), &U256::from(5));
         assert_eq!(slots.get(&address, &U256::from(0)), Some(U256::from(5)));
-        for _ in 0..=EPOCH_BITS {
+        // The last epoch, full: updates only.
+        while *slots.epoch.get_mut() < EPOCH_BITS {
             slots.next_block();
         }
+        fill(&slots);
+        slots.publish(&address, &over, &U256::from(7));
+        assert_eq!(slots.get(&address, &over), None);
+        slots.publish(&address, &U256::from(0), &U256::from(5));
+        assert_eq!(slots.get(&address, &U256::from(0)), Some(U256::from(5)));
+        slots.next_block();
+        let epoch = *slots.epoch.get_mut();
+        assert_eq!(epoch, 1);
         assert_eq!(slots.get(&address, &U256::from(0)), None);
         assert!(slots.entries.iter().all(|entry| {
             let key = entry.key.load(Ordering::Relaxed);
-            key == 0 || key & EPOCH_BITS != slots.epoch
+            key == 0 || key & EPOCH_BITS != epoch
         }));
     }
 }

@@ -134,7 +134,7 @@ const REFRESH_WINDOW: usize = 16;
 const REFRESH_AHEAD: usize = 32;
 
 /// Hot transactions a speculating thread keeps to speculate once ripe ([`Deferred`]).
-const DEFERRED_MAX: usize = 64;
+const DEFERRED_MAX: usize = 1 << 16;
 
 /// A contract called without input by at least one in this many of a block's transactions is
 /// hot from the start (see [`HotDestinations::new`]).
@@ -632,6 +632,9 @@ struct Shared<'a, S: ?Sized> {
     slots: &'a Slots,
     /// The slots committed so far, when published (see [`PUBLISH_MAX_TXS`]).
     committed: Option<&'a CommittedSlots>,
+    /// Whether the committer publishes every transaction's slots, or only those of transactions
+    /// to hot or conflicted destinations (see [`PUBLISH_MAX_TXS`]).
+    publish_all: bool,
     /// For each transaction, the previous one of the same sender in the block (see
     /// [`speculability`]).
     previous_of_sender: &'a [Option<TxIdx>],
@@ -701,9 +704,9 @@ impl<'a, S: Storage + ?Sized> Shared<'a, S> {
             // Not on a thread alone that speculates plain transfers only (they read no slot);
             // on one that speculates everything (forced, for tests), each speculation runs after
             // the commits before it and reads their slots.
-            committed: (txs <= PUBLISH_MAX_TXS
-                && !matches!(threads, Threads::Alone(Speculate::Natively)))
-            .then_some(&slots.committed),
+            committed: (!matches!(threads, Threads::Alone(Speculate::Natively)))
+                .then_some(&slots.committed),
+            publish_all: txs <= PUBLISH_MAX_TXS,
             previous_of_sender: &shape.previous_of_sender,
             chains: shape.chains(next_of_sender),
             giants: &shape.giants,
@@ -913,7 +916,7 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
                 .destinations
                 .record(&shared.flags.hot, envelope, applied.is_none());
             if let Some(result) = applied {
-                self.publish(shared);
+                self.publish(shared, tx);
                 self.committer.gas_used += result.tx_gas_used();
                 self.committer
                     .receipts
@@ -940,16 +943,20 @@ impl<'a, S: Storage + ?Sized> Role<'_, 'a, S> {
             &mut self.committer.gas_used,
             &mut self.committer.receipts,
         )?;
-        self.publish(shared);
+        self.publish(shared, tx);
         Ok(())
     }
 
-    /// Publishes the slots the last transaction wrote, for speculations to read.
-    fn publish(&mut self, shared: &Shared<'a, S>) {
+    /// Publishes the slots transaction `tx` wrote, for speculations to read.
+    fn publish(&mut self, shared: &Shared<'a, S>, tx: TxIdx) {
         let state = &mut self.evm.ctx.journaled_state.database;
         if let (Some(committed), Some(written)) = (shared.committed, &mut state.written_slots) {
-            for (address, slot, value) in written.drain(..) {
-                committed.publish(&address, &slot, &value);
+            if shared.publish_all {
+                for (address, slot, value) in written.drain(..) {
+                    committed.publish(&address, &slot, &value);
+                }
+            } else {
+                publish_if_hot(shared, committed, written, tx);
             }
         }
     }
@@ -1784,6 +1791,27 @@ fn commit_block<'a, S: Storage + ?Sized>(
     shared.flags.done.store(true, Ordering::SeqCst);
 }
 
+/// In a block too big to publish every slot ([`PUBLISH_MAX_TXS`]), publishes the slots
+/// `written` by transaction `tx` if its destination is hot or conflicted: those are the slots
+/// the next transactions to that destination read (a pool swapped again), speculated once ripe
+/// ([`is_ripe`]). Drops the others. Kept out of the committer's loop (its code stays small).
+#[inline(never)]
+fn publish_if_hot<S: ?Sized>(
+    shared: &Shared<'_, S>,
+    committed: &CommittedSlots,
+    written: &mut Vec<(Address, U256, U256)>,
+    tx: TxIdx,
+) {
+    let envelope = &shared.block.body.transactions[tx];
+    if shared.flags.hot.is_hot(envelope) || shared.flags.hot.is_conflicted(envelope) {
+        for (address, slot, value) in written.drain(..) {
+            committed.publish(&address, &slot, &value);
+        }
+    } else {
+        written.clear();
+    }
+}
+
 /// Claims the next chunk of unclaimed transactions and speculates each that threads speculate
 /// (see [`speculability`], [`HotDestinations`]) and the committer has not taken meanwhile. False
 /// when nothing was left to claim (or speculation stopped, or the block is done). The committer
@@ -2028,7 +2056,7 @@ impl Deferred {
         let unclaimed = |tx: TxIdx| shared.slots.statuses[tx].load(Ordering::Relaxed) == UNCLAIMED;
         self.0.retain(|&tx| unclaimed(tx));
         // The first few only: the nearest the committer, whose previous ones commit first.
-        let Some(at) = (self.0.iter().take(4)).position(|&tx| is_ripe(shared, tx)) else {
+        let Some(at) = (self.0.iter().take(16)).position(|&tx| is_ripe(shared, tx)) else {
             return false;
         };
         let tx = self.0.remove(at).expect("a position in the list");

@@ -203,6 +203,33 @@ impl BlockShape {
         let calls = &self.calls_without_input[bucket];
         calls.sole.then_some(calls.destination)
     }
+
+    /// How many transactions go to the block's busiest destination, if more than a third of them
+    /// do (by [`Self::destination_tags`]: destinations sharing a tag count together; creations
+    /// not at all). Two passes over the tags: the Misra-Gries vote with two counters keeps every
+    /// tag of more than a third of them among its candidates, which are then counted.
+    pub(crate) fn dominant_destination_calls(&self) -> Option<usize> {
+        let tags = &self.destination_tags;
+        let mut candidates = [(0u32, 0usize); 2];
+        for &tag in tags.iter().filter(|&&tag| tag != 0) {
+            if let Some(candidate) =
+                (candidates.iter_mut()).find(|(kept, votes)| *votes > 0 && *kept == tag)
+            {
+                candidate.1 += 1;
+            } else if let Some(free) = candidates.iter_mut().find(|(_, votes)| *votes == 0) {
+                *free = (tag, 1);
+            } else {
+                for candidate in &mut candidates {
+                    candidate.1 -= 1;
+                }
+            }
+        }
+        (candidates.iter())
+            .filter(|(_, votes)| *votes > 0)
+            .map(|(kept, _)| tags.iter().filter(|&&tag| tag == *kept).count())
+            .filter(|&calls| calls * 3 > tags.len())
+            .max()
+    }
 }
 
 /// A tag of `tx`'s destination: 0 for a creation, otherwise the address's last four bytes
@@ -393,6 +420,30 @@ pub(crate) mod tests {
         assert_eq!(shape.plain_transfers, 2);
         block.body.transactions = vec![tx_from(1, Some(2), false, 0, u64::MAX); 2];
         assert_eq!(BlockShape::of(&block).gas_limits, u64::MAX);
+    }
+
+    /// The busiest destination counts once it gets more than a third of the transactions,
+    /// wherever they lie in the block (interleaved with two other destinations that the vote
+    /// meets as often); creations never count.
+    #[test]
+    fn a_destination_dominates_with_more_than_a_third_of_the_transactions() {
+        let calls = |pattern: &[Option<u8>]| {
+            let txs: Vec<_> = (pattern.iter().enumerate())
+                .map(|(sender, &to)| (sender as u8, to, true))
+                .collect();
+            BlockShape::of(&block_of(&txs)).dominant_destination_calls()
+        };
+        // 4 of 9 to 7, each after one to 8 and one to 9.
+        let mut pattern = vec![Some(8), Some(9), Some(7), Some(8), Some(9), Some(7)];
+        pattern.extend([Some(7), Some(7), Some(8)]);
+        assert_eq!(calls(&pattern), Some(4));
+        // 3 of 9: not more than a third.
+        pattern[7] = Some(9);
+        assert_eq!(calls(&pattern), None);
+        // A block of creations and one call.
+        assert_eq!(calls(&[None, None, None, Some(1)]), None);
+        assert_eq!(calls(&[None, Some(1), Some(1)]), Some(2));
+        assert_eq!(calls(&[]), None);
     }
 
     /// Addresses that differ in one byte, wherever it is, spread over the table's buckets.
