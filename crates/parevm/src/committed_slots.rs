@@ -26,11 +26,11 @@ use crate::{
     types::address_bucket,
 };
 
-/// Entries in the table: at most half of them are filled in a block (then further slots are
-/// not published: their readers read the pre-block state and are rejected, as before). The 50
-/// mainnet fixtures write 171 distinct slots per block at the median, 1,310 at most (counted
-/// with a temporary print, twenty-second session); the rest of the room is for bigger blocks up
-/// to `PUBLISH_MAX_TXS`. 768 KiB, reused from block to block.
+/// Entries in the table: at most half of them are filled in an epoch (then the table starts over
+/// in a new one: see [`CommittedSlots::publish`]). The 50 mainnet fixtures write 171 distinct
+/// slots per block at the median, 1,310 at most (counted with a temporary print, twenty-second
+/// session); the rest of the room is for bigger blocks, which publish only their hot
+/// transactions' slots (`pipeline::publish_if_hot`). 768 KiB, reused from block to block.
 const ENTRIES: usize = 1 << 14;
 
 /// Address buckets of [`CommittedSlots::addresses`].
@@ -107,6 +107,10 @@ impl CommittedSlots {
     }
 
     /// Publishes `value` as the committed value of `slot` of `address`. The committer's only.
+    /// With half the entries filled, the table starts over in a new epoch (a reader still
+    /// probing in the old one finds its entries, or misses, or a value of another slot written
+    /// over one of them: validation rejects whatever is stale or wrong); at the last epoch it
+    /// only updates the slots it holds, until the next block wraps the epochs around.
     pub(crate) fn publish(&self, address: &Address, slot: &U256, value: &U256) {
         let bucket = address_bucket(address, ADDRESS_BUCKETS);
         self.addresses[bucket / 64].fetch_or(1 << (bucket % 64), Ordering::Relaxed);

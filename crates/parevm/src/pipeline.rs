@@ -97,9 +97,10 @@ const GIVE_UP_MIN_VALIDATIONS: usize = 32;
 /// See [`GIVE_UP_MIN_VALIDATIONS`].
 const GIVE_UP_REJECTED_PERCENT: usize = 50;
 
-/// Blocks with at most this many transactions publish their committed slots for speculations
-/// to read ([`CommittedSlots`]). Bigger ones would fill the table, and pay for publishing on the
-/// committer for every slot: gigagas blocks of independent transactions gain nothing from it.
+/// Blocks with at most this many transactions publish every committed slot for speculations to
+/// read ([`CommittedSlots`]). Bigger ones publish only the slots of transactions to hot or
+/// conflicted destinations ([`publish_if_hot`]): publishing every slot would cost the committer
+/// on every transaction, and gigagas blocks of independent transactions gain nothing from it.
 pub(crate) const PUBLISH_MAX_TXS: usize = 4096;
 
 /// Transactions a thread claims at once while no speculation was rejected: threads meet on the
