@@ -115,16 +115,16 @@ impl CommittedSlots {
         let bucket = address_bucket(address, ADDRESS_BUCKETS);
         self.addresses[bucket / 64].fetch_or(1 << (bucket % 64), Ordering::Relaxed);
         let mut epoch = self.epoch.load(Ordering::Relaxed);
+        // Full: start over in a new epoch, or at the last one only update what the table holds.
+        let mut insert = true;
         if self.filled.load(Ordering::Relaxed) >= ENTRIES / 2 {
-            // Full: start over in a new epoch (what the table held reads as absent: readers
-            // read the pre-block state, and validation rejects what that makes stale, until
-            // it is written again); at the last epoch, publish nothing new.
             if epoch == EPOCH_BITS {
-                return self.update(address, slot, value, epoch);
+                insert = false;
+            } else {
+                epoch += 1;
+                self.epoch.store(epoch, Ordering::Release);
+                self.filled.store(0, Ordering::Relaxed);
             }
-            epoch += 1;
-            self.epoch.store(epoch, Ordering::Release);
-            self.filled.store(0, Ordering::Relaxed);
         }
         let key = key_of(address, slot, epoch);
         let mut index = start_of(key);
@@ -135,27 +135,13 @@ impl CommittedSlots {
                 return write(entry, value);
             }
             if stored & EPOCH_BITS != epoch {
+                if !insert {
+                    return;
+                }
                 // Free in this epoch: the value first, then the key that makes it visible.
                 self.filled.fetch_add(1, Ordering::Relaxed);
                 write(entry, value);
                 return entry.key.store(key, Ordering::Release);
-            }
-            index = (index + 1) % ENTRIES;
-        }
-    }
-
-    /// Updates `slot` of `address` if the table holds it in `epoch` (the last one, full).
-    fn update(&self, address: &Address, slot: &U256, value: &U256, epoch: u64) {
-        let key = key_of(address, slot, epoch);
-        let mut index = start_of(key);
-        loop {
-            let entry = &self.entries[index];
-            let stored = entry.key.load(Ordering::Relaxed);
-            if stored == key {
-                return write(entry, value);
-            }
-            if stored & EPOCH_BITS != epoch {
-                return;
             }
             index = (index + 1) % ENTRIES;
         }
