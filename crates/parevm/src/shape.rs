@@ -99,7 +99,11 @@ impl BlockShape {
         // The senders in order, compact: a matching tag's comparison reads 20 bytes here instead
         // of a cache line of a transaction far back in the list (a third of this pass on 28,901
         // token transfers within groups: `examples/plan_time.rs`).
-        let mut senders: Vec<Address> = Vec::with_capacity(txs.len());
+        let senders: Vec<Address> = txs.iter().map(|tx| tx.signer()).collect();
+        // The senders' hashes first, so that the walk below can ask for the table's entry of a
+        // transaction a few ahead before it needs it (a random access into a table of 16 bytes
+        // per transaction: 42% of this pass on 47,619 plain transfers, waiting on memory).
+        let hashes: Vec<u64> = senders.iter().map(&hash).collect();
         let mut destination_tags = Vec::with_capacity(txs.len());
         let mut repeated_destinations = 0;
         let mut calls_without_input = vec![BucketCalls::default(); DESTINATION_BUCKETS];
@@ -128,9 +132,11 @@ impl BlockShape {
                 }
                 let destination_tag = destination_tag(tx);
                 destination_tags.push(destination_tag);
-                let sender = tx.signer();
-                senders.push(sender);
-                let hash = hash(&sender);
+                if let Some(ahead) = hashes.get(index + PREFETCH_AHEAD) {
+                    prefetch(&latest[*ahead as usize & mask]);
+                }
+                let sender = senders[index];
+                let hash = hashes[index];
                 let tag = hash >> 32;
                 let entry = tag << 32 | (index as u64 + 1);
                 let mut bucket = hash as usize & mask;
@@ -230,6 +236,24 @@ impl BlockShape {
             .filter(|&calls| calls * 3 > tags.len())
             .max()
     }
+}
+
+/// How many transactions ahead [`BlockShape::of`] asks for the sender table's entry.
+const PREFETCH_AHEAD: usize = 16;
+
+/// Asks the processor to bring `value`'s cache line in, without waiting for it (nothing where
+/// there is no such instruction).
+#[inline(always)]
+fn prefetch<T>(value: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint: it reads nothing the program sees and cannot fault; the
+    // pointer comes from a reference.
+    unsafe {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        _mm_prefetch::<_MM_HINT_T0>(std::ptr::from_ref(value).cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = value;
 }
 
 /// A tag of `tx`'s destination: 0 for a creation, otherwise the address's last four bytes
