@@ -464,6 +464,12 @@ pub(crate) mod tests {
         // 3 of 9: not more than a third.
         pattern[7] = Some(9);
         assert_eq!(calls(&pattern), None);
+        // 4 of 10 first, then six others once each: a one-counter (majority) vote loses it.
+        let first = [7, 7, 7, 7, 1, 2, 3, 4, 5, 6].map(Some);
+        assert_eq!(calls(&first), Some(4));
+        // Two destinations of exactly a third each, both still candidates after the vote.
+        let thirds = [Some(9), Some(10), Some(7), Some(7), Some(8), Some(8)];
+        assert_eq!(calls(&thirds), None);
         // A block of creations and one call.
         assert_eq!(calls(&[None, None, None, Some(1)]), None);
         assert_eq!(calls(&[None, Some(1), Some(1)]), Some(2));
