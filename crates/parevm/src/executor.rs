@@ -1180,8 +1180,9 @@ fn block_stm_suits(
 /// Block-STM as before. A bigger block publishes only the slots of transactions to hot or
 /// conflicted destinations (`pipeline::publish_if_hot`), so it takes the pipeline too unless one
 /// destination gets more than a third of its transactions: then each of those waits for the one
-/// before to be committed, and Block-STM did better (`uniswap-hot-pool`, every swap through one
-/// pool: 1.06x against 0.96x; `mixed`, four pools among transfers: 1.11x against 1.24x).
+/// before to be committed, and Block-STM did better (`uniswap-hot-pool` at 300 Mgas, every swap
+/// through one pool: 1.06x against 0.96x pipelined; `mixed` at 1 Ggas, four pools among
+/// transfers: Block-STM 1.11-1.14x against the pipeline's 1.24-1.36x, `profile_block`).
 fn committed_slots_pay(
     threads: usize,
     block: &Block<Recovered<TxEnvelope>>,
