@@ -60,7 +60,7 @@ use crate::{
         BlockStart, SequentialState, check_block_gas, execute_tx, finish_block, receipt_of,
         start_block,
     },
-    shape::{BlockShape, DESTINATION_BUCKETS, SenderChains},
+    shape::{BlockShape, DESTINATION_BUCKETS, SenderChains, giant_weight},
     storage::{AccountBasic, OverlayStorage, Storage, StorageError},
     sync::{
         AtomicBool, AtomicU8, COMMITTER_SPIN, Condvar, Mutex, PARK_TIMEOUT, SPIN_ROUNDS, spin_loop,
@@ -650,7 +650,8 @@ struct Shared<'a, S: ?Sized> {
     chains: SenderChains<'a>,
     /// The giants, in order (see [`outweighs`]).
     giants: &'a [TxIdx],
-    /// The giants, the largest gas limit first: the order speculating threads take them in.
+    /// The giants, the heaviest first ([`giant_weight`]): the order speculating threads take
+    /// them in.
     giants_largest_first: &'a [TxIdx],
     /// The committer hands the rest of the block over to Block-STM once this many transactions
     /// are committed ([`crate::Strategy::HandOver`]).
@@ -1894,8 +1895,9 @@ fn speculate_leftover<'a, S: Storage + ?Sized>(
 }
 
 /// Whether transaction `tx` is a giant (one that may take a large share of the block: see
-/// [`BlockShape::giants`]) with a higher gas limit than `awaited`. Speculating threads take the
-/// giants first, the largest first, and the committer waiting for `awaited`'s speculation does
+/// [`BlockShape::giants`]) heavier than `awaited`: `awaited` is no giant, or a lighter one by
+/// [`giant_weight`]. Speculating threads take the
+/// giants first, the heaviest first, and the committer waiting for `awaited`'s speculation does
 /// not speculate a giant heavier than it (it commits nothing until its own speculation ends).
 /// Mainnet 16257471: waiting for transaction 1 (ready 140 us later), the committer speculated
 /// transaction 22, a 9-Mgas call of the block's 20, for 4.6 ms, while the other thread ran out of
@@ -1906,7 +1908,8 @@ fn speculate_leftover<'a, S: Storage + ?Sized>(
 /// thread took only after its own and the committer waited for.
 fn outweighs<S: ?Sized>(shared: &Shared<'_, S>, tx: TxIdx, awaited: TxIdx) -> bool {
     let txs = &shared.block.body.transactions;
-    shared.giants.binary_search(&tx).is_ok() && txs[tx].gas_limit() > txs[awaited].gas_limit()
+    let is_giant = |tx: &TxIdx| shared.giants.binary_search(tx).is_ok();
+    is_giant(&tx) && (!is_giant(&awaited) || giant_weight(&txs[tx]) > giant_weight(&txs[awaited]))
 }
 
 /// The [`STEAL_WINDOW`] transactions after `tx` (fewer at the end of what is pipelined).
