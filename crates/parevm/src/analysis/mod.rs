@@ -7,7 +7,7 @@
 //! 2. [`DependencyGraph`] turns the trace into edges "tx j read what tx i < j wrote", the
 //!    critical path by gas, the ideal speedup (total gas / critical-path gas) and the locations
 //!    that cause the most edges.
-//! 3. [`simulate`] replays Block-STM on virtual threads — the engine's real scheduler, with each
+//! 3. [`simulate()`] replays Block-STM on virtual threads — the engine's real scheduler, with each
 //!    transaction's gas as its cost under a [`CostModel`] — and predicts speedup and executions
 //!    per transaction at any thread count.
 //!
