@@ -117,6 +117,7 @@ mod mv_memory;
 mod native_transfer;
 mod output;
 mod pipeline;
+mod planner;
 mod pre_state;
 mod scheduler;
 mod sequential;
