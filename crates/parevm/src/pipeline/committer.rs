@@ -32,10 +32,10 @@ use super::{
 /// Speculation stops once at least this many speculations were validated, if more than
 /// [`GIVE_UP_REJECTED_PERCENT`] percent of them were rejected: conflicts dominate (a hot pool,
 /// a chain of dependent calls), and each rejected speculation only delays the committer.
-pub(super) const GIVE_UP_MIN_VALIDATIONS: usize = 32;
+const GIVE_UP_MIN_VALIDATIONS: usize = 32;
 
 /// See [`GIVE_UP_MIN_VALIDATIONS`].
-pub(super) const GIVE_UP_REJECTED_PERCENT: usize = 50;
+const GIVE_UP_REJECTED_PERCENT: usize = 50;
 
 /// The committer's state: the sequential executor's, plus the receipts so far. The committing
 /// thread moves the state into its own EVM for the block (revm's EVM cannot move between
@@ -81,7 +81,7 @@ impl<S: Storage + ?Sized> Committer<'_, S> {
 }
 
 /// Where a commit round stopped.
-pub(super) enum Stop {
+enum Stop {
     /// Every transaction is committed, or one failed.
     Finished,
     /// This transaction is being speculated by another thread.
@@ -89,10 +89,10 @@ pub(super) enum Stop {
 }
 
 /// The committer's EVM for direct executions on the committed state.
-pub(super) type DirectEvm<'a, S> = MainnetEvm<MainnetContext<SequentialState<'a, S>>>;
+type DirectEvm<'a, S> = MainnetEvm<MainnetContext<SequentialState<'a, S>>>;
 
 /// The committer role: the committed state moved into the committing thread's EVM.
-pub(super) struct Role<'r, 'a, S: Storage + ?Sized> {
+struct Role<'r, 'a, S: Storage + ?Sized> {
     committer: &'r mut Committer<'a, S>,
     evm: &'r mut DirectEvm<'a, S>,
     /// The thread's speculator (used by the committer only when alone).

@@ -24,7 +24,7 @@ use super::{
 
 /// A destination turns hot once at least this many speculations of transactions to it were
 /// rejected, and more than half of those validated.
-pub(super) const HOT_MIN_REJECTED: u32 = 2;
+const HOT_MIN_REJECTED: u32 = 2;
 
 /// A transaction to a hot destination is speculated once the previous transaction to that
 /// destination is committed, if the committer has at least this many transactions to commit
@@ -33,7 +33,7 @@ pub(super) const RIPE_MARGIN: usize = 2;
 
 /// How far back [`is_ripe`] looks for the previous transaction to the same destination (beyond,
 /// the transaction is left to the committer).
-pub(super) const RIPE_LOOKBACK: usize = 256;
+const RIPE_LOOKBACK: usize = 256;
 
 /// Speculations of transactions to one destination (bucket) rejected before threads refresh
 /// stale ones to it ([`Refresher`](super::schedule::Refresher)).
@@ -43,18 +43,18 @@ pub(super) const REFRESH_MIN_REJECTED: u32 = 2;
 /// in practice. With 64, a thread far ahead of the committer had kept its fill long before and
 /// left the rest of a big block's hot transactions to the committer (`mixed` at 300 Mgas: 754
 /// swaps executed by the committer, 426 with every one kept).
-pub(super) const DEFERRED_MAX: usize = 1 << 16;
+const DEFERRED_MAX: usize = 1 << 16;
 
 /// How many of its kept transactions, the nearest the committer first, a speculating thread
 /// looks at for a ripe one ([`Deferred::speculate_ripe`]; 4 before the twenty-ninth session).
-pub(super) const DEFERRED_LOOKED_AT: usize = 16;
+const DEFERRED_LOOKED_AT: usize = 16;
 
 /// A contract called without input by at least one in this many of a block's transactions is
 /// hot from the start (see [`HotDestinations::new`]).
-pub(super) const HOT_FROM_START_SHARE: usize = 8;
+const HOT_FROM_START_SHARE: usize = 8;
 
 /// ... and by at least this many.
-pub(super) const HOT_FROM_START_MIN: usize = 4;
+const HOT_FROM_START_MIN: usize = 4;
 
 /// Destinations (a transaction's `to`) whose speculations are mostly rejected: a contract that
 /// every transaction to it changes, such as a sale counting its deposits. Threads leave

@@ -24,7 +24,7 @@ use super::{
 
 /// How far past the transaction it waits for the committer looks for one to speculate meanwhile
 /// (transactions left to it stay unclaimed: each wait would otherwise scan them all again).
-pub(super) const STEAL_WINDOW: usize = 64;
+const STEAL_WINDOW: usize = 64;
 
 /// Transactions a thread claims at once while no speculation was rejected: threads meet on the
 /// claim counter once per chunk rather than once per transaction. Once a
@@ -34,7 +34,7 @@ pub(super) const CLAIM_CHUNK: usize = 8;
 
 /// How many transactions after the committer's next (and [`RIPE_MARGIN`]) a speculating thread
 /// looks at for stale speculations ([`Refresher`]).
-pub(super) const REFRESH_WINDOW: usize = 16;
+const REFRESH_WINDOW: usize = 16;
 
 /// A speculating thread refreshes stale speculations ([`Refresher`]) once it speculates this many
 /// transactions ahead of the committer: the committer, not speculation, is then the limit.
@@ -103,7 +103,7 @@ pub(crate) fn speculability(
 }
 
 /// How many of its sender's previous transactions [`speculability`] looks at.
-pub(super) const SAME_SENDER_LOOKBACK: usize = 16;
+const SAME_SENDER_LOOKBACK: usize = 16;
 
 /// Whether `tx` looks like a plain value transfer: one whose recipient would get a lazy credit,
 /// without input (so probably no code runs).
@@ -291,7 +291,7 @@ pub(crate) const CHAIN_FIRST_MIN: usize = 4;
 
 /// How far ahead (in transactions) of the one before a transaction of a chain may be
 /// ([`chain_followers`]).
-pub(super) const FOLLOW_MAX_DISTANCE: usize = 64;
+const FOLLOW_MAX_DISTANCE: usize = 64;
 
 /// A speculating thread's watch over the speculations just ahead of the committer: one that read
 /// a slot since committed with another value is stale (the committer would reject it and
@@ -428,7 +428,7 @@ pub(super) fn speculate_one<'a, S: Storage + ?Sized>(
 /// Speculates transaction `tx`, which this thread has marked `SPECULATING` (its chain loaded
 /// into the speculator's database, or cleared), publishes the speculation and wakes the
 /// committer.
-pub(super) fn speculate_claimed<'a, S: Storage + ?Sized>(
+fn speculate_claimed<'a, S: Storage + ?Sized>(
     shared: &Shared<'a, S>,
     speculator: &mut Speculator<'a, S>,
     tx: TxIdx,
@@ -449,7 +449,7 @@ pub(super) fn speculate_claimed<'a, S: Storage + ?Sized>(
 /// ([`Speculation::chain`](super::speculation::Speculation::chain)), for a speculation of its
 /// sender's next transaction to read first; whether that speculation can be made (`previous`'s is
 /// ready, usable and carries its chain).
-pub(super) fn load_chain<S: ?Sized>(
+fn load_chain<S: ?Sized>(
     shared: &Shared<'_, S>,
     previous: TxIdx,
     chain: &mut Vec<ChainSlot>,

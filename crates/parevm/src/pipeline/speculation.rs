@@ -86,11 +86,11 @@ pub(super) fn is_empty(account: &AccountBasic) -> bool {
 /// walks in order (prefetched), instead of scattered buffers; recycling heap buffers back to
 /// their thread was tried and was slower (`docs/benchmarks.md`, tenth session). A token
 /// transfer still allocates its contract's list of written slots (`AccountDiff::storage`).
-pub(super) type Reads = SmallVec<[Read; 4]>;
+type Reads = SmallVec<[Read; 4]>;
 
 /// A speculation's writes, by account, inline up to a token transfer's two (sender, contract),
 /// as for [`Reads`].
-pub(super) type Writes = SmallVec<[(Address, AccountDiff); 2]>;
+type Writes = SmallVec<[(Address, AccountDiff); 2]>;
 
 /// What one speculative execution produced, to be validated and applied at commit.
 #[derive(Debug, PartialEq)]
@@ -690,11 +690,7 @@ impl<S: Storage + ?Sized> Speculator<'_, S> {
 /// wrote another account than its sender exactly (a balance, a nonce, code): the next one would
 /// read that account's pre-block state and be rejected (mainnet 11743952, a bot paid by its
 /// sender's calls: 9 of 32 speculations on the one before rejected so).
-pub(super) fn chain_after(
-    chain: &[ChainSlot],
-    sender: Address,
-    writes: &Writes,
-) -> Option<Box<Chain>> {
+fn chain_after(chain: &[ChainSlot], sender: Address, writes: &Writes) -> Option<Box<Chain>> {
     let mut chain = chain.to_vec();
     for (address, diff) in writes {
         let exact = diff.balance.is_some() || diff.code.is_some() || diff.nonce.is_some();
