@@ -106,6 +106,7 @@
 mod account_diff;
 pub mod analysis;
 mod balance_observer;
+mod block_stm;
 pub mod chain;
 mod committed_slots;
 mod error;

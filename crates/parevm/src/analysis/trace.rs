@@ -3,7 +3,7 @@
 use alloy_consensus::{Block, TxEnvelope, transaction::Recovered};
 
 use crate::{
-    ChainSpec, ExecutionError, MemoryLocation, TxIdx, WriteKind, executor::trace_block_stm,
+    ChainSpec, ExecutionError, MemoryLocation, TxIdx, WriteKind, block_stm::trace_block_stm,
     storage::Storage,
 };
 
