@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 
 use crate::{
     BlockOutput, ChainSpec, ExecutionError, TxIdx, chain,
-    executor::Strategy,
+    executor::{ExecutionStats, Strategy},
     mv_memory::MvMemory,
     mv_memory::ReadError,
     output::{StateChanges, merge_changes},
@@ -35,12 +35,12 @@ use crate::{
 /// One worker's tallies, on a cache line of their own: bumped after every task, shared counters
 /// moved one line between the cores all block long.
 #[derive(Default)]
-pub(crate) struct Tally {
-    pub(crate) executions: AtomicUsize,
-    pub(crate) validations: AtomicUsize,
-    pub(crate) aborts: AtomicUsize,
-    pub(crate) dependency_waits: AtomicUsize,
-    pub(crate) sender_waits: AtomicUsize,
+struct Tally {
+    executions: AtomicUsize,
+    validations: AtomicUsize,
+    aborts: AtomicUsize,
+    dependency_waits: AtomicUsize,
+    sender_waits: AtomicUsize,
 }
 
 /// When Block-STM gives way to sequential execution.
@@ -56,6 +56,7 @@ enum GiveWay {
     After(usize),
 }
 
+/// What one Block-STM run counts (reported in [`ExecutionStats`]) and whether it gave way.
 #[derive(Default)]
 pub(crate) struct Counters {
     /// Per worker (indexed by the worker's index in the block).
@@ -65,7 +66,7 @@ pub(crate) struct Counters {
     /// Set when it did.
     gave_way: AtomicBool,
     /// The committed prefix it kept then.
-    pub(crate) sequential_from: Mutex<Option<TxIdx>>,
+    sequential_from: Mutex<Option<TxIdx>>,
 }
 
 /// Block-STM gives way once at least this many executions ran (and a sixteenth of the block's
@@ -130,8 +131,22 @@ impl Counters {
         }
     }
 
+    /// Adds this run's counts to `stats` (on top of the pipeline's when it handed over), over
+    /// `txs` transactions: the sequential suffix, if it gave way, executed each of its own once.
+    pub(crate) fn add_to(&self, stats: &mut ExecutionStats, txs: usize) {
+        stats.executions += self.total(|tally| &tally.executions);
+        stats.validations += self.total(|tally| &tally.validations);
+        stats.aborts += self.total(|tally| &tally.aborts);
+        stats.dependency_waits = self.total(|tally| &tally.dependency_waits);
+        stats.sender_waits = self.total(|tally| &tally.sender_waits);
+        stats.sequential_from = *self.sequential_from.lock();
+        if let Some(sequential_from) = stats.sequential_from {
+            stats.executions += txs - sequential_from;
+        }
+    }
+
     /// The sum of one tally over the workers.
-    pub(crate) fn total(&self, field: impl Fn(&Tally) -> &AtomicUsize) -> usize {
+    fn total(&self, field: impl Fn(&Tally) -> &AtomicUsize) -> usize {
         self.tallies
             .iter()
             .map(|tally| field(tally).load(Ordering::Relaxed))

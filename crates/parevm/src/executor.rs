@@ -331,17 +331,7 @@ impl ParallelExecutor {
             // A block whose worker panicked may have left the memory half-written: it is dropped.
             *self.memory.lock() = Some(mv);
         }
-        // Added to the pipeline's counts when it handed over.
-        stats.executions += counters.total(|tally| &tally.executions);
-        stats.validations += counters.total(|tally| &tally.validations);
-        stats.aborts += counters.total(|tally| &tally.aborts);
-        stats.dependency_waits = counters.total(|tally| &tally.dependency_waits);
-        stats.sender_waits = counters.total(|tally| &tally.sender_waits);
-        stats.sequential_from = *counters.sequential_from.lock();
-        if let Some(sequential_from) = stats.sequential_from {
-            // The sequential suffix executed each of its transactions once.
-            stats.executions += txs - sequential_from;
-        }
+        counters.add_to(&mut stats, txs);
         match result {
             Ok(Ok(output)) => (output, stats),
             Ok(Err(breach)) | Err(breach) => {

@@ -38,6 +38,19 @@ pub(crate) fn giant_weight(tx: &Recovered<TxEnvelope>) -> (usize, u64) {
     (tx.input().len(), tx.gas_limit())
 }
 
+/// Whether transaction `tx` of `txs` is a giant (one of `giants`, in order) heavier than
+/// transaction `than`: `than` is no giant (whatever its calldata), or a lighter one by
+/// [`giant_weight`].
+pub(crate) fn heavier_giant(
+    giants: &[TxIdx],
+    txs: &[Recovered<TxEnvelope>],
+    tx: TxIdx,
+    than: TxIdx,
+) -> bool {
+    let is_giant = |tx: &TxIdx| giants.binary_search(tx).is_ok();
+    is_giant(&tx) && (!is_giant(&than) || giant_weight(&txs[tx]) > giant_weight(&txs[than]))
+}
+
 /// Destinations are counted in this many buckets (by [`address_bucket`]).
 pub(crate) const DESTINATION_BUCKETS: usize = 256;
 
@@ -303,15 +316,22 @@ pub(crate) mod tests {
         value: u64,
         gas_limit: u64,
     ) -> Recovered<TxEnvelope> {
+        tx_with_calldata(sender, to, usize::from(input), value, gas_limit)
+    }
+
+    /// A legacy transaction with `calldata` bytes of input.
+    fn tx_with_calldata(
+        sender: u8,
+        to: Option<u8>,
+        calldata: usize,
+        value: u64,
+        gas_limit: u64,
+    ) -> Recovered<TxEnvelope> {
         let tx = TxLegacy {
             to: to.map_or(TxKind::Create, |to| {
                 TxKind::Call(Address::with_last_byte(to))
             }),
-            input: if input {
-                Bytes::from_static(&[1])
-            } else {
-                Bytes::new()
-            },
+            input: Bytes::from(vec![1; calldata]),
             value: U256::from(value),
             gas_limit,
             ..TxLegacy::default()
@@ -442,16 +462,7 @@ pub(crate) mod tests {
         let mut block = block_of(&[]);
         block.header.gas_limit = 30_000_000;
         block.header.gas_used = 2_600_000;
-        let giant = |(gas_limit, calldata): (u64, usize)| {
-            let tx = TxLegacy {
-                to: TxKind::Call(Address::with_last_byte(2)),
-                input: Bytes::from(vec![1; calldata]),
-                gas_limit,
-                ..TxLegacy::default()
-            };
-            let signed = Signed::new_unchecked(tx, Signature::test_signature(), B256::ZERO);
-            Recovered::new_unchecked(TxEnvelope::Legacy(signed), Address::with_last_byte(1))
-        };
+        let giant = |(gas_limit, calldata)| tx_with_calldata(1, Some(2), calldata, 0, gas_limit);
         block.body.transactions = [
             (337_715, 644),
             (740_000, 1_252),
@@ -464,6 +475,32 @@ pub(crate) mod tests {
         let shape = BlockShape::of(&block);
         assert_eq!(shape.giants, [0, 1, 2, 3, 4]);
         assert_eq!(shape.giants_largest_first, [3, 1, 4, 2, 0]);
+    }
+
+    /// A giant is heavier than any transaction that is no giant, whatever that one's calldata,
+    /// and than a giant with less calldata (or as much and a lower gas limit); not than itself,
+    /// nor than a giant with more calldata, whatever the gas limits. No transaction that is no
+    /// giant is heavier than anything.
+    #[test]
+    fn a_giant_is_heavier_than_a_lighter_giant_or_any_other_transaction() {
+        let mut block = block_of(&[]);
+        block.header.gas_limit = 30_000_000;
+        block.header.gas_used = 8_000_000;
+        block.body.transactions = [
+            (3_000_000, 100),
+            (1_100_000, 2_000),
+            (100_000, 50_000),
+            (1_100_000, 100),
+        ]
+        .map(|(gas_limit, calldata)| tx_with_calldata(1, Some(2), calldata, 0, gas_limit))
+        .into();
+        let shape = BlockShape::of(&block);
+        assert_eq!(shape.giants, [0, 1, 3]);
+        let heavier = |tx, than| heavier_giant(&shape.giants, &block.body.transactions, tx, than);
+        assert!(heavier(0, 2) && heavier(1, 2) && heavier(3, 2));
+        assert!(heavier(1, 0) && heavier(1, 3) && heavier(0, 3));
+        assert!(!heavier(0, 1) && !heavier(3, 0) && !heavier(1, 1));
+        assert!(!heavier(2, 0) && !heavier(2, 3));
     }
 
     /// The pass sums the gas limits (saturating) and counts the plain transfers: value to

@@ -8,7 +8,7 @@ use alloy_consensus::{Block, Transaction, TxEnvelope, transaction::Recovered};
 
 use crate::{
     TxIdx,
-    shape::{SenderChains, giant_weight},
+    shape::{SenderChains, heavier_giant},
     storage::Storage,
     vm::plain_transfer_recipient,
 };
@@ -187,10 +187,9 @@ pub(super) fn speculate_leftover<'a, S: Storage + ?Sized>(
 }
 
 /// Whether transaction `tx` is a giant (one that may take a large share of the block: see
-/// [`BlockShape::giants`](crate::shape::BlockShape::giants)) heavier than `awaited`: `awaited` is
-/// no giant, or a lighter one by [`giant_weight`]. Speculating threads take the giants first, the
-/// heaviest first, and the committer waiting for `awaited`'s speculation does not speculate a giant
-/// heavier than it (it commits nothing until its own speculation ends). Mainnet 16257471: waiting
+/// [`BlockShape::giants`](crate::shape::BlockShape::giants)) heavier than `awaited`
+/// ([`heavier_giant`]). Speculating threads take the giants first, the heaviest first, and the
+/// committer waiting for `awaited`'s speculation does not speculate a giant heavier than it (it commits nothing until its own speculation ends). Mainnet 16257471: waiting
 /// for transaction 1 (ready 140 us later), the committer speculated transaction 22, a 9-Mgas call
 /// of the block's 20, for 4.6 ms, while the other thread ran out of work; left to the committer in
 /// order, it started 0.6 ms later and the other thread ran out of work all the same. Speculations
@@ -199,9 +198,7 @@ pub(super) fn speculate_leftover<'a, S: Storage + ?Sized>(
 /// the committer skipped an 84-us one, which the other thread took only after its own and the
 /// committer waited for.
 pub(super) fn outweighs<S: ?Sized>(shared: &Shared<'_, S>, tx: TxIdx, awaited: TxIdx) -> bool {
-    let txs = &shared.block.body.transactions;
-    let is_giant = |tx: &TxIdx| shared.giants.binary_search(tx).is_ok();
-    is_giant(&tx) && (!is_giant(&awaited) || giant_weight(&txs[tx]) > giant_weight(&txs[awaited]))
+    heavier_giant(shared.giants, &shared.block.body.transactions, tx, awaited)
 }
 
 /// The [`STEAL_WINDOW`] transactions after `tx` (fewer at the end of what is pipelined).
